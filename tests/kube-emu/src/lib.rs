@@ -1,0 +1,1 @@
+//! kube-emu: an in-memory Kubernetes API server for tests.
