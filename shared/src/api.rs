@@ -1,0 +1,523 @@
+//! The only module that talks to the Kubernetes API: connecting, reading, and the one write path.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use http::Request;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::{json, Value};
+
+use crate::cli::{DryRun, KubeArgs};
+use crate::error::MeshError;
+use crate::kubeconfig::{self, Target};
+use crate::objects::{self, Kind, FIELD_MANAGER, ISTIO_NETWORKING, ISTIO_VERSIONS};
+
+/// What a write did to one object, as kubectl reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The object did not exist.
+    Created,
+    /// The object changed.
+    Configured,
+    /// Nothing changed: the server kept its resourceVersion.
+    Unchanged,
+    /// The object was deleted.
+    Deleted,
+}
+
+impl Outcome {
+    /// The word kubectl prints.
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Configured => "configured",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Deleted => "deleted",
+        }
+    }
+}
+
+/// The result of one write.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The object as the server returned it (or as built, for a client dry run).
+    pub object: Value,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// How writes are sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteMode {
+    /// `--dry-run=server` sends `dryRun=All`; `client` never reaches this module.
+    pub dry_run: DryRun,
+    /// `--force-conflicts`.
+    pub force: bool,
+}
+
+/// One cluster, reached through one kubeconfig context.
+#[derive(Clone)]
+pub struct Cluster {
+    client: Client,
+    /// The context name, for messages.
+    pub context: String,
+    /// The namespace commands default to.
+    pub namespace: String,
+}
+
+/// Loads the kubeconfig once and resolves every requested context (the current one when none),
+/// so unknown contexts fail as usage errors before any connection.
+pub fn resolve_targets(args: &KubeArgs, contexts: &[String]) -> Result<(Kubeconfig, Vec<Target>)> {
+    let kc = kubeconfig::load(args)?;
+    let ns = args.namespace.as_deref();
+    let targets = if contexts.is_empty() {
+        vec![kubeconfig::resolve(&kc, None, ns)?]
+    } else {
+        contexts
+            .iter()
+            .map(|c| kubeconfig::resolve(&kc, Some(c), ns))
+            .collect::<Result<Vec<_>>>()?
+    };
+    Ok((kc, targets))
+}
+
+impl Cluster {
+    /// Connects to one resolved target.
+    pub async fn connect(kc: &Kubeconfig, target: &Target, args: &KubeArgs) -> Result<Self> {
+        let opts = KubeConfigOptions {
+            context: Some(target.context.clone()),
+            cluster: args.cluster.clone(),
+            user: args.user.clone(),
+        };
+        let mut config = Config::from_custom_kubeconfig(kc.clone(), &opts)
+            .await
+            .with_context(|| format!("loading context {:?} from the kubeconfig", target.context))?;
+        let timeout = args.request_timeout.0;
+        if timeout > Duration::ZERO {
+            config.connect_timeout = Some(timeout);
+            config.read_timeout = Some(timeout);
+            config.write_timeout = Some(timeout);
+        }
+        let client = Client::try_from(config)
+            .with_context(|| format!("building a client for context {:?}", target.context))?;
+        Ok(Self {
+            client,
+            context: target.context.clone(),
+            namespace: target.namespace.clone(),
+        })
+    }
+
+    /// Connects to the single context a one-cluster command works on.
+    pub async fn connect_one(args: &KubeArgs) -> Result<Self> {
+        if args.contexts.len() > 1 {
+            return Err(crate::error::usage(
+                "--context",
+                "this command works on one cluster: give --context once",
+            ));
+        }
+        let (kc, targets) = resolve_targets(args, &args.contexts)?;
+        Self::connect(&kc, &targets[0], args).await
+    }
+
+    /// Wraps a client built elsewhere (tests).
+    pub fn from_client(client: Client, context: &str, namespace: &str) -> Self {
+        Self {
+            client,
+            context: context.to_string(),
+            namespace: namespace.to_string(),
+        }
+    }
+
+    async fn send(&self, req: Request<Vec<u8>>) -> std::result::Result<Value, kube::Error> {
+        self.client.request::<Value>(req).await
+    }
+
+    fn fail(&self, err: kube::Error, verb: &str, what: &str) -> anyhow::Error {
+        let detail = match &err {
+            kube::Error::Api(s) if s.code == 401 => {
+                format!(
+                    "Unauthorized: the credentials of context {:?} were refused",
+                    self.context
+                )
+            }
+            kube::Error::Api(s)
+                if s.code == 409 && verb == "apply" && s.message.contains("conflict") =>
+            {
+                format!(
+                    "{} (rerun with --force-conflicts to take these fields over)",
+                    s.message
+                )
+            }
+            kube::Error::Api(s) if !s.message.is_empty() => format!("{} ({})", s.message, s.code),
+            kube::Error::Api(s) => format!("the server answered {} {}", s.code, s.reason),
+            other => transport_message(other),
+        };
+        anyhow::anyhow!(
+            "cannot {verb} {what} in context {:?}: {detail}",
+            self.context
+        )
+    }
+
+    /// Reads one object; `None` when it does not exist.
+    pub async fn get(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>> {
+        let req = get_req(&kind.path(namespace, Some(name)))?;
+        match self.send(req).await {
+            Ok(v) => Ok(Some(v)),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            Err(e) => Err(self.fail(e, "get", &what(kind, namespace, name))),
+        }
+    }
+
+    /// Lists objects (every page), in one namespace or all (`None`), optionally by label selector.
+    pub async fn list(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<Vec<Value>> {
+        let base = kind.path(namespace, None);
+        let mut items = Vec::new();
+        let mut cont: Option<String> = None;
+        loop {
+            let mut query = vec![("limit".to_string(), "500".to_string())];
+            if let Some(s) = selector {
+                query.push(("labelSelector".into(), s.to_string()));
+            }
+            if let Some(c) = &cont {
+                query.push(("continue".into(), c.clone()));
+            }
+            let req = get_req(&with_query(&base, &query))?;
+            let list = match self.send(req).await {
+                Ok(v) => v,
+                Err(kube::Error::Api(s)) if s.code == 404 && namespace.is_some() => {
+                    return Ok(items)
+                }
+                Err(e) => {
+                    let scope = namespace.map_or("in all namespaces".to_string(), |n| {
+                        format!("in namespace {n}")
+                    });
+                    return Err(self.fail(e, "list", &format!("{} {scope}", kind.plural)));
+                }
+            };
+            let api_version = kind.api_version();
+            if let Some(arr) = list["items"].as_array() {
+                for item in arr {
+                    let mut item = item.clone();
+                    // Lists omit apiVersion/kind on items; restore them so items are whole objects.
+                    item["apiVersion"] = json!(api_version);
+                    item["kind"] = json!(kind.kind);
+                    items.push(item);
+                }
+            }
+            cont = list["metadata"]["continue"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .map(String::from);
+            if cont.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// Server-side apply of a whole object, reading it first to report honestly what changed.
+    pub async fn apply(&self, obj: &Value, mode: WriteMode) -> Result<Applied> {
+        let kind = kind_of(obj)?;
+        let existing = self
+            .get(&kind, objects::namespace(obj), objects::name(obj))
+            .await?;
+        self.apply_over(obj, existing.as_ref(), mode).await
+    }
+
+    /// Server-side apply when the caller already holds the current object (`None`: absent).
+    pub async fn apply_over(
+        &self,
+        obj: &Value,
+        existing: Option<&Value>,
+        mode: WriteMode,
+    ) -> Result<Applied> {
+        let kind = kind_of(obj)?;
+        let (ns, name) = (objects::namespace(obj), objects::name(obj));
+        let mut query = vec![("fieldManager".to_string(), FIELD_MANAGER.to_string())];
+        if mode.force {
+            query.push(("force".into(), "true".into()));
+        }
+        if mode.dry_run == DryRun::Server {
+            query.push(("dryRun".into(), "All".into()));
+        }
+        let uri = with_query(&kind.path(ns, Some(name)), &query);
+        let body = serde_json::to_vec(obj)?;
+        let req = Request::patch(uri)
+            .header("Content-Type", "application/apply-patch+yaml")
+            .body(body)?;
+        let object = self
+            .send(req)
+            .await
+            .map_err(|e| self.fail(e, "apply", &what(&kind, ns, name)))?;
+        let outcome = match existing {
+            None => Outcome::Created,
+            Some(old) if mode.dry_run == DryRun::Server => {
+                if same_content(old, &object) {
+                    Outcome::Unchanged
+                } else {
+                    Outcome::Configured
+                }
+            }
+            Some(old) if objects::resource_version(old) == objects::resource_version(&object) => {
+                Outcome::Unchanged
+            }
+            Some(_) => Outcome::Configured,
+        };
+        Ok(Applied { object, outcome })
+    }
+
+    /// Creates an object (POST); fails with 409 when it exists.
+    pub async fn create(
+        &self,
+        obj: &Value,
+        mode: WriteMode,
+    ) -> Result<std::result::Result<Value, u16>> {
+        let kind = kind_of(obj)?;
+        let ns = objects::namespace(obj);
+        let mut query = vec![("fieldManager".to_string(), FIELD_MANAGER.to_string())];
+        if mode.dry_run == DryRun::Server {
+            query.push(("dryRun".into(), "All".into()));
+        }
+        let req = Request::post(with_query(&kind.path(ns, None), &query))
+            .header("Content-Type", "application/json")
+            .body(serde_json::to_vec(obj)?)?;
+        match self.send(req).await {
+            Ok(v) => Ok(Ok(v)),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Err(409)),
+            Err(e) => Err(self.fail(e, "create", &what(&kind, ns, objects::name(obj)))),
+        }
+    }
+
+    /// Replaces an object (PUT) guarded by its `metadata.resourceVersion`: `Err(409)` when stale.
+    pub async fn replace(
+        &self,
+        obj: &Value,
+        mode: WriteMode,
+    ) -> Result<std::result::Result<Value, u16>> {
+        let kind = kind_of(obj)?;
+        let (ns, name) = (objects::namespace(obj), objects::name(obj));
+        let mut query = vec![("fieldManager".to_string(), FIELD_MANAGER.to_string())];
+        if mode.dry_run == DryRun::Server {
+            query.push(("dryRun".into(), "All".into()));
+        }
+        let req = Request::put(with_query(&kind.path(ns, Some(name)), &query))
+            .header("Content-Type", "application/json")
+            .body(serde_json::to_vec(obj)?)?;
+        match self.send(req).await {
+            Ok(v) => Ok(Ok(v)),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Err(409)),
+            Err(e) => Err(self.fail(e, "update", &what(&kind, ns, name))),
+        }
+    }
+
+    /// Deletes an object; `false` when it was already gone.
+    pub async fn delete(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        name: &str,
+        mode: WriteMode,
+    ) -> Result<bool> {
+        let mut query = Vec::new();
+        if mode.dry_run == DryRun::Server {
+            query.push(("dryRun".to_string(), "All".to_string()));
+        }
+        let req = Request::delete(with_query(&kind.path(namespace, Some(name)), &query))
+            .header("Content-Type", "application/json")
+            .body(Vec::new())?;
+        match self.send(req).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(self.fail(e, "delete", &what(kind, namespace, name))),
+        }
+    }
+
+    /// POSTs to a subresource (e.g. `serviceaccounts/NAME/token`).
+    pub async fn post_subresource(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        sub: &str,
+        body: &Value,
+    ) -> Result<Value> {
+        let uri = format!("{}/{sub}", kind.path(Some(namespace), Some(name)));
+        let req = Request::post(uri)
+            .header("Content-Type", "application/json")
+            .body(serde_json::to_vec(body)?)?;
+        self.send(req).await.map_err(|e| {
+            self.fail(
+                e,
+                "create",
+                &format!("{} {namespace}/{name}/{sub}", kind.kind),
+            )
+        })
+    }
+
+    /// The newest `networking.istio.io` version the cluster serves, or the "is Istio installed?" error.
+    pub async fn istio_version(&self) -> Result<String> {
+        let req = get_req(&format!("/apis/{ISTIO_NETWORKING}"))?;
+        let group = match self.send(req).await {
+            Ok(v) => v,
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                anyhow::bail!(
+                    "Istio CRDs not found in context {}: is Istio installed?",
+                    self.context
+                )
+            }
+            Err(e) => return Err(self.fail(e, "discover", "the networking.istio.io API group")),
+        };
+        let served: Vec<&str> = group["versions"]
+            .as_array()
+            .map(|vs| vs.iter().filter_map(|v| v["version"].as_str()).collect())
+            .unwrap_or_default();
+        ISTIO_VERSIONS
+            .iter()
+            .find(|v| served.contains(v))
+            .map(|v| v.to_string())
+            .ok_or_else(|| anyhow::anyhow!("Istio CRDs not found in context {}: is Istio installed? (networking.istio.io serves none of v1, v1beta1, v1alpha3)", self.context))
+    }
+
+    /// Whether a namespace exists.
+    pub async fn has_namespace(&self, ns: &str) -> Result<bool> {
+        Ok(self
+            .get(&objects::core("Namespace"), None, ns)
+            .await?
+            .is_some())
+    }
+
+    /// Makes sure a namespace exists: creates it when `create`, else a clear error naming the flag.
+    pub async fn ensure_namespace(
+        &self,
+        ns: &str,
+        create: bool,
+        mode: WriteMode,
+    ) -> Result<Option<Applied>> {
+        if self.has_namespace(ns).await? {
+            return Ok(None);
+        }
+        if !create {
+            return Err(MeshError::Usage(format!(
+                "namespace {ns:?} not found in context {:?}: create it, or pass --create-namespace",
+                self.context
+            ))
+            .into());
+        }
+        let obj = objects::new_object(&objects::core("Namespace"), None, ns);
+        Ok(Some(self.apply_over(&obj, None, mode).await?))
+    }
+}
+
+fn what(kind: &Kind, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) if kind.namespaced => format!("{} {ns}/{name}", kind.kind),
+        _ => format!("{} {name}", kind.kind),
+    }
+}
+
+fn kind_of(obj: &Value) -> Result<Kind> {
+    Kind::of(obj)
+        .ok_or_else(|| anyhow::anyhow!("unknown kind {} {}", obj["apiVersion"], obj["kind"]))
+}
+
+fn get_req(uri: &str) -> Result<Request<Vec<u8>>> {
+    Ok(Request::get(uri)
+        .header("Accept", "application/json")
+        .body(Vec::new())?)
+}
+
+fn with_query(path: &str, query: &[(String, String)]) -> String {
+    if query.is_empty() {
+        return path.to_string();
+    }
+    let mut s = String::from(path);
+    for (i, (k, v)) in query.iter().enumerate() {
+        s.push(if i == 0 { '?' } else { '&' });
+        s.push_str(k);
+        s.push('=');
+        s.push_str(&encode(v));
+    }
+    s
+}
+
+fn encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn transport_message(err: &kube::Error) -> String {
+    let mut msg = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        msg = format!("{msg}: {s}");
+        source = s.source();
+    }
+    if msg.to_ascii_lowercase().contains("elapsed")
+        || msg.to_ascii_lowercase().contains("timed out")
+    {
+        return format!("no answer within --request-timeout ({msg})");
+    }
+    msg
+}
+
+/// Equal apart from server bookkeeping: how a server dry run tells "unchanged".
+fn same_content(a: &Value, b: &Value) -> bool {
+    fn strip(v: &Value) -> Value {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            for k in [
+                "managedFields",
+                "resourceVersion",
+                "generation",
+                "creationTimestamp",
+                "uid",
+            ] {
+                m.remove(k);
+            }
+        }
+        v
+    }
+    strip(a) == strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_encoded() {
+        let q = vec![("labelSelector".to_string(), "app in (a,b)".to_string())];
+        assert_eq!(
+            with_query("/x", &q),
+            "/x?labelSelector=app%20in%20%28a%2Cb%29"
+        );
+        assert_eq!(with_query("/x", &[]), "/x");
+    }
+
+    #[test]
+    fn dry_run_comparison_ignores_bookkeeping() {
+        let a = json!({"metadata": {"name": "x", "resourceVersion": "1", "managedFields": []}, "spec": {"a": 1}});
+        let b = json!({"metadata": {"name": "x", "resourceVersion": "2"}, "spec": {"a": 1}});
+        let c = json!({"metadata": {"name": "x"}, "spec": {"a": 2}});
+        assert!(same_content(&a, &b));
+        assert!(!same_content(&a, &c));
+    }
+}

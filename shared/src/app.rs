@@ -1,0 +1,112 @@
+//! The frame every plugin's `main` uses: parse arguments, run on a small runtime, report.
+
+use std::future::Future;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{error::ErrorKind, Parser};
+
+use crate::error::{self, EXIT_USAGE};
+use crate::io::Io;
+
+/// Parses the command line. Help and version print and exit 0; a usage error prints one
+/// `error:` line and exits 2.
+pub fn parse<A: Parser>() -> Result<A, ExitCode> {
+    parse_from(std::env::args_os())
+}
+
+/// [`parse`] over given arguments.
+pub fn parse_from<A: Parser, I, T>(argv: I) -> Result<A, ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cmd = A::command();
+    match cmd
+        .try_get_matches_from(argv)
+        .and_then(|m| A::from_arg_matches(&m))
+    {
+        Ok(a) => Ok(a),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            let _ = e.print();
+            Err(ExitCode::from(
+                if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    EXIT_USAGE
+                } else {
+                    0
+                },
+            ))
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {}", clap_one_line(&e));
+            Err(ExitCode::from(EXIT_USAGE))
+        }
+    }
+}
+
+/// clap's multi-line error folded into one line, without the usage block.
+pub fn clap_one_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let mut parts: Vec<&str> = Vec::new();
+    for line in rendered.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    let mut text = parts.join(" ");
+    text.push_str(" (see --help)");
+    text
+}
+
+/// Runs a command future on a single-threaded runtime: these tools do little at once and start fast.
+pub fn block_on<F: Future<Output = anyhow::Result<()>>>(fut: F) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(fut)
+}
+
+/// Flushes stdout and maps the outcome to the exit code, printing one `error:` line on failure.
+pub fn finish(result: anyhow::Result<()>, mut io: Io) -> ExitCode {
+    let flushed = io.out.flush().map_err(anyhow::Error::from);
+    let result = result.and(flushed);
+    error::report(result, &mut io.err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    #[command(name = "kubectl mesh-test")]
+    struct T {
+        #[arg(value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+    }
+
+    #[test]
+    fn clap_errors_fold_to_one_line() {
+        let err = T::try_parse_from(["x", "0"]).unwrap_err();
+        let line = clap_one_line(&err);
+        assert!(!line.contains('\n'));
+        assert!(line.contains("<PORT>"), "{line}");
+        let err = T::try_parse_from(["x"]).unwrap_err();
+        let line = clap_one_line(&err);
+        assert!(
+            line.contains("required") && line.contains("<PORT>"),
+            "{line}"
+        );
+    }
+}

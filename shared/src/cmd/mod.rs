@@ -1,0 +1,1 @@
+//! One module per plugin: its clap arguments and its `run`.

@@ -1,0 +1,129 @@
+//! Durations as users type them (`30s`, `2m`, `1h30m`, `500ms`, a bare number of seconds).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A parsed, non-negative duration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const ACCEPTED: &str =
+            "expected a duration such as 30s, 2m, 1h30m, 500ms or a number of seconds";
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(format!("empty duration: {ACCEPTED}"));
+        }
+        if let Ok(secs) = s.parse::<u64>() {
+            return Ok(Self(Duration::from_secs(secs)));
+        }
+        let mut total = Duration::ZERO;
+        let mut rest = s;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 || digits > 9 {
+                return Err(format!("invalid duration {s:?}: {ACCEPTED}"));
+            }
+            let n: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| format!("invalid duration {s:?}: {ACCEPTED}"))?;
+            rest = &rest[digits..];
+            let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+            let part = match &rest[..unit_len] {
+                "ms" => Duration::from_millis(n),
+                "s" => Duration::from_secs(n),
+                "m" => Duration::from_secs(n * 60),
+                "h" => Duration::from_secs(n * 3600),
+                _ => return Err(format!("invalid duration {s:?}: {ACCEPTED}")),
+            };
+            rest = &rest[unit_len..];
+            total = total
+                .checked_add(part)
+                .ok_or_else(|| format!("duration {s:?} is too long"))?;
+        }
+        Ok(Self(total))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        let ms = self.0.subsec_millis();
+        if secs == 0 && ms > 0 {
+            return write!(f, "{ms}ms");
+        }
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        let mut out = String::new();
+        if h > 0 {
+            out.push_str(&format!("{h}h"));
+        }
+        if m > 0 {
+            out.push_str(&format!("{m}m"));
+        }
+        if s > 0 || out.is_empty() {
+            out.push_str(&format!("{s}s"));
+        }
+        f.write_str(&out)
+    }
+}
+
+/// The age column of `kubectl get`: `45s`, `12m`, `5h`, `3d`.
+pub fn age(elapsed: Duration) -> String {
+    let s = elapsed.as_secs();
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Result<Duration, String> {
+        s.parse::<HumanDuration>().map(|h| h.0)
+    }
+
+    #[test]
+    fn parses_units_and_bare_seconds() {
+        assert_eq!(d("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(d("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(d("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(d("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(d("250ms"), Ok(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in ["", "abc", "1x", "-5s", "1.5h", "m", "10s5", "99999999999h"] {
+            assert!(d(bad).is_err(), "{bad} should fail");
+        }
+    }
+
+    #[test]
+    fn displays_compactly() {
+        assert_eq!(
+            HumanDuration(Duration::from_secs(5400)).to_string(),
+            "1h30m"
+        );
+        assert_eq!(
+            HumanDuration(Duration::from_millis(200)).to_string(),
+            "200ms"
+        );
+        assert_eq!(HumanDuration(Duration::ZERO).to_string(), "0s");
+    }
+
+    #[test]
+    fn ages_like_kubectl() {
+        assert_eq!(age(Duration::from_secs(5)), "5s");
+        assert_eq!(age(Duration::from_secs(600)), "10m");
+        assert_eq!(age(Duration::from_secs(3 * 3600)), "3h");
+        assert_eq!(age(Duration::from_secs(3 * 86_400)), "3d");
+    }
+}

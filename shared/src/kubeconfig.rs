@@ -1,0 +1,219 @@
+//! kubectl's rules for finding the kubeconfig, the context and the default namespace.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use kube::config::Kubeconfig;
+
+use crate::cli::KubeArgs;
+use crate::error::usage;
+use crate::names;
+
+/// Loads the kubeconfig as kubectl does: `--kubeconfig`, else every file of `KUBECONFIG`
+/// merged (missing ones skipped, first value wins), else `~/.kube/config`.
+pub fn load(args: &KubeArgs) -> Result<Kubeconfig> {
+    load_from(
+        args.kubeconfig.as_deref(),
+        std::env::var_os("KUBECONFIG"),
+        home_config(),
+    )
+}
+
+fn home_config() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube").join("config"))
+}
+
+/// [`load`] with its inputs explicit, for tests.
+pub fn load_from(
+    flag: Option<&Path>,
+    env: Option<std::ffi::OsString>,
+    home: Option<PathBuf>,
+) -> Result<Kubeconfig> {
+    if let Some(path) = flag {
+        return read(path).map_err(|e| {
+            usage(
+                "--kubeconfig",
+                format!("cannot use {}: {e}", path.display()),
+            )
+        });
+    }
+    if let Some(value) = env.filter(|v| !v.is_empty()) {
+        let paths: Vec<PathBuf> = std::env::split_paths(&value)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        let mut merged: Option<Kubeconfig> = None;
+        for path in paths.iter().filter(|p| p.exists()) {
+            let next = read(path)
+                .map_err(|e| usage("KUBECONFIG", format!("cannot use {}: {e}", path.display())))?;
+            merged = Some(match merged {
+                None => next,
+                Some(m) => m.merge(next).map_err(|e| usage("KUBECONFIG", e))?,
+            });
+        }
+        return merged.ok_or_else(|| {
+            usage(
+                "KUBECONFIG",
+                format!("none of its files exist ({})", value.to_string_lossy()),
+            )
+        });
+    }
+    match home {
+        Some(path) if path.exists() => read(&path)
+            .map_err(|e| usage("kubeconfig", format!("cannot use {}: {e}", path.display()))),
+        _ => Err(usage(
+            "--kubeconfig",
+            "no kubeconfig found: pass --kubeconfig or set KUBECONFIG",
+        )),
+    }
+}
+
+fn read(path: &Path) -> Result<Kubeconfig> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(Kubeconfig::from_yaml(&text)?)
+}
+
+/// The context and namespace a command will use, resolved before any request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Context name (always a real context of the kubeconfig).
+    pub context: String,
+    /// Namespace: `-n`, else the context's namespace, else `default`.
+    pub namespace: String,
+}
+
+/// Resolves the context (explicit, else current-context) and the namespace.
+pub fn resolve(kc: &Kubeconfig, context: Option<&str>, namespace: Option<&str>) -> Result<Target> {
+    let name = match context {
+        Some(c) => c.to_string(),
+        None => kc
+            .current_context
+            .clone()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                usage(
+                    "--context",
+                    "the kubeconfig has no current-context: name one with --context",
+                )
+            })?,
+    };
+    let ctx = kc.contexts.iter().find(|c| c.name == name).ok_or_else(|| {
+        let known: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+        usage(
+            "--context",
+            format!(
+                "context {name:?} not found in the kubeconfig (known: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        )
+    })?;
+    let namespace = match namespace {
+        Some(ns) => {
+            names::dns1123_label(ns).map_err(|e| usage("--namespace", e))?;
+            ns.to_string()
+        }
+        None => ctx
+            .context
+            .as_ref()
+            .and_then(|c| c.namespace.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".to_string()),
+    };
+    Ok(Target {
+        context: name,
+        namespace,
+    })
+}
+
+/// Names of every context, for completion and error messages.
+pub fn context_names(kc: &Kubeconfig) -> Vec<String> {
+    kc.contexts.iter().map(|c| c.name.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::exit_code;
+
+    const A: &str = "apiVersion: v1\nkind: Config\ncurrent-context: a\nclusters:\n- name: ca\n  cluster: {server: 'https://127.0.0.1:1'}\nusers:\n- name: ua\n  user: {token: t}\ncontexts:\n- name: a\n  context: {cluster: ca, user: ua, namespace: team-a}\n- name: shared\n  context: {cluster: ca, user: ua}\n";
+    const B: &str = "apiVersion: v1\nkind: Config\ncurrent-context: b\nclusters:\n- name: cb\n  cluster: {server: 'https://127.0.0.1:2'}\nusers:\n- name: ub\n  user: {token: t}\ncontexts:\n- name: b\n  context: {cluster: cb, user: ub}\n- name: shared\n  context: {cluster: cb, user: ub, namespace: from-b}\n";
+
+    fn files() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, A).expect("write");
+        std::fs::write(&b, B).expect("write");
+        (dir, a, b)
+    }
+
+    #[test]
+    fn merged_kubeconfig_first_file_wins() {
+        let (_d, a, b) = files();
+        let env = std::env::join_paths([&a, &b]).expect("join");
+        let kc = load_from(None, Some(env), None).expect("load");
+        assert_eq!(kc.current_context.as_deref(), Some("a"));
+        assert_eq!(context_names(&kc), vec!["a", "shared", "b"]);
+        // `shared` comes from the first file, so it has no namespace.
+        let t = resolve(&kc, Some("shared"), None).expect("resolve");
+        assert_eq!(t.namespace, "default");
+    }
+
+    #[test]
+    fn missing_files_in_kubeconfig_env_are_skipped() {
+        let (d, a, _b) = files();
+        let env = std::env::join_paths([d.path().join("nope"), a]).expect("join");
+        let kc = load_from(None, Some(env), None).expect("load");
+        assert_eq!(kc.current_context.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn flag_beats_env_and_missing_flag_file_is_usage_error() {
+        let (d, a, b) = files();
+        let kc = load_from(Some(&b), Some(a.into_os_string()), None).expect("load");
+        assert_eq!(kc.current_context.as_deref(), Some("b"));
+        let err = load_from(Some(&d.path().join("missing")), None, None).unwrap_err();
+        assert_eq!(exit_code(&err), 2);
+        assert!(
+            err.to_string().starts_with("--kubeconfig: cannot use"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn no_kubeconfig_at_all_is_usage_error() {
+        let err =
+            load_from(None, None, Some(PathBuf::from("/nonexistent/kube/config"))).unwrap_err();
+        assert_eq!(exit_code(&err), 2);
+    }
+
+    #[test]
+    fn namespace_precedence_flag_then_context_then_default() {
+        let (_d, a, _b) = files();
+        let kc = load_from(Some(&a), None, None).expect("load");
+        assert_eq!(resolve(&kc, None, None).expect("r").namespace, "team-a");
+        assert_eq!(
+            resolve(&kc, None, Some("other")).expect("r").namespace,
+            "other"
+        );
+        assert_eq!(
+            resolve(&kc, Some("shared"), None).expect("r").namespace,
+            "default"
+        );
+        assert_eq!(resolve(&kc, None, None).expect("r").context, "a");
+    }
+
+    #[test]
+    fn unknown_context_and_bad_namespace_are_usage_errors() {
+        let (_d, a, _b) = files();
+        let kc = load_from(Some(&a), None, None).expect("load");
+        let err = resolve(&kc, Some("nope"), None).unwrap_err();
+        assert_eq!(exit_code(&err), 2);
+        assert!(err.to_string().contains("known: a, shared"), "{err}");
+        let err = resolve(&kc, None, Some("Bad_NS")).unwrap_err();
+        assert_eq!(exit_code(&err), 2);
+    }
+}
