@@ -1,13 +1,13 @@
 //! The library behind the kubectl-mesh plugins: shared flags, typed input, pure object builders,
 //! and the single module (`api`) that talks to Kubernetes.
 //!
-//! Each plugin's `main` parses its `cli` struct, calls `cmd::<plugin>::run`, and maps the error
+//! Each plugin's `main` parses its `cli` struct, calls `<plugin>::run`, and maps the error
 //! to an exit code through `app` and `error`.
 
+pub mod addr;
 pub mod api;
 pub mod app;
 pub mod cli;
-pub mod cmd;
 pub mod duration;
 pub mod error;
 pub mod io;
@@ -15,8 +15,14 @@ pub mod kubeconfig;
 pub mod names;
 pub mod objects;
 pub mod output;
+pub mod ports;
 pub mod prompt;
 pub mod table;
+
+pub mod link;
+pub mod register;
+pub mod split;
+pub mod vm;
 
 pub use error::MeshError;
 pub use io::Io;

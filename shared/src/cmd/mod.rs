@@ -1,1 +1,0 @@
-//! One module per plugin: its clap arguments and its `run`.

@@ -1,0 +1,1 @@
+//! kubectl mesh-link (in progress).

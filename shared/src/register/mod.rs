@@ -1,0 +1,1 @@
+//! kubectl mesh-register (in progress).

@@ -1,0 +1,1 @@
+//! kubectl mesh-split (in progress).

@@ -1,0 +1,1 @@
+//! kubectl mesh-vm (in progress).
