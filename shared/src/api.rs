@@ -50,7 +50,7 @@ pub struct Applied {
 /// How writes are sent.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteMode {
-    /// `--dry-run=server` sends `dryRun=All`; `client` never reaches this module.
+    /// `--dry-run=server` sends `dryRun=All`; `client` sends no write at all.
     pub dry_run: DryRun,
     /// `--force-conflicts`.
     pub force: bool,
@@ -243,6 +243,18 @@ impl Cluster {
     ) -> Result<Applied> {
         let kind = kind_of(obj)?;
         let (ns, name) = (objects::namespace(obj), objects::name(obj));
+        if mode.dry_run == DryRun::Client {
+            // A client dry run never writes: report what the apply would do.
+            let outcome = if existing.is_some() {
+                Outcome::Configured
+            } else {
+                Outcome::Created
+            };
+            return Ok(Applied {
+                object: obj.clone(),
+                outcome,
+            });
+        }
         let mut query = vec![("fieldManager".to_string(), FIELD_MANAGER.to_string())];
         if mode.force {
             query.push(("force".into(), "true".into()));
@@ -284,6 +296,9 @@ impl Cluster {
     ) -> Result<std::result::Result<Value, u16>> {
         let kind = kind_of(obj)?;
         let ns = objects::namespace(obj);
+        if mode.dry_run == DryRun::Client {
+            return Ok(Ok(obj.clone()));
+        }
         let mut query = vec![("fieldManager".to_string(), FIELD_MANAGER.to_string())];
         if mode.dry_run == DryRun::Server {
             query.push(("dryRun".into(), "All".into()));
@@ -306,6 +321,9 @@ impl Cluster {
     ) -> Result<std::result::Result<Value, u16>> {
         let kind = kind_of(obj)?;
         let (ns, name) = (objects::namespace(obj), objects::name(obj));
+        if mode.dry_run == DryRun::Client {
+            return Ok(Ok(obj.clone()));
+        }
         let mut query = vec![("fieldManager".to_string(), FIELD_MANAGER.to_string())];
         if mode.dry_run == DryRun::Server {
             query.push(("dryRun".into(), "All".into()));
@@ -328,6 +346,9 @@ impl Cluster {
         name: &str,
         mode: WriteMode,
     ) -> Result<bool> {
+        if mode.dry_run == DryRun::Client {
+            return Ok(true);
+        }
         let mut query = Vec::new();
         if mode.dry_run == DryRun::Server {
             query.push(("dryRun".to_string(), "All".to_string()));

@@ -18,6 +18,7 @@ pub mod output;
 pub mod ports;
 pub mod prompt;
 pub mod table;
+pub mod write;
 
 pub mod link;
 pub mod register;

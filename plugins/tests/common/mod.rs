@@ -1,0 +1,97 @@
+//! Test harness shared by the end-to-end suites: a kube-emu server, and the plugins and the real
+//! kubectl run against it as separate processes, exactly as a user runs them.
+#![allow(dead_code, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub use kube_emu::{Emu, EmuBuilder, Fault, FaultAction, LoggedRequest};
+
+/// Directory holding the built plugin binaries (and kubectl_complete-* helpers).
+pub fn bin_dir() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_kubectl-mesh_register"));
+    exe.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Path of one plugin binary, e.g. `bin("register")`.
+pub fn bin(plugin: &str) -> PathBuf {
+    bin_dir().join(format!("kubectl-mesh_{plugin}"))
+}
+
+/// The result of one process run, with text streams.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Panics with both streams when the exit code is not `code`.
+    #[track_caller]
+    pub fn expect_code(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "exit code {} (wanted {code})\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        self.expect_code(0)
+    }
+}
+
+fn base_command(program: &Path, emu: Option<&Emu>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.stdin(Stdio::null());
+    cmd.env_remove("KUBECONFIG");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![bin_dir()];
+    paths.extend(std::env::split_paths(&path));
+    cmd.env("PATH", std::env::join_paths(paths).unwrap_or_default());
+    if let Some(emu) = emu {
+        cmd.env("KUBECONFIG", emu.kubeconfig());
+        cmd.env("HOME", emu.home());
+    } else {
+        cmd.env("HOME", std::env::temp_dir().join("kubectl-mesh-tests-no-home"));
+    }
+    cmd
+}
+
+/// Runs a plugin binary directly (`kubectl-mesh_<plugin> args...`) against the emulator.
+pub fn plugin(emu: Option<&Emu>, plugin: &str, args: &[&str]) -> Run {
+    let out = base_command(&bin(plugin), emu)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run plugin {plugin}: {e}"));
+    out.into()
+}
+
+/// Runs the real kubectl with the emulator's kubeconfig and a private HOME, so `kubectl mesh-x`
+/// finds the freshly built plugins first on PATH.
+pub fn kubectl(emu: &Emu, args: &[&str]) -> Run {
+    let out = base_command(Path::new("kubectl"), Some(emu))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run kubectl: {e}"));
+    out.into()
+}
+
+/// Requests a command sent, without discovery and version probes.
+pub fn api_requests(emu: &Emu, cluster: &str) -> Vec<LoggedRequest> {
+    emu.requests(cluster).into_iter().filter(|r| !r.is_discovery()).collect()
+}
+
+/// Writes requests (anything but GET) a command sent.
+pub fn writes(emu: &Emu, cluster: &str) -> Vec<LoggedRequest> {
+    emu.requests(cluster).into_iter().filter(|r| r.method != "GET").collect()
+}
