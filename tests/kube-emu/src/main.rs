@@ -1,0 +1,69 @@
+//! `kube-emu --kubeconfig PATH [--clusters a,b] [--crds FILE]... [--seed FILE]... [--deterministic]`
+#![allow(missing_docs)]
+
+use anyhow::{bail, Context};
+use std::io::Read;
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut kubeconfig = None;
+    let mut builder = kube_emu::Emu::builder();
+    let mut no_crds = false;
+    while let Some(a) = args.next() {
+        let mut val = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "--kubeconfig" => kubeconfig = Some(val("--kubeconfig")?),
+            "--clusters" => {
+                let v = val("--clusters")?;
+                let names: Vec<&str> = v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+                builder = builder.clusters(&names);
+            }
+            "--crds" => builder = builder.crds_file(val("--crds")?),
+            "--no-crds" => no_crds = true,
+            "--seed" => {
+                let f = val("--seed")?;
+                let text = std::fs::read_to_string(&f).with_context(|| format!("reading {f}"))?;
+                builder = builder.seed_yaml(&text);
+            }
+            "--deterministic" => builder = builder.deterministic(),
+            "-h" | "--help" => {
+                println!("usage: kube-emu --kubeconfig PATH [--clusters cluster1,cluster2] [--crds FILE]... [--no-crds] [--seed FILE]... [--deterministic]");
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?} (see --help)"),
+        }
+    }
+    if no_crds {
+        builder = builder.no_crds();
+    }
+    let Some(kubeconfig) = kubeconfig else { bail!("--kubeconfig PATH is required") };
+    let emu = builder.start()?;
+    std::fs::write(&kubeconfig, emu.kubeconfig_yaml()).with_context(|| format!("writing {kubeconfig}"))?;
+    println!("ready {kubeconfig}");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            let mut stdin = std::io::stdin();
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            let _ = tx.blocking_send(());
+        });
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            _ = rx.recv() => {}
+        }
+        anyhow::Ok(())
+    })?;
+    drop(emu);
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! HTTPS serving: a CA plus a leaf certificate (shared per process), hyper 1 over tokio-rustls,
+//! authentication, faults and the request log.
+
+use crate::{lock, Cluster, FaultAction, LoggedRequest};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use std::sync::{Arc, OnceLock};
+
+struct Tls {
+    ca_pem: String,
+    config: Arc<rustls::ServerConfig>,
+}
+
+fn make_tls() -> anyhow::Result<Tls> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "kube-emu-ca");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
+    let leaf_key = KeyPair::generate()?;
+    let mut lp = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    lp.is_ca = IsCa::ExplicitNoCa;
+    lp.distinguished_name.push(DnType::CommonName, "kube-emu");
+    lp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    lp.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    let leaf = lp.signed_by(&leaf_key, &ca)?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Tls { ca_pem: ca.pem(), config: Arc::new(config) })
+}
+
+fn tls() -> anyhow::Result<&'static Tls> {
+    static TLS: OnceLock<Tls> = OnceLock::new();
+    if let Some(t) = TLS.get() {
+        return Ok(t);
+    }
+    let t = make_tls()?;
+    Ok(TLS.get_or_init(|| t))
+}
+
+/// The PEM of the CA that signs the servers' certificate (one per process).
+pub fn tls_ca_pem() -> String {
+    tls().map(|t| t.ca_pem.clone()).unwrap_or_default()
+}
+
+pub(crate) fn tls_config() -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    Ok(tls()?.config.clone())
+}
+
+pub(crate) async fn serve(listener: tokio::net::TcpListener, cluster: Arc<Cluster>, tls: Arc<rustls::ServerConfig>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else { return };
+            let svc = hyper::service::service_fn(move |req| handle(cluster.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+#[derive(Debug)]
+struct ResetConnection;
+impl std::fmt::Display for ResetConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection reset by fault injection")
+    }
+}
+impl std::error::Error for ResetConnection {}
+
+fn header<'a>(req: &'a Request<hyper::body::Incoming>, name: &str) -> &'a str {
+    req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+async fn handle(cluster: Arc<Cluster>, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, ResetConnection> {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let user_agent = header(&req, "user-agent").to_string();
+    let accept = header(&req, "accept").to_string();
+    let content_type = header(&req, "content-type").to_string();
+    let auth = header(&req, "authorization").to_string();
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Err(ResetConnection),
+    };
+    let mut entry = LoggedRequest { method: method.clone(), path: path.clone(), query: query.clone(), status: 0, user_agent };
+    let fault = cluster.take_fault(&method, &path);
+    let resp = match fault {
+        Some(FaultAction::Reset) => {
+            lock(&cluster.log).push(entry);
+            return Err(ResetConnection);
+        }
+        Some(FaultAction::Status(code)) => {
+            crate::util::simple_status(code, &format!("injected fault: {}", crate::util::reason_for(code)))
+        }
+        other => {
+            if let Some(FaultAction::Delay(d)) = other {
+                tokio::time::sleep(d).await;
+            }
+            let anonymous_ok = matches!(path.as_str(), "/version" | "/healthz" | "/livez" | "/readyz");
+            let expected = format!("Bearer {}", lock(&cluster.token));
+            if !anonymous_ok && auth != expected {
+                crate::util::status(401, "Unauthorized", "Unauthorized", None)
+            } else {
+                let r = crate::api::Request {
+                    method: &method,
+                    path: &path,
+                    query: &query,
+                    accept: &accept,
+                    content_type: &content_type,
+                    user_agent: &entry.user_agent,
+                    body: &body,
+                };
+                cluster.core.handle(&r)
+            }
+        }
+    };
+    entry.status = resp.status;
+    lock(&cluster.log).push(entry);
+    let mut b = Response::builder().status(resp.status).header("content-type", resp.content_type).header("cache-control", "no-cache, private");
+    for w in &resp.warnings {
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        b = b.header("warning", format!("299 - \"{escaped}\""));
+    }
+    Ok(b.body(Full::new(Bytes::from(resp.body))).unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+}
