@@ -9,7 +9,6 @@ use kube::{Client, Config};
 use serde_json::{json, Value};
 
 use crate::cli::{DryRun, KubeArgs};
-use crate::error::MeshError;
 use crate::kubeconfig::{self, Target};
 use crate::objects::{self, Kind, FIELD_MANAGER, ISTIO_NETWORKING, ISTIO_VERSIONS};
 
@@ -428,11 +427,10 @@ impl Cluster {
             return Ok(None);
         }
         if !create {
-            return Err(MeshError::Usage(format!(
+            anyhow::bail!(
                 "namespace {ns:?} not found in context {:?}: create it, or pass --create-namespace",
                 self.context
-            ))
-            .into());
+            );
         }
         let obj = objects::new_object(&objects::core("Namespace"), None, ns);
         Ok(Some(self.apply_over(&obj, None, mode).await?))

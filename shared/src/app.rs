@@ -11,7 +11,46 @@ use crate::io::Io;
 
 /// Parses the command line. Help and version print and exit 0; a usage error prints one
 /// `error:` line and exits 2.
+///
+/// Two hidden entry points come first, so completion never pays for a full parse:
+/// `__complete WORDS...` answers in cobra's format (what `kubectl_complete-mesh_*` calls), and
+/// `COMPLETE=bash|zsh|fish` prints the standalone shell script.
 pub fn parse<A: Parser>() -> Result<A, ExitCode> {
+    let cmd = A::command();
+    let plugin = cmd
+        .get_name()
+        .trim_start_matches("kubectl mesh-")
+        .to_string();
+    let bin = format!("kubectl-mesh_{plugin}");
+    if let Some(shell) = std::env::var_os("COMPLETE").filter(|s| !s.is_empty()) {
+        let shell = shell.to_string_lossy().to_string();
+        return Err(match crate::complete::script(&shell, &bin) {
+            Some(text) => {
+                let _ = std::io::stdout().write_all(text.as_bytes());
+                ExitCode::SUCCESS
+            }
+            None => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "error: COMPLETE: unknown shell {shell:?} (bash, zsh or fish)"
+                );
+                ExitCode::from(EXIT_USAGE)
+            }
+        });
+    }
+    let mut argv = std::env::args();
+    if argv.nth(1).as_deref() == Some("__complete") {
+        let words: Vec<String> = argv.collect();
+        let reply = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(crate::complete::complete(&plugin, &cmd, &words)),
+            Err(_) => crate::complete::Reply::default(),
+        };
+        let _ = reply.print(&mut std::io::stdout().lock());
+        return Err(ExitCode::SUCCESS);
+    }
     parse_from(std::env::args_os())
 }
 

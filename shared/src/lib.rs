@@ -8,6 +8,7 @@ pub mod addr;
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod complete;
 pub mod duration;
 pub mod error;
 pub mod io;
