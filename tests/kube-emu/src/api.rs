@@ -520,6 +520,7 @@ impl State {
             errs.extend(schema.validate(&new, old_for_cel, &ctx));
         }
         if !errs.is_empty() {
+            if std::env::var("KUBE_EMU_DEBUG").is_ok() { eprintln!("INVALID {new}"); }
             return Err(Self::invalid(rt, name, &errs));
         }
         if !rt.is_crd {

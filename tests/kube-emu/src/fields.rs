@@ -481,11 +481,22 @@ pub fn apply(live: &Value, cfg: &Value, ty: Ty, w: &WriteInfo, force: bool) -> R
     let mut result = live.clone();
     merge_apply(&mut result, cfg, ty, true);
     let removed: Vec<&FPath> = my_old.difference(&cfg_fields).collect();
-    for p in removed.into_iter().rev() {
+    for p in removed {
         let owned_by_other = entries.iter().any(|e| !is_me(e) && e.fields.iter().any(|q| q.starts_with(p)));
         let still_applied = cfg_fields.iter().any(|q| q.starts_with(p));
         if !owned_by_other && !still_applied {
             remove_at(&mut result, p);
+            // A list or map emptied by the removal goes too, unless someone owns it.
+            let parent = &p[..p.len() - 1];
+            let empty = match get_at(&result, parent) {
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(Value::Object(m)) => m.is_empty(),
+                _ => false,
+            };
+            let parent_owned = entries.iter().any(|e| !is_me(e) && e.fields.contains(parent)) || cfg_fields.contains(parent);
+            if empty && !parent.is_empty() && !parent_owned {
+                remove_at(&mut result, parent);
+            }
         }
     }
     match entries.iter_mut().find(|e| is_me(e)) {
