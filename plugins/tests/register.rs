@@ -76,7 +76,9 @@ fn serviceentry_mode_register_rerun_add_ip_and_delete() {
         se["spec"]["endpoints"],
         serde_json::json!([{"address": "10.128.0.13", "labels": {"app": "productcatalog"}, "ports": {"grpc": 3550}, "serviceAccount": "default"}])
     );
-    let managers: Vec<&str> = se["metadata"]["managedFields"]
+    // kubectl hides managedFields; read them from the store.
+    let stored = emu.get_json("cluster1", SE_PATH).expect("stored");
+    let managers: Vec<&str> = stored["metadata"]["managedFields"]
         .as_array()
         .map(|m| m.iter().filter_map(|f| f["manager"].as_str()).collect())
         .unwrap_or_default();
@@ -408,16 +410,16 @@ fn server_dry_run_validates_and_stores_nothing() {
 
 #[test]
 fn no_istio_and_missing_namespace_are_clear_errors() {
-    let emu = Emu::builder().no_crds().start().expect("emu");
+    let bare = Emu::builder().no_crds().start().expect("emu");
     let run = plugin(
-        Some(&emu),
+        Some(&bare),
         "register",
         &["productcatalog", "10.128.0.13", "grpc:3550"],
     )
     .expect_code(1);
     assert_eq!(
         run.stderr.trim(),
-        "error: Istio CRDs not found in context \"cluster1\": is Istio installed?"
+        "error: Istio CRDs not found in context cluster1: is Istio installed?"
     );
     let emu = emu();
     let run = plugin(

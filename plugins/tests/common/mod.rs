@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-pub use kube_emu::{Emu, EmuBuilder, Fault, FaultAction, LoggedRequest};
+pub use kube_emu::{Emu, Fault, FaultAction, LoggedRequest};
 
 /// Directory holding the built plugin binaries (and kubectl_complete-* helpers).
 pub fn bin_dir() -> PathBuf {
@@ -40,7 +40,11 @@ impl Run {
     /// Panics with both streams when the exit code is not `code`.
     #[track_caller]
     pub fn expect_code(self, code: i32) -> Self {
-        assert_eq!(self.code, code, "exit code {} (wanted {code})\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "exit code {} (wanted {code})\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
         self
     }
 
@@ -62,7 +66,10 @@ fn base_command(program: &Path, emu: Option<&Emu>) -> Command {
         cmd.env("KUBECONFIG", emu.kubeconfig());
         cmd.env("HOME", emu.home());
     } else {
-        cmd.env("HOME", std::env::temp_dir().join("kubectl-mesh-tests-no-home"));
+        cmd.env(
+            "HOME",
+            std::env::temp_dir().join("kubectl-mesh-tests-no-home"),
+        );
     }
     cmd
 }
@@ -88,10 +95,16 @@ pub fn kubectl(emu: &Emu, args: &[&str]) -> Run {
 
 /// Requests a command sent, without discovery and version probes.
 pub fn api_requests(emu: &Emu, cluster: &str) -> Vec<LoggedRequest> {
-    emu.requests(cluster).into_iter().filter(|r| !r.is_discovery()).collect()
+    emu.requests(cluster)
+        .into_iter()
+        .filter(|r| !r.is_discovery())
+        .collect()
 }
 
 /// Writes requests (anything but GET) a command sent.
 pub fn writes(emu: &Emu, cluster: &str) -> Vec<LoggedRequest> {
-    emu.requests(cluster).into_iter().filter(|r| r.method != "GET").collect()
+    emu.requests(cluster)
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect()
 }
