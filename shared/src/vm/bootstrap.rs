@@ -1,0 +1,387 @@
+//! The VM's bootstrap files `cluster.env`, `mesh.yaml` and `hosts`, built from the group and the
+//! mesh config exactly as `istioctl x workload entry configure` builds them, but deterministic.
+//!
+//! The key set follows Istio 1.24-1.27 (no `IDENTITY_PATH_PREFIX`, which only the newest
+//! istioctl adds, always empty).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde_json::{json, Map, Value};
+
+use crate::vm::goyaml;
+use crate::vm::group::Group;
+
+/// The annotation that overrides the proxy config of a group's VMs.
+pub const PROXY_CONFIG_ANNOTATION: &str = "proxy.istio.io/config";
+/// istiod's XDS and CA port.
+pub const ISTIOD_PORT: u16 = 15012;
+
+/// The VM's address as the mesh should see it (`--internal-ip` / `--external-ip`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SvcIp {
+    /// Reachable from the cluster's network: `ISTIO_SVC_IP`.
+    Internal(IpAddr),
+    /// Behind NAT: `ISTIO_SVC_IP` plus probe rewriting to the VM's own address.
+    External(IpAddr),
+}
+
+/// Everything besides the group and the mesh config that shapes the files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// `ISTIO_META_CLUSTER_ID`.
+    pub cluster_id: String,
+    /// Where istiod runs.
+    pub istio_namespace: String,
+    /// The control-plane revision (`None` or `default`: the default one).
+    pub revision: Option<String>,
+    /// `ISTIO_META_AUTO_REGISTER_GROUP`.
+    pub autoregister: bool,
+    /// `ISTIO_META_DNS_CAPTURE`.
+    pub capture_dns: bool,
+    /// `ISTIO_SVC_IP`.
+    pub svc_ip: Option<SvcIp>,
+}
+
+/// The two generated text files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Files {
+    /// `cluster.env`.
+    pub cluster_env: String,
+    /// `mesh.yaml`.
+    pub mesh_yaml: String,
+    /// Warnings for the user (e.g. labels set on the template).
+    pub warnings: Vec<String>,
+}
+
+/// A revision other than the default one.
+pub fn revisioned(revision: Option<&str>) -> Option<&str> {
+    revision.filter(|r| !r.is_empty() && *r != "default")
+}
+
+/// `istiod[-REV].NS.svc`: the name the VM resolves through `hosts`.
+pub fn istiod_host(istio_namespace: &str, revision: Option<&str>) -> String {
+    match revisioned(revision) {
+        Some(r) => format!("istiod-{r}.{istio_namespace}.svc"),
+        None => format!("istiod.{istio_namespace}.svc"),
+    }
+}
+
+/// `istiod[-REV].NS.svc:15012`.
+pub fn istiod_addr(istio_namespace: &str, revision: Option<&str>) -> String {
+    format!("{}:{ISTIOD_PORT}", istiod_host(istio_namespace, revision))
+}
+
+/// The `hosts` line that sends the VM's istiod traffic to the east-west gateway.
+pub fn hosts(addr: Option<IpAddr>, istio_namespace: &str, revision: Option<&str>) -> String {
+    match addr {
+        Some(ip) => format!("{ip} {}\n", istiod_host(istio_namespace, revision)),
+        None => String::new(),
+    }
+}
+
+/// istioctl's `shellescape.Quote`: empty → `''`; anything outside its (mis-escaped) safe set
+/// `\ w @ % + = : , . / -` → single-quoted, so in practice every value is quoted.
+pub fn shell_quote(s: &str) -> String {
+    if s.is_empty() {
+        return "''".into();
+    }
+    let safe = |c: char| {
+        matches!(
+            c,
+            '\\' | 'w' | '@' | '%' | '+' | '=' | ':' | ',' | '.' | '/' | '-'
+        )
+    };
+    if s.chars().all(safe) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r#"'"'"'"#))
+}
+
+/// Recursively merges `over` into `base`: maps key by key, anything else replaced.
+fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, v| !v.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// `CANONICAL_SERVICE` and `CANONICAL_REVISION` from the labels, as Istio derives them.
+pub fn canonical(labels: &BTreeMap<String, String>, workload: &str) -> (String, String) {
+    let first = |keys: &[&str]| {
+        keys.iter()
+            .filter_map(|k| labels.get(*k))
+            .find(|v| !v.is_empty())
+            .cloned()
+    };
+    let name = first(&[
+        "service.istio.io/canonical-name",
+        "app.kubernetes.io/name",
+        "app",
+    ])
+    .unwrap_or_else(|| workload.to_string());
+    let rev = first(&[
+        "service.istio.io/canonical-revision",
+        "app.kubernetes.io/version",
+        "version",
+    ])
+    .unwrap_or_else(|| "latest".to_string());
+    (name, rev)
+}
+
+/// Builds `cluster.env` and `mesh.yaml` from the group, the mesh config (the `mesh` key of
+/// ConfigMap `istio[-REV]`, parsed) and the options.
+pub fn build(group: &Group, mesh: &Value, opts: &Options) -> Result<Files, String> {
+    let rev = revisioned(opts.revision.as_deref());
+    let mut warnings = Vec::new();
+    let mut pc = match &mesh["defaultConfig"] {
+        Value::Object(m) => Value::Object(m.clone()),
+        Value::Null => json!({}),
+        other => {
+            return Err(format!(
+                "defaultConfig in the mesh config is not a mapping: {other}"
+            ))
+        }
+    };
+    if rev.is_some() && text(&pc["discoveryAddress"]).is_empty() {
+        pc["discoveryAddress"] = json!(istiod_addr(&opts.istio_namespace, rev));
+    }
+    for (source, annotations) in [
+        ("the WorkloadGroup's annotations", &group.object_annotations),
+        ("spec.metadata.annotations", &group.annotations),
+    ] {
+        if let Some(yaml) = annotations.get(PROXY_CONFIG_ANNOTATION) {
+            let over: Value = serde_yaml::from_str(yaml).map_err(|e| {
+                format!("annotation {PROXY_CONFIG_ANNOTATION} in {source} is not valid YAML: {e}")
+            })?;
+            if !(over.is_object() || over.is_null()) {
+                return Err(format!(
+                    "annotation {PROXY_CONFIG_ANNOTATION} in {source} is not a mapping"
+                ));
+            }
+            merge(&mut pc, &over);
+        }
+    }
+    match &group.probe {
+        Some(p) => pc["readinessProbe"] = serde_json::to_value(p).map_err(|e| e.to_string())?,
+        None => {
+            if let Some(m) = pc.as_object_mut() {
+                m.remove("readinessProbe");
+            }
+        }
+    }
+
+    let mut labels = group.labels.clone();
+    let t = &group.template;
+    if !t.labels.is_empty() {
+        warnings.push(format!(
+            "labels should be set in spec.metadata.labels; these spec.template.labels override them: {}",
+            t.labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+        labels.extend(t.labels.clone());
+    }
+
+    let mut md: BTreeMap<String, String> = match &pc["proxyMetadata"] {
+        Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        _ => BTreeMap::new(),
+    };
+    let (svc, canonical_rev) = canonical(&labels, &group.name);
+    md.insert("CANONICAL_SERVICE".into(), svc.clone());
+    md.insert("CANONICAL_REVISION".into(), canonical_rev.clone());
+    md.insert("POD_NAMESPACE".into(), group.namespace.clone());
+    md.insert("SERVICE_ACCOUNT".into(), t.service_account.clone());
+    md.insert("TRUST_DOMAIN".into(), text(&mesh["trustDomain"]));
+    md.insert("ISTIO_META_CLUSTER_ID".into(), opts.cluster_id.clone());
+    md.insert("ISTIO_META_MESH_ID".into(), text(&pc["meshId"]));
+    md.insert("ISTIO_META_NETWORK".into(), t.network.clone());
+    if !t.ports.is_empty() {
+        let mut by_name: Vec<(&String, &u16)> = t.ports.iter().collect();
+        by_name.sort();
+        let ports: Vec<String> = by_name
+            .iter()
+            .map(|(n, p)| {
+                format!(
+                    "{{\"name\":{},\"containerPort\":{p},\"protocol\":\"\"}}",
+                    Value::String((*n).clone())
+                )
+            })
+            .collect();
+        md.insert(
+            "ISTIO_META_POD_PORTS".into(),
+            format!("[{}]", ports.join(",")),
+        );
+    }
+    md.insert("ISTIO_META_WORKLOAD_NAME".into(), group.name.clone());
+    labels.insert("service.istio.io/canonical-name".into(), svc);
+    labels.insert("service.istio.io/canonical-revision".into(), canonical_rev);
+    md.insert(
+        "ISTIO_METAJSON_LABELS".into(),
+        serde_json::to_string(&labels).map_err(|e| e.to_string())?,
+    );
+    if opts.capture_dns {
+        md.insert("ISTIO_META_DNS_CAPTURE".into(), "true".into());
+    } else if md.contains_key("ISTIO_META_DNS_CAPTURE") {
+        // istioctl would leave the mesh config's value; --capture-dns=false means off.
+        md.insert("ISTIO_META_DNS_CAPTURE".into(), "false".into());
+    }
+    if opts.autoregister {
+        md.insert("ISTIO_META_AUTO_REGISTER_GROUP".into(), group.name.clone());
+    }
+    pc["proxyMetadata"] = json!(md);
+    drop_nulls(&mut pc);
+    let mesh_yaml = goyaml::to_string(&json!({ "defaultConfig": pc }));
+
+    let mut numbers: Vec<u16> = t.ports.values().copied().collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    let inbound = if numbers.is_empty() {
+        "*".to_string()
+    } else {
+        numbers
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut exclude = "22,15090,15021".to_string();
+    let status_port = pc["statusPort"].as_u64().unwrap_or(0);
+    if status_port != 15090 && status_port != 15021 {
+        if status_port != 0 {
+            exclude.push_str(&format!(",{status_port}"));
+        } else {
+            exclude.push_str(",15020");
+        }
+    }
+    let mut env = md;
+    let mut overrides = Map::new();
+    overrides.insert("ISTIO_INBOUND_PORTS".into(), json!(inbound));
+    overrides.insert("ISTIO_NAMESPACE".into(), json!(group.namespace));
+    overrides.insert(
+        "ISTIO_SERVICE".into(),
+        json!(format!("{}.{}", group.name, group.namespace)),
+    );
+    overrides.insert("ISTIO_SERVICE_CIDR".into(), json!("*"));
+    overrides.insert("ISTIO_LOCAL_EXCLUDE_PORTS".into(), json!(exclude));
+    overrides.insert("SERVICE_ACCOUNT".into(), json!(t.service_account));
+    if rev.is_some() {
+        overrides.insert(
+            "CA_ADDR".into(),
+            json!(istiod_addr(&opts.istio_namespace, rev)),
+        );
+    }
+    match opts.svc_ip {
+        Some(SvcIp::Internal(ip)) => {
+            overrides.insert("ISTIO_SVC_IP".into(), json!(ip.to_string()));
+        }
+        Some(SvcIp::External(ip)) => {
+            overrides.insert("ISTIO_SVC_IP".into(), json!(ip.to_string()));
+            overrides.insert(
+                "REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION".into(),
+                json!("true"),
+            );
+        }
+        None => {}
+    }
+    for (k, v) in overrides {
+        env.insert(k, text(&v));
+    }
+    let mut lines: Vec<String> = env
+        .iter()
+        .map(|(k, v)| format!("{k}={}", shell_quote(v)))
+        .collect();
+    lines.sort();
+    let mut cluster_env = lines.join("\n");
+    cluster_env.push('\n');
+    Ok(Files {
+        cluster_env,
+        mesh_yaml,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_like_istioctl() {
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("3550,8080"), "'3550,8080'");
+        assert_eq!(shell_quote("*"), "'*'");
+        assert_eq!(shell_quote("it's"), r#"'it'"'"'s'"#);
+        // The safe set istioctl's regex really has.
+        assert_eq!(shell_quote("w.w/w"), "w.w/w");
+    }
+
+    #[test]
+    fn canonical_labels() {
+        let l = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(canonical(&l(&[]), "wg"), ("wg".into(), "latest".into()));
+        assert_eq!(
+            canonical(
+                &l(&[
+                    ("app", "a"),
+                    ("app.kubernetes.io/name", "b"),
+                    ("version", "v1")
+                ]),
+                "wg"
+            ),
+            ("b".into(), "v1".into())
+        );
+    }
+
+    #[test]
+    fn hosts_lines() {
+        let ip: IpAddr = "10.0.0.9".parse().expect("ip");
+        assert_eq!(
+            hosts(Some(ip), "istio-system", None),
+            "10.0.0.9 istiod.istio-system.svc\n"
+        );
+        assert_eq!(
+            hosts(Some(ip), "istio-system", Some("default")),
+            "10.0.0.9 istiod.istio-system.svc\n"
+        );
+        assert_eq!(
+            hosts(Some(ip), "x", Some("canary")),
+            "10.0.0.9 istiod-canary.x.svc\n"
+        );
+        assert_eq!(hosts(None, "x", None), "");
+    }
+}
