@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+#[allow(unused_imports)]
 pub use kube_emu::{Emu, Fault, FaultAction, LoggedRequest};
 
 /// Directory holding the built plugin binaries (and kubectl_complete-* helpers).
