@@ -264,9 +264,11 @@ fn parse_object(obj: &Value, strict: bool) -> Result<Group, String> {
     check_fields(obj, "", TOP, strict).map_err(|e| e.trim_start_matches('.').to_string())?;
     let api_version = obj["apiVersion"].as_str().unwrap_or("");
     let kind = obj["kind"].as_str().unwrap_or("");
-    let group_ok = api_version
-        .split_once('/')
-        .is_some_and(|(g, v)| g == ISTIO_NETWORKING && objects::ISTIO_VERSIONS.contains(&v));
+    // istioctl reads files without apiVersion; accept that, but not a wrong one.
+    let group_ok = api_version.is_empty()
+        || api_version
+            .split_once('/')
+            .is_some_and(|(g, v)| g == ISTIO_NETWORKING && objects::ISTIO_VERSIONS.contains(&v));
     if kind != "WorkloadGroup" || !group_ok {
         return Err(format!(
             "expected kind WorkloadGroup of networking.istio.io/v1, v1beta1 or v1alpha3, got {kind:?} of {api_version:?}"

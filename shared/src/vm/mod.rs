@@ -9,6 +9,8 @@
 pub mod bootstrap;
 pub mod control_plane;
 pub mod gateway;
+#[cfg(test)]
+mod golden;
 pub mod goyaml;
 pub mod group;
 pub mod outdir;
