@@ -1,0 +1,467 @@
+//! The address ledger: which `.global` host holds which address in a target cluster, kept in the
+//! ConfigMap `kubectl-mesh-addresses` in `istio-system` and updated by compare-and-swap, so two
+//! runs at the same time never hand out the same address.
+//!
+//! The ServiceEntries are the truth for hosts that have one (an address, once served, never
+//! changes: istiocoredns answers it with a one-hour TTL). The ledger adds what the entries
+//! cannot say: addresses handed out by a run whose ServiceEntries are not written yet. It is
+//! always written before the entries, and rebuilt from the entries when lost.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use super::pool::{Exhausted, Pool};
+use super::service_entry;
+use crate::api::{Cluster, WriteMode};
+use crate::cli::DryRun;
+use crate::objects;
+
+/// The ledger ConfigMap's name.
+pub const NAME: &str = "kubectl-mesh-addresses";
+/// The ledger ConfigMap's namespace.
+pub const NAMESPACE: &str = "istio-system";
+/// How many times a compare-and-swap is retried before giving up.
+const ATTEMPTS: u32 = 12;
+
+/// Host → address, as recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger(pub BTreeMap<String, Ipv4Addr>);
+
+impl Ledger {
+    /// Reads the ConfigMap's `data`; entries that are not an IPv4 address are reported and dropped.
+    pub fn from_configmap(cm: &Value) -> (Ledger, Vec<String>) {
+        let mut entries = BTreeMap::new();
+        let mut bad = Vec::new();
+        if let Some(data) = cm["data"].as_object() {
+            for (host, v) in data {
+                match v.as_str().and_then(|s| s.trim().parse::<Ipv4Addr>().ok()) {
+                    Some(ip) => {
+                        entries.insert(host.clone(), ip);
+                    }
+                    None => bad.push(format!("{host}={v}")),
+                }
+            }
+        }
+        (Ledger(entries), bad)
+    }
+
+    /// The ConfigMap holding this ledger; `base` (the object read) keeps its identity and
+    /// resourceVersion, so the write is a compare-and-swap.
+    pub fn to_configmap(&self, base: Option<&Value>) -> Value {
+        let mut cm = match base {
+            Some(b) => b.clone(),
+            None => {
+                let mut cm =
+                    objects::new_object(&objects::core("ConfigMap"), Some(NAMESPACE), NAME);
+                objects::add_annotations(
+                    &mut cm,
+                    &BTreeMap::from([(
+                        "kubectl-mesh/description".to_string(),
+                        "Addresses of .global hosts handed out by kubectl mesh-link (host: address). Rebuilt from the ServiceEntries when deleted."
+                            .to_string(),
+                    )]),
+                );
+                cm
+            }
+        };
+        if let Some(meta) = cm.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+        let data: serde_json::Map<String, Value> = self
+            .0
+            .iter()
+            .map(|(h, ip)| (h.clone(), json!(ip.to_string())))
+            .collect();
+        cm["data"] = Value::Object(data);
+        cm
+    }
+}
+
+/// The outcome of an allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    /// The address of every requested host.
+    pub addresses: BTreeMap<String, Ipv4Addr>,
+    /// Hosts that got a new address in this run.
+    pub fresh: BTreeSet<String>,
+    /// The ledger to record.
+    pub ledger: Ledger,
+    /// Things worth telling the user (repaired ledger entries).
+    pub warnings: Vec<String>,
+}
+
+/// Gives every requested host its address.
+///
+/// - A host that has a ServiceEntry keeps that entry's address (a linked entry first).
+/// - Else a host in the ledger keeps the ledger's address, unless another host now uses it.
+/// - Else the lowest pool address that no ServiceEntry (of any host, in any namespace) and no
+///   ledger entry uses.
+///
+/// The returned ledger also records every linked ServiceEntry's host, which rebuilds a lost
+/// ledger from the entries.
+pub fn allocate(
+    pool: &Pool,
+    hosts: &[String],
+    ses: &[Value],
+    ledger: &Ledger,
+) -> Result<Allocation, Exhausted> {
+    // Address of each host that has a ServiceEntry; linked entries win over foreign ones.
+    let mut se_address: BTreeMap<&str, Ipv4Addr> = BTreeMap::new();
+    // Hosts behind each address, over every ServiceEntry.
+    let mut owners: BTreeMap<Ipv4Addr, BTreeSet<&str>> = BTreeMap::new();
+    let mut linked: Vec<(&str, Ipv4Addr)> = Vec::new();
+    for se in ses {
+        let addrs = service_entry::ipv4_addresses(se);
+        let is_link = service_entry::is_link(se);
+        for h in service_entry::hosts(se) {
+            for ip in &addrs {
+                owners.entry(*ip).or_default().insert(h);
+            }
+            if let Some(first) = addrs.first() {
+                if is_link {
+                    se_address.insert(h, *first);
+                    linked.push((h, *first));
+                } else {
+                    se_address.entry(h).or_insert(*first);
+                }
+            }
+        }
+    }
+
+    let mut warnings = Vec::new();
+    let mut next = ledger.clone();
+    for (h, ip) in &linked {
+        if next.0.get(*h) != Some(ip) {
+            next.0.insert((*h).to_string(), *ip);
+        }
+    }
+
+    let mut used: BTreeSet<Ipv4Addr> = owners.keys().copied().collect();
+    used.extend(next.0.values().copied());
+    // Count ledger holders of each address, to spot an address recorded for two hosts.
+    let mut ledger_holders: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
+    for ip in next.0.values() {
+        *ledger_holders.entry(*ip).or_default() += 1;
+    }
+    let mut alloc = pool.allocator(used);
+
+    let mut addresses = BTreeMap::new();
+    let mut fresh = BTreeSet::new();
+    for host in hosts {
+        if let Some(ip) = se_address.get(host.as_str()) {
+            next.0.insert(host.clone(), *ip);
+            addresses.insert(host.clone(), *ip);
+            continue;
+        }
+        if let Some(ip) = next.0.get(host).copied() {
+            let taken_by_other = owners
+                .get(&ip)
+                .is_some_and(|hs| hs.iter().any(|h| *h != host.as_str()));
+            let shared = ledger_holders.get(&ip).copied().unwrap_or(0) > 1;
+            if !taken_by_other && !shared {
+                addresses.insert(host.clone(), ip);
+                continue;
+            }
+            let holder = owners
+                .get(&ip)
+                .and_then(|hs| {
+                    hs.iter()
+                        .find(|h| **h != host.as_str())
+                        .map(|h| (*h).to_string())
+                })
+                .unwrap_or_else(|| "another ledger entry".to_string());
+            if let Some(n) = ledger_holders.get_mut(&ip) {
+                *n -= 1;
+            }
+            warnings.push(format!("the ledger gave {host} the address {ip}, which {holder} uses: {host} gets a new address"));
+        }
+        let ip = alloc.take()?;
+        next.0.insert(host.clone(), ip);
+        addresses.insert(host.clone(), ip);
+        fresh.insert(host.clone());
+    }
+    Ok(Allocation {
+        addresses,
+        fresh,
+        ledger: next,
+        warnings,
+    })
+}
+
+/// Reads the ledger, lets `change` compute the new one, and writes it back guarded by the
+/// resourceVersion read; on a conflict (another run wrote in between) it starts over.
+/// `change` returns `None` when the ledger needs no write. Nothing is written on a client dry run.
+pub async fn update<T>(
+    cluster: &Cluster,
+    mode: WriteMode,
+    mut change: impl FnMut(&Ledger) -> Result<(Option<Ledger>, T)>,
+    warn: &mut Vec<String>,
+) -> Result<T> {
+    let kind = objects::core("ConfigMap");
+    for attempt in 1..=ATTEMPTS {
+        let current = cluster.get(&kind, Some(NAMESPACE), NAME).await?;
+        let (ledger, bad) = current
+            .as_ref()
+            .map(Ledger::from_configmap)
+            .unwrap_or_default();
+        let (next, value) = change(&ledger)?;
+        let Some(next) = next else {
+            return Ok(value);
+        };
+        if current.is_some() && next == ledger && bad.is_empty() {
+            return Ok(value);
+        }
+        if current.is_none() && next.0.is_empty() {
+            return Ok(value);
+        }
+        if mode.dry_run == DryRun::Client {
+            return Ok(value);
+        }
+        let obj = next.to_configmap(current.as_ref());
+        let written = match &current {
+            None => cluster.create(&obj, mode).await?,
+            Some(_) => cluster.replace(&obj, mode).await?,
+        };
+        match written {
+            Ok(_) => {
+                if !bad.is_empty() {
+                    warn.push(format!(
+                        "dropped ledger entries that are not IPv4 addresses from configmap {NAMESPACE}/{NAME}: {}",
+                        bad.join(", ")
+                    ));
+                }
+                return Ok(value);
+            }
+            Err(_conflict) => {
+                // Someone else wrote the ledger since we read it: read again and recompute.
+                tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+            }
+        }
+    }
+    anyhow::bail!(
+        "configmap {NAMESPACE}/{NAME} in context {:?} kept changing under this run ({ATTEMPTS} attempts): try again",
+        cluster.context
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::gateway::GatewayAddress;
+    use crate::link::service_entry::{build, Link, LinkPort, SourceService};
+    use crate::ports::Protocol;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn linked(svc: &str, addr: &str) -> Value {
+        let s = SourceService {
+            name: svc.into(),
+            namespace: "default".into(),
+            ports: vec![LinkPort {
+                name: "grpc".into(),
+                number: 9555,
+                protocol: Protocol::Grpc,
+            }],
+            skipped_ports: vec![],
+        };
+        let gw = GatewayAddress::Ip("203.0.113.10".parse().expect("ip"));
+        build(
+            &Link {
+                service: &s,
+                address: ip(addr),
+                gateway: &gw,
+                source_context: "cluster1",
+            },
+            "v1",
+        )
+    }
+
+    fn foreign(host: &str, addr: &str) -> Value {
+        json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+               "metadata": {"name": "x", "namespace": "other"},
+               "spec": {"hosts": [host], "addresses": [addr]}})
+    }
+
+    fn hosts(hs: &[&str]) -> Vec<String> {
+        hs.iter().map(|h| h.to_string()).collect()
+    }
+
+    #[test]
+    fn fresh_hosts_get_the_lowest_free_addresses() {
+        let ses = vec![
+            foreign("db.example.com", "240.0.0.1"),
+            linked("ad", "240.0.0.3"),
+        ];
+        let a = allocate(
+            &Pool::default(),
+            &hosts(&["x.default.global", "y.default.global"]),
+            &ses,
+            &Ledger::default(),
+        )
+        .expect("alloc");
+        assert_eq!(a.addresses["x.default.global"], ip("240.0.0.2"));
+        assert_eq!(a.addresses["y.default.global"], ip("240.0.0.4"));
+        assert_eq!(a.fresh.len(), 2);
+        // The linked entry is recorded (ledger rebuilt), the foreign one is not.
+        assert_eq!(a.ledger.0.get("ad.default.global"), Some(&ip("240.0.0.3")));
+        assert!(!a.ledger.0.contains_key("db.example.com"));
+    }
+
+    #[test]
+    fn existing_entries_keep_their_address_forever() {
+        let ses = vec![linked("ad", "240.0.0.9")];
+        let ledger = Ledger(BTreeMap::from([(
+            "ad.default.global".to_string(),
+            ip("240.0.0.1"),
+        )]));
+        let a = allocate(
+            &Pool::default(),
+            &hosts(&["ad.default.global"]),
+            &ses,
+            &ledger,
+        )
+        .expect("alloc");
+        assert_eq!(a.addresses["ad.default.global"], ip("240.0.0.9"));
+        assert!(a.fresh.is_empty());
+        assert_eq!(a.ledger.0["ad.default.global"], ip("240.0.0.9"));
+        // Even outside the current pool.
+        let p: Pool = "240.1.0.0/16".parse().expect("pool");
+        let a =
+            allocate(&p, &hosts(&["ad.default.global"]), &ses, &Ledger::default()).expect("alloc");
+        assert_eq!(a.addresses["ad.default.global"], ip("240.0.0.9"));
+    }
+
+    #[test]
+    fn a_foreign_entry_for_the_host_lends_its_address() {
+        let ses = vec![foreign("ad.default.global", "240.0.0.2")];
+        let a = allocate(
+            &Pool::default(),
+            &hosts(&["ad.default.global"]),
+            &ses,
+            &Ledger::default(),
+        )
+        .expect("alloc");
+        assert_eq!(a.addresses["ad.default.global"], ip("240.0.0.2"));
+        assert_eq!(a.ledger.0["ad.default.global"], ip("240.0.0.2"));
+    }
+
+    #[test]
+    fn ledger_only_hosts_keep_their_reservation() {
+        // Another run reserved x but has not written its entry yet.
+        let ledger = Ledger(BTreeMap::from([
+            ("x.default.global".to_string(), ip("240.0.0.1")),
+            ("y.default.global".to_string(), ip("240.0.0.2")),
+        ]));
+        let a = allocate(
+            &Pool::default(),
+            &hosts(&["x.default.global", "z.default.global"]),
+            &[],
+            &ledger,
+        )
+        .expect("alloc");
+        assert_eq!(a.addresses["x.default.global"], ip("240.0.0.1"));
+        assert_eq!(a.addresses["z.default.global"], ip("240.0.0.3"));
+        assert_eq!(a.fresh, BTreeSet::from(["z.default.global".to_string()]));
+        assert_eq!(a.ledger.0.len(), 3);
+    }
+
+    #[test]
+    fn a_ledger_address_taken_by_another_host_is_repaired() {
+        let ses = vec![foreign("db.example.com", "240.0.0.1")];
+        let ledger = Ledger(BTreeMap::from([(
+            "x.default.global".to_string(),
+            ip("240.0.0.1"),
+        )]));
+        let a = allocate(
+            &Pool::default(),
+            &hosts(&["x.default.global"]),
+            &ses,
+            &ledger,
+        )
+        .expect("alloc");
+        assert_eq!(a.addresses["x.default.global"], ip("240.0.0.2"));
+        assert_eq!(a.warnings.len(), 1, "{:?}", a.warnings);
+        assert!(a.warnings[0].contains("db.example.com"));
+    }
+
+    #[test]
+    fn a_doubly_recorded_address_is_repaired_once() {
+        let ledger = Ledger(BTreeMap::from([
+            ("a.default.global".to_string(), ip("240.0.0.1")),
+            ("b.default.global".to_string(), ip("240.0.0.1")),
+        ]));
+        let a = allocate(
+            &Pool::default(),
+            &hosts(&["a.default.global", "b.default.global"]),
+            &[],
+            &ledger,
+        )
+        .expect("alloc");
+        assert_eq!(a.addresses["a.default.global"], ip("240.0.0.2"));
+        assert_eq!(a.addresses["b.default.global"], ip("240.0.0.1"));
+    }
+
+    #[test]
+    fn a_lost_ledger_is_rebuilt_and_nothing_moves() {
+        let ses = vec![linked("a", "240.0.0.1"), linked("b", "240.0.0.2")];
+        let a = allocate(
+            &Pool::default(),
+            &hosts(&["a.default.global", "b.default.global", "c.default.global"]),
+            &ses,
+            &Ledger::default(),
+        )
+        .expect("alloc");
+        assert_eq!(
+            a.ledger
+                .0
+                .values()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>(),
+            vec!["240.0.0.1", "240.0.0.2", "240.0.0.3"]
+        );
+        assert_eq!(a.fresh, BTreeSet::from(["c.default.global".to_string()]));
+    }
+
+    #[test]
+    fn exhaustion() {
+        let p: Pool = "240.0.0.0/30".parse().expect("pool");
+        let err = allocate(
+            &p,
+            &hosts(&["a.x.global", "b.x.global", "c.x.global"]),
+            &[],
+            &Ledger::default(),
+        )
+        .expect_err("full");
+        assert_eq!(err.capacity, 2);
+    }
+
+    #[test]
+    fn configmap_round_trip() {
+        let ledger = Ledger(BTreeMap::from([(
+            "a.default.global".to_string(),
+            ip("240.0.0.1"),
+        )]));
+        let cm = ledger.to_configmap(None);
+        assert_eq!(objects::name(&cm), NAME);
+        assert_eq!(objects::namespace(&cm), Some(NAMESPACE));
+        assert!(objects::is_managed(&cm));
+        assert_eq!(Ledger::from_configmap(&cm), (ledger.clone(), vec![]));
+        let mut read = cm.clone();
+        read["metadata"]["resourceVersion"] = json!("42");
+        read["metadata"]["managedFields"] = json!([]);
+        read["data"]["junk"] = json!("not-an-ip");
+        let (l, bad) = Ledger::from_configmap(&read);
+        assert_eq!(l, ledger);
+        assert_eq!(bad, vec!["junk=\"not-an-ip\"".to_string()]);
+        let back = l.to_configmap(Some(&read));
+        assert_eq!(objects::resource_version(&back), "42");
+        assert!(back["metadata"].get("managedFields").is_none());
+        assert!(back["data"].get("junk").is_none());
+    }
+}

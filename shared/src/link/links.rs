@@ -1,0 +1,754 @@
+//! Linking, pruning and unlinking for one source → target pair: read every fact once, reserve
+//! addresses in one compare-and-swap, then apply the ServiceEntries concurrently.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+
+use anyhow::Result;
+use serde_json::Value;
+use tokio::task::JoinSet;
+
+use super::gateway::{self, AddressSource, GatewayAddress, GatewayRef, MULTICLUSTER_PORT};
+use super::ledger::{self, Ledger};
+use super::plan::{Plan, Selection};
+use super::pool::Pool;
+use super::service_entry::{self, Link, SourceService};
+use crate::api::{Applied, Cluster, Outcome, WriteMode};
+use crate::cli::{DryRun, OutputFormat};
+use crate::error::MeshError;
+use crate::objects;
+use crate::output;
+use crate::table;
+use crate::Io;
+
+/// How many ServiceEntries are applied at once.
+const CONCURRENCY: usize = 16;
+
+/// Settings shared by every direction of a run.
+pub struct Options {
+    /// The namespace of the Services, and of their ServiceEntries in the target.
+    pub namespace: String,
+    /// `--address-pool`.
+    pub pool: Pool,
+    /// `--gateway-service`.
+    pub gateway: GatewayRef,
+    /// `--gateway-address`.
+    pub gateway_address: Option<GatewayAddress>,
+    /// `--dry-run`, `--force-conflicts`.
+    pub mode: WriteMode,
+}
+
+/// One line of the result table.
+#[derive(Debug, Clone)]
+struct Row {
+    from: String,
+    to: String,
+    service: String,
+    host: String,
+    address: String,
+    result: String,
+}
+
+/// Everything a run prints at the end.
+#[derive(Default)]
+pub struct Report {
+    rows: Vec<Row>,
+    objects: Vec<Value>,
+    notes: Vec<String>,
+    warnings: Vec<String>,
+    failures: Vec<String>,
+    changed: bool,
+}
+
+impl Report {
+    fn suffix(mode: WriteMode) -> &'static str {
+        match mode.dry_run {
+            DryRun::None => "",
+            DryRun::Client => " (dry run)",
+            DryRun::Server => " (server dry run)",
+        }
+    }
+
+    fn record(&mut self, applied: &Applied) {
+        if applied.outcome != Outcome::Unchanged {
+            self.changed = true;
+        }
+        if applied.outcome != Outcome::Deleted {
+            self.objects
+                .push(objects::for_display(applied.object.clone()));
+        }
+    }
+
+    /// Prints notes and warnings to stderr, then the objects (`-o`) or the table to stdout;
+    /// fails when some writes failed.
+    pub fn finish(
+        self,
+        io: &mut Io,
+        output: Option<OutputFormat>,
+        two_way: bool,
+        extra_lines: &[String],
+    ) -> Result<()> {
+        for n in &self.notes {
+            io.note(n)?;
+        }
+        for w in &self.warnings {
+            io.warn(w)?;
+        }
+        if let Some(f) = output {
+            output::print_objects(&mut io.out, f, &self.objects)?;
+        } else {
+            if !self.rows.is_empty() {
+                let (headers, rows): (Vec<&str>, Vec<Vec<String>>) = if two_way {
+                    (
+                        vec!["from", "to", "service", "host", "address", "result"],
+                        self.rows
+                            .iter()
+                            .map(|r| {
+                                vec![
+                                    r.from.clone(),
+                                    r.to.clone(),
+                                    r.service.clone(),
+                                    r.host.clone(),
+                                    r.address.clone(),
+                                    r.result.clone(),
+                                ]
+                            })
+                            .collect(),
+                    )
+                } else {
+                    (
+                        vec!["service", "host", "address", "result"],
+                        self.rows
+                            .iter()
+                            .map(|r| {
+                                vec![
+                                    r.service.clone(),
+                                    r.host.clone(),
+                                    r.address.clone(),
+                                    r.result.clone(),
+                                ]
+                            })
+                            .collect(),
+                    )
+                };
+                write!(io.out, "{}", table::render(&headers, &rows))?;
+            }
+            for l in extra_lines {
+                writeln!(io.out, "{l}")?;
+            }
+        }
+        if !self.failures.is_empty() {
+            anyhow::bail!(
+                "{} write(s) failed: {}",
+                self.failures.len(),
+                self.failures.join("; ")
+            );
+        }
+        Ok(())
+    }
+
+    /// Adds a line to stderr.
+    pub fn note(&mut self, n: String) {
+        self.notes.push(n);
+    }
+
+    /// Adds an object to the `-o` output.
+    pub fn object(&mut self, obj: Value) {
+        self.objects.push(obj);
+    }
+}
+
+/// What the reads found for one direction.
+struct Facts<'a> {
+    src: &'a Cluster,
+    dst: &'a Cluster,
+    /// Names of every Service of the namespace in the source.
+    all_services: BTreeSet<String>,
+    /// The selected Services that can be linked.
+    linkable: Vec<SourceService>,
+    gateway: Option<GatewayAddress>,
+    version: String,
+    /// Every ServiceEntry of the target, in every namespace.
+    ses: Vec<Value>,
+}
+
+fn is_api_server(svc: &Value) -> bool {
+    objects::name(svc) == "kubernetes" && objects::namespace(svc) == Some("default")
+}
+
+/// Reads everything one direction needs; fails before any write when a prerequisite is missing.
+async fn gather<'a>(
+    src: &'a Cluster,
+    dst: &'a Cluster,
+    plan: &Plan,
+    opts: &Options,
+    prune: bool,
+    report: &mut Report,
+) -> Result<Facts<'a>> {
+    let ns = opts.namespace.as_str();
+    let svc_kind = objects::core("Service");
+    let (selected, all_services): (Vec<Value>, BTreeSet<String>) = match &plan.selection {
+        Selection::Selector(sel) => {
+            let selected = src.list(&svc_kind, Some(ns), Some(sel.as_str())).await?;
+            let all = if prune {
+                src.list(&svc_kind, Some(ns), None)
+                    .await?
+                    .iter()
+                    .map(|s| objects::name(s).to_string())
+                    .collect()
+            } else {
+                selected
+                    .iter()
+                    .map(|s| objects::name(s).to_string())
+                    .collect()
+            };
+            (selected, all)
+        }
+        other => {
+            let svcs = src.list(&svc_kind, Some(ns), None).await?;
+            let all = svcs.iter().map(|s| objects::name(s).to_string()).collect();
+            let selected = match other {
+                Selection::Names(names) => svcs
+                    .into_iter()
+                    .filter(|s| names.iter().any(|n| n == objects::name(s)))
+                    .collect(),
+                Selection::All => svcs,
+                _ => Vec::new(),
+            };
+            (selected, all)
+        }
+    };
+    let mut linkable = Vec::new();
+    for svc in &selected {
+        if is_api_server(svc) && !matches!(plan.selection, Selection::Names(_)) {
+            continue; // The API server is reachable in every cluster; linking it only confuses.
+        }
+        match service_entry::source_service(svc) {
+            Ok(s) => {
+                if !s.skipped_ports.is_empty() {
+                    report.note(format!(
+                        "service/{} in {}: ports {} are not TCP and are left out",
+                        s.name,
+                        src.context,
+                        s.skipped_ports.join(", ")
+                    ));
+                }
+                linkable.push(s);
+            }
+            Err(why) => report.note(format!("skipped: {why} (context {})", src.context)),
+        }
+    }
+    linkable.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let gateway = if linkable.is_empty() {
+        None
+    } else {
+        Some(gateway_address(src, &opts.gateway, opts.gateway_address.as_ref(), report).await?)
+    };
+    let version = dst.istio_version().await?;
+    let ses = dst
+        .list(&objects::istio("ServiceEntry", &version), None, None)
+        .await?;
+    Ok(Facts {
+        src,
+        dst,
+        all_services,
+        linkable,
+        gateway,
+        version,
+        ses,
+    })
+}
+
+/// The source gateway's address: exit 1 when it has none, exit 3 when it lacks port 15443.
+async fn gateway_address(
+    src: &Cluster,
+    gw: &GatewayRef,
+    flag: Option<&GatewayAddress>,
+    report: &mut Report,
+) -> Result<GatewayAddress> {
+    let svc = src.get(&objects::core("Service"), Some(&gw.namespace), &gw.name).await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "gateway service {gw} not found in context {:?}: name the ingress gateway with --gateway-service NAME[.NAMESPACE]",
+            src.context
+        )
+    })?;
+    if !gateway::exposes_multicluster_port(&svc) {
+        return Err(MeshError::Check(format!(
+            "gateway service {gw} in context {:?} does not expose port {MULTICLUSTER_PORT}: .global traffic enters there; install the gateways with Istio's multicluster values (port {MULTICLUSTER_PORT} named tls), then check with kubectl mesh-link check",
+            src.context
+        ))
+        .into());
+    }
+    match gateway::choose(&svc, flag) {
+        Some((addr, source)) => {
+            if source != AddressSource::Flag {
+                if let Some(f) = flag.filter(|f| **f != addr) {
+                    report.warnings.push(format!("--gateway-address {f} is not used: gateway service {gw} in {} has the load-balancer address {addr}", src.context));
+                }
+            }
+            if source == AddressSource::LoadBalancerHostname {
+                report.note(format!(
+                    "gateway service {gw} in {} has the hostname {addr}: the endpoints keep the name, and Envoy resolves it (resolution DNS)",
+                    src.context
+                ));
+            }
+            Ok(addr)
+        }
+        None => anyhow::bail!(
+            "gateway service {gw} in context {:?} has no load-balancer IP or hostname (status.loadBalancer is empty): wait for the load balancer, or pass --gateway-address IP|HOSTNAME",
+            src.context
+        ),
+    }
+}
+
+/// Applies ServiceEntries with at most [`CONCURRENCY`] requests in flight; results in input order.
+async fn apply_all(
+    dst: &Cluster,
+    items: Vec<(Value, Option<Value>)>,
+    mode: WriteMode,
+) -> Vec<Result<Applied>> {
+    let n = items.len();
+    let mut results: Vec<Option<Result<Applied>>> = (0..n).map(|_| None).collect();
+    let mut pending = items.into_iter().enumerate();
+    let mut set = JoinSet::new();
+    loop {
+        while set.len() < CONCURRENCY {
+            let Some((i, (desired, existing))) = pending.next() else {
+                break;
+            };
+            let c = dst.clone();
+            set.spawn(async move { (i, c.apply_over(&desired, existing.as_ref(), mode).await) });
+        }
+        match set.join_next().await {
+            Some(Ok((i, r))) => results[i] = Some(r),
+            Some(Err(e)) => {
+                // A panicked or cancelled task: report it in the first free slot.
+                if let Some(slot) = results.iter_mut().find(|r| r.is_none()) {
+                    *slot = Some(Err(anyhow::anyhow!("apply task failed: {e}")));
+                }
+            }
+            None => break,
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("apply task lost"))))
+        .collect()
+}
+
+fn outcome_text(outcome: Outcome, mode: WriteMode) -> String {
+    format!("{}{}", outcome.word(), Report::suffix(mode))
+}
+
+/// Links the selection from `facts.src` into `facts.dst`, then prunes when asked.
+async fn write_direction(
+    facts: Facts<'_>,
+    opts: &Options,
+    prune: bool,
+    report: &mut Report,
+) -> Result<()> {
+    let Facts {
+        src,
+        dst,
+        all_services,
+        linkable,
+        gateway,
+        version,
+        ses,
+    } = facts;
+    let ns = opts.namespace.as_str();
+    let mode = opts.mode;
+    let existing: BTreeMap<&str, &Value> = ses
+        .iter()
+        .filter(|se| objects::namespace(se) == Some(ns))
+        .map(|se| (objects::name(se), se))
+        .collect();
+
+    // Services whose ServiceEntry name is taken by something that is not this pair's link.
+    let mut to_link = Vec::new();
+    for s in &linkable {
+        let name = service_entry::name(&s.name);
+        let host = service_entry::host(&s.name, ns);
+        match existing.get(name.as_str()) {
+            Some(se) if !service_entry::is_link(se) => {
+                report.failures.push(format!("serviceentry {ns}/{name} in {} exists and was not created by kubectl mesh-link: left as it is", dst.context));
+                report
+                    .rows
+                    .push(row(src, dst, &s.name, &host, "", "skipped: not managed"));
+            }
+            Some(se) if service_entry::source(se) != Some(src.context.as_str()) => {
+                let other = service_entry::source(se).unwrap_or("?");
+                report.failures.push(format!(
+                    "{host} in {} is already linked from {other}: unlink it there first",
+                    dst.context
+                ));
+                report.rows.push(row(
+                    src,
+                    dst,
+                    &s.name,
+                    &host,
+                    "",
+                    &format!("skipped: linked from {other}"),
+                ));
+            }
+            _ => {
+                for se in &ses {
+                    if !service_entry::is_link(se)
+                        && service_entry::hosts(se).contains(&host.as_str())
+                    {
+                        report.warnings.push(format!(
+                            "{host} is also defined by serviceentry {}/{} in {} (not created by kubectl mesh-link): its address is kept; delete that entry once the link works",
+                            objects::namespace(se).unwrap_or(""),
+                            objects::name(se),
+                            dst.context
+                        ));
+                    }
+                }
+                to_link.push(s);
+            }
+        }
+    }
+
+    let hosts: Vec<String> = to_link
+        .iter()
+        .map(|s| service_entry::host(&s.name, ns))
+        .collect();
+    let mut ledger_warnings = Vec::new();
+    let pool = opts.pool;
+    let allocation = ledger::update(
+        dst,
+        mode,
+        |l| {
+            let a = ledger::allocate(&pool, &hosts, &ses, l)?;
+            Ok((Some(a.ledger.clone()), a))
+        },
+        &mut ledger_warnings,
+    )
+    .await?;
+    report.warnings.extend(ledger_warnings);
+    report.warnings.extend(allocation.warnings.iter().cloned());
+
+    if !to_link.is_empty() {
+        if let Some(created) = dst.ensure_namespace(ns, true, mode).await? {
+            report.note(format!(
+                "namespace/{ns} created in {}{}",
+                dst.context,
+                Report::suffix(mode)
+            ));
+            report.record(&created);
+        }
+    }
+
+    let mut items = Vec::new();
+    let mut unchanged = Vec::new();
+    if let Some(gw) = &gateway {
+        for s in &to_link {
+            let host = service_entry::host(&s.name, ns);
+            let Some(address) = allocation.addresses.get(&host).copied() else {
+                continue;
+            };
+            let desired = service_entry::build(
+                &Link {
+                    service: s,
+                    address,
+                    gateway: gw,
+                    source_context: &src.context,
+                },
+                &version,
+            );
+            let current = existing
+                .get(service_entry::name(&s.name).as_str())
+                .map(|v| (*v).clone());
+            match &current {
+                Some(cur) if service_entry::up_to_date(cur, &desired) => {
+                    unchanged.push((s, host, address, desired))
+                }
+                _ => items.push((s, host, address, desired, current)),
+            }
+        }
+    }
+    for (s, host, address, desired) in unchanged {
+        report.objects.push(desired);
+        report.rows.push(row(
+            src,
+            dst,
+            &s.name,
+            &host,
+            &address.to_string(),
+            &outcome_text(Outcome::Unchanged, mode),
+        ));
+    }
+    let meta: Vec<(String, String, String)> = items
+        .iter()
+        .map(|(s, h, a, _, _)| (s.name.clone(), h.clone(), a.to_string()))
+        .collect();
+    let results = apply_all(
+        dst,
+        items.into_iter().map(|(_, _, _, d, c)| (d, c)).collect(),
+        mode,
+    )
+    .await;
+    for ((service, host, address), result) in meta.into_iter().zip(results) {
+        match result {
+            Ok(applied) => {
+                report.record(&applied);
+                report.rows.push(row(
+                    src,
+                    dst,
+                    &service,
+                    &host,
+                    &address,
+                    &outcome_text(applied.outcome, mode),
+                ));
+            }
+            Err(e) => {
+                report.failures.push(crate::error::one_line(&e));
+                report
+                    .rows
+                    .push(row(src, dst, &service, &host, &address, "failed"));
+            }
+        }
+    }
+    report
+        .rows
+        .sort_by(|a, b| (&a.from, &a.service).cmp(&(&b.from, &b.service)));
+
+    if prune {
+        let gone: Vec<&Value> = ses
+            .iter()
+            .filter(|se| {
+                objects::namespace(se) == Some(ns)
+                    && service_entry::is_link(se)
+                    && service_entry::source(se) == Some(src.context.as_str())
+                    && service_entry::service_of(se).is_some_and(|svc| !all_services.contains(svc))
+            })
+            .collect();
+        delete_links(src, dst, &version, &gone, mode, "pruned", report).await?;
+    }
+    Ok(())
+}
+
+fn row(
+    src: &Cluster,
+    dst: &Cluster,
+    service: &str,
+    host: &str,
+    address: &str,
+    result: &str,
+) -> Row {
+    Row {
+        from: src.context.clone(),
+        to: dst.context.clone(),
+        service: service.to_string(),
+        host: host.to_string(),
+        address: address.to_string(),
+        result: result.to_string(),
+    }
+}
+
+/// Deletes linked ServiceEntries, then frees their ledger entries.
+async fn delete_links(
+    src: &Cluster,
+    dst: &Cluster,
+    version: &str,
+    ses: &[&Value],
+    mode: WriteMode,
+    word: &str,
+    report: &mut Report,
+) -> Result<()> {
+    let kind = objects::istio("ServiceEntry", version);
+    let mut freed = BTreeSet::new();
+    for se in ses {
+        let ns = objects::namespace(se);
+        let name = objects::name(se);
+        let service = service_entry::service_of(se).unwrap_or(name).to_string();
+        let host = service_entry::hosts(se)
+            .first()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        let address = service_entry::ipv4_addresses(se)
+            .first()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        match dst.delete(&kind, ns, name, mode).await {
+            Ok(_) => {
+                report.changed = true;
+                freed.extend(service_entry::hosts(se).into_iter().map(String::from));
+                report.rows.push(row(
+                    src,
+                    dst,
+                    &service,
+                    &host,
+                    &address,
+                    &format!("{word}{}", Report::suffix(mode)),
+                ));
+            }
+            Err(e) => {
+                report.failures.push(crate::error::one_line(&e));
+                report
+                    .rows
+                    .push(row(src, dst, &service, &host, &address, "failed"));
+            }
+        }
+    }
+    if freed.is_empty() {
+        return Ok(());
+    }
+    let mut warnings = Vec::new();
+    ledger::update(
+        dst,
+        mode,
+        |l: &Ledger| {
+            let mut next = l.clone();
+            next.0.retain(|h, _| !freed.contains(h));
+            Ok((Some(next), ()))
+        },
+        &mut warnings,
+    )
+    .await?;
+    report.warnings.extend(warnings);
+    Ok(())
+}
+
+/// The directions of a run: `(source, target)` pairs.
+fn directions<'a>(
+    src: &'a Cluster,
+    dst: &'a Cluster,
+    two_way: bool,
+) -> Vec<(&'a Cluster, &'a Cluster)> {
+    if two_way {
+        vec![(src, dst), (dst, src)]
+    } else {
+        vec![(src, dst)]
+    }
+}
+
+/// Links (and prunes) in one or both directions. All reads of every direction happen before
+/// the first write, so a missing Service or gateway stops the run with nothing changed.
+pub async fn link(
+    src: &Cluster,
+    dst: &Cluster,
+    plan: &Plan,
+    opts: &Options,
+    prune: bool,
+    report: &mut Report,
+) -> Result<()> {
+    let mut facts = Vec::new();
+    for (s, d) in directions(src, dst, plan.bidirectional) {
+        facts.push(gather(s, d, plan, opts, prune, report).await?);
+    }
+    if let Selection::Names(names) = &plan.selection {
+        for n in names {
+            if !facts.iter().any(|f| f.all_services.contains(n)) {
+                let where_ = facts
+                    .iter()
+                    .map(|f| f.src.context.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                anyhow::bail!(
+                    "service {n} not found in namespace {} of {where_}",
+                    opts.namespace
+                );
+            }
+        }
+    }
+    for f in &facts {
+        if f.linkable.is_empty() && !prune {
+            report.note(format!(
+                "No Services to link in namespace {} of {}.",
+                opts.namespace, f.src.context
+            ));
+        }
+    }
+    for f in facts {
+        let before = report.changed;
+        if let Err(e) = write_direction(f, opts, prune, report).await {
+            if before {
+                return Err(MeshError::Partial(format!(
+                    "{e:#} (the other direction was already written: run the command again)"
+                ))
+                .into());
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Unlinks the selection in one or both directions.
+pub async fn unlink(
+    src: &Cluster,
+    dst: &Cluster,
+    plan: &Plan,
+    opts: &Options,
+    report: &mut Report,
+) -> Result<()> {
+    let ns = opts.namespace.as_str();
+    let mut work = Vec::new();
+    for (s, d) in directions(src, dst, plan.bidirectional) {
+        let version = d.istio_version().await?;
+        let ses = d
+            .list(&objects::istio("ServiceEntry", &version), Some(ns), None)
+            .await?;
+        let wanted: Option<BTreeSet<String>> = match &plan.selection {
+            Selection::Names(n) => Some(n.iter().cloned().collect()),
+            Selection::Selector(sel) => Some(
+                s.list(&objects::core("Service"), Some(ns), Some(sel.as_str()))
+                    .await?
+                    .iter()
+                    .map(|v| objects::name(v).to_string())
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let links: Vec<Value> = ses
+            .into_iter()
+            .filter(|se| {
+                service_entry::is_link(se)
+                    && service_entry::source(se) == Some(s.context.as_str())
+                    && service_entry::service_of(se)
+                        .is_some_and(|svc| wanted.as_ref().is_none_or(|w| w.contains(svc)))
+            })
+            .collect();
+        work.push((s, d, version, links, wanted));
+    }
+    if let Selection::Names(names) = &plan.selection {
+        for n in names {
+            let found = work.iter().any(|(_, _, _, links, _)| {
+                links
+                    .iter()
+                    .any(|se| service_entry::service_of(se) == Some(n.as_str()))
+            });
+            if !found {
+                report.warnings.push(format!(
+                    "{} is not linked in namespace {ns}: nothing to unlink",
+                    service_entry::host(n, ns)
+                ));
+            }
+        }
+    }
+    for (s, d, version, links, _) in &work {
+        if links.is_empty() && !matches!(plan.selection, Selection::Names(_)) {
+            report.note(format!(
+                "No links from {} in namespace {ns} of {}.",
+                s.context, d.context
+            ));
+        }
+        let refs: Vec<&Value> = links.iter().collect();
+        let before = report.changed;
+        if let Err(e) = delete_links(s, d, version, &refs, opts.mode, "deleted", report).await {
+            if before {
+                return Err(MeshError::Partial(format!(
+                    "{e:#} (the other direction was already unlinked: run the command again)"
+                ))
+                .into());
+            }
+            return Err(e);
+        }
+    }
+    report
+        .rows
+        .sort_by(|a, b| (&a.from, &a.service).cmp(&(&b.from, &b.service)));
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! What a `kubectl mesh-link` command line asks for, checked before any request is sent.
+
+use anyhow::Result;
+
+use super::{Args, Command, Selector};
+use crate::error::usage;
+
+/// Which Services of the source namespace a run is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// None given (allowed for --prune, --setup-dns and --list).
+    Nothing,
+    /// These names.
+    Names(Vec<String>),
+    /// `--all`.
+    All,
+    /// `-l SELECTOR`.
+    Selector(Selector),
+}
+
+/// The verb.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `check`.
+    Check,
+    /// `--list`.
+    List,
+    /// Link the selection; optionally prune and set up DNS in the same run.
+    Link {
+        /// `--prune`.
+        prune: bool,
+        /// `--setup-dns`.
+        setup_dns: bool,
+    },
+    /// `--unlink`.
+    Unlink,
+    /// `--setup-dns` alone, or `--setup-dns --undo`.
+    Dns {
+        /// `--undo`.
+        undo: bool,
+    },
+}
+
+/// A validated command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The verb.
+    pub action: Action,
+    /// `--from` (absent only for `--list` and DNS-only runs).
+    pub from: Option<String>,
+    /// `--to`.
+    pub to: String,
+    /// The Services.
+    pub selection: Selection,
+    /// `--bidirectional`.
+    pub bidirectional: bool,
+}
+
+const SYNOPSIS: &str =
+    "kubectl mesh-link --from CONTEXT --to CONTEXT (SERVICE... | --all | -l SELECTOR)";
+
+/// Turns the arguments into a plan, or the one usage error that says what to fix.
+pub fn plan(args: &Args) -> Result<Plan> {
+    if !args.kube.contexts.is_empty() {
+        return Err(usage(
+            "--context",
+            "mesh-link works on two clusters: name them with --from and --to (the current context is never used)",
+        ));
+    }
+    let to = args.to.clone().ok_or_else(|| {
+        usage(
+            "--to",
+            "required: the context of the calling cluster, where the ServiceEntries go",
+        )
+    })?;
+    let selection = if !args.services.is_empty() {
+        Selection::Names(args.services.clone())
+    } else if args.all {
+        Selection::All
+    } else if let Some(s) = &args.selector {
+        Selection::Selector(s.clone())
+    } else {
+        Selection::Nothing
+    };
+    let action = if matches!(args.command, Some(Command::Check)) {
+        if selection != Selection::Nothing
+            || args.list
+            || args.unlink
+            || args.prune
+            || args.setup_dns
+            || args.bidirectional
+        {
+            return Err(usage(
+                "check",
+                "takes only --from, --to and the gateway flags",
+            ));
+        }
+        Action::Check
+    } else if args.list {
+        Action::List
+    } else if args.unlink {
+        if selection == Selection::Nothing {
+            return Err(usage(
+                "--unlink",
+                "name the SERVICEs to unlink, or pass --all or -l SELECTOR",
+            ));
+        }
+        Action::Unlink
+    } else if args.setup_dns && (args.undo || (selection == Selection::Nothing && !args.prune)) {
+        if args.undo && (selection != Selection::Nothing || args.prune) {
+            return Err(usage(
+                "--undo",
+                "only removes the global stub domain: drop SERVICE, --all, -l and --prune",
+            ));
+        }
+        Action::Dns { undo: args.undo }
+    } else {
+        if selection == Selection::Nothing && !args.prune {
+            return Err(usage(
+                "SERVICE",
+                format!("name the Services to link, or pass --all or -l SELECTOR: {SYNOPSIS}"),
+            ));
+        }
+        Action::Link {
+            prune: args.prune,
+            setup_dns: args.setup_dns,
+        }
+    };
+    let from_needed = match action {
+        Action::Check | Action::Link { .. } | Action::Unlink => true,
+        Action::List => false,
+        Action::Dns { .. } => args.bidirectional,
+    };
+    if from_needed && args.from.is_none() {
+        return Err(usage(
+            "--from",
+            "required: the context of the cluster that runs the services",
+        ));
+    }
+    if let Some(from) = &args.from {
+        if *from == to {
+            return Err(usage(
+                "--to",
+                format!("names the same context as --from ({to}): link two different clusters"),
+            ));
+        }
+    }
+    Ok(Plan {
+        action,
+        from: args.from.clone(),
+        to,
+        selection,
+        bidirectional: args.bidirectional,
+    })
+}

@@ -1,0 +1,432 @@
+//! The `.global` ServiceEntry that makes a service of one cluster callable from another: its
+//! name and host, the ports taken from the source Service, and how a linked entry is recognised.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde_json::{json, Value};
+
+use super::gateway::{GatewayAddress, MULTICLUSTER_PORT};
+use crate::names;
+use crate::objects;
+use crate::ports::Protocol;
+
+/// Annotation naming the context whose Service a linked ServiceEntry points at.
+pub const SOURCE_ANNOTATION: &str = "kubectl-mesh/link-source";
+
+/// `SERVICE.NAMESPACE.global`: the name callers use.
+pub fn host(service: &str, namespace: &str) -> String {
+    format!("{service}.{namespace}.global")
+}
+
+/// `SERVICE-global`: the ServiceEntry's name.
+pub fn name(service: &str) -> String {
+    format!("{service}-global")
+}
+
+/// One port of the source Service, as the ServiceEntry declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkPort {
+    /// The Service port's name (or `<protocol>-<number>` for an unnamed single port).
+    pub name: String,
+    /// The Service port number (not the target port: callers dial the Service's port).
+    pub number: u16,
+    /// From `appProtocol`, else the name's prefix, else TCP.
+    pub protocol: Protocol,
+}
+
+/// What a source Service contributes to its link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceService {
+    /// Service name.
+    pub name: String,
+    /// Service namespace (also the namespace of the ServiceEntry in the target).
+    pub namespace: String,
+    /// The ports to declare, in the Service's order.
+    pub ports: Vec<LinkPort>,
+    /// Ports left out, with the reason, for a note.
+    pub skipped_ports: Vec<String>,
+}
+
+/// Why a Service is not linked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotLinkable {
+    /// No port the gateway can carry.
+    NoPorts(String),
+}
+
+impl std::fmt::Display for NotLinkable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotLinkable::NoPorts(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Reads the ports of a source Service. Only TCP ports travel through the gateway's 15443
+/// passthrough, so UDP and SCTP ports are left out; a Service with no port left is not linked.
+pub fn source_service(svc: &Value) -> Result<SourceService, NotLinkable> {
+    let name = objects::name(svc).to_string();
+    let namespace = objects::namespace(svc).unwrap_or("default").to_string();
+    if svc["spec"]["type"].as_str() == Some("ExternalName") {
+        return Err(NotLinkable::NoPorts(format!(
+            "service/{name} is an ExternalName Service: it has no endpoints behind the gateway"
+        )));
+    }
+    let mut ports = Vec::new();
+    let mut skipped_ports = Vec::new();
+    for p in svc["spec"]["ports"].as_array().into_iter().flatten() {
+        let Some(number) = p["port"]
+            .as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|n| *n > 0)
+        else {
+            continue;
+        };
+        let transport = p["protocol"].as_str().unwrap_or("TCP");
+        let port_name = p["name"].as_str().unwrap_or("").to_ascii_lowercase();
+        if !transport.eq_ignore_ascii_case("TCP") {
+            let label = if port_name.is_empty() {
+                number.to_string()
+            } else {
+                format!("{port_name}:{number}")
+            };
+            skipped_ports.push(format!("{label}/{transport}"));
+            continue;
+        }
+        let protocol = p["appProtocol"]
+            .as_str()
+            .and_then(Protocol::from_app_protocol)
+            .or_else(|| Protocol::from_port_name(&port_name))
+            .unwrap_or(Protocol::Tcp);
+        let name = if port_name.is_empty() {
+            format!("{}-{number}", protocol.prefix())
+        } else {
+            port_name
+        };
+        ports.push(LinkPort {
+            name,
+            number,
+            protocol,
+        });
+    }
+    if ports.is_empty() {
+        let why = if skipped_ports.is_empty() {
+            format!("service/{name} has no ports")
+        } else {
+            format!(
+                "service/{name} has only non-TCP ports ({})",
+                skipped_ports.join(", ")
+            )
+        };
+        return Err(NotLinkable::NoPorts(why));
+    }
+    Ok(SourceService {
+        name,
+        namespace,
+        ports,
+        skipped_ports,
+    })
+}
+
+/// Everything one ServiceEntry is built from.
+#[derive(Debug, Clone)]
+pub struct Link<'a> {
+    /// The source Service.
+    pub service: &'a SourceService,
+    /// Its address in the target cluster.
+    pub address: Ipv4Addr,
+    /// The source cluster's gateway.
+    pub gateway: &'a GatewayAddress,
+    /// The source context name.
+    pub source_context: &'a str,
+}
+
+/// The endpoint label value for a context: the name itself when it is a valid label value,
+/// else a cleaned-up form (`arn:aws:eks:...:cluster/prod` becomes `arn-aws-eks-...-cluster-prod`).
+pub fn cluster_label(context: &str) -> String {
+    if names::label_value(context).is_ok() && !context.is_empty() {
+        return context.to_string();
+    }
+    let cleaned: String = context
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let tail: String = cleaned
+        .chars()
+        .rev()
+        .take(63)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let trimmed = tail
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string();
+    if trimmed.is_empty() {
+        "unknown".to_string()
+    } else {
+        trimmed
+    }
+}
+
+/// Builds the ServiceEntry `SERVICE-global` in the target cluster.
+pub fn build(link: &Link<'_>, version: &str) -> Value {
+    let svc = link.service;
+    let kind = objects::istio("ServiceEntry", version);
+    let mut se = objects::new_object(&kind, Some(&svc.namespace), &name(&svc.name));
+    objects::add_annotations(
+        &mut se,
+        &BTreeMap::from([(
+            SOURCE_ANNOTATION.to_string(),
+            link.source_context.to_string(),
+        )]),
+    );
+    let ports: Vec<Value> = svc
+        .ports
+        .iter()
+        .map(|p| json!({"number": p.number, "name": p.name, "protocol": p.protocol.istio_name()}))
+        .collect();
+    let endpoint_ports: serde_json::Map<String, Value> = svc
+        .ports
+        .iter()
+        .map(|p| (p.name.clone(), json!(MULTICLUSTER_PORT)))
+        .collect();
+    se["spec"] = json!({
+        "hosts": [host(&svc.name, &svc.namespace)],
+        "location": "MESH_INTERNAL",
+        "resolution": "DNS",
+        "addresses": [link.address.to_string()],
+        "ports": ports,
+        "endpoints": [{
+            "address": link.gateway.as_endpoint(),
+            "ports": endpoint_ports,
+            "labels": {"cluster": cluster_label(link.source_context)},
+        }],
+    });
+    se
+}
+
+/// Whether a ServiceEntry was written by `kubectl mesh-link`.
+pub fn is_link(se: &Value) -> bool {
+    objects::is_managed(se) && source(se).is_some()
+}
+
+/// The source context of a linked ServiceEntry.
+pub fn source(se: &Value) -> Option<&str> {
+    se["metadata"]["annotations"][SOURCE_ANNOTATION].as_str()
+}
+
+/// The Service a linked ServiceEntry stands for, from its `SERVICE.NS.global` host.
+pub fn service_of(se: &Value) -> Option<&str> {
+    let ns = objects::namespace(se)?;
+    hosts(se).into_iter().find_map(|h| {
+        h.strip_suffix(".global")?
+            .strip_suffix(ns)?
+            .strip_suffix('.')
+    })
+}
+
+/// `spec.hosts`.
+pub fn hosts(se: &Value) -> Vec<&str> {
+    se["spec"]["hosts"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Every IPv4 address in `spec.addresses` (CIDRs and IPv6 are not VIPs this tool hands out).
+pub fn ipv4_addresses(se: &Value) -> Vec<Ipv4Addr> {
+    se["spec"]["addresses"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .filter_map(|s| s.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the cluster's object already says what `desired` says, so the apply can be skipped:
+/// the same spec, and every desired label and annotation present with the same value.
+pub fn up_to_date(existing: &Value, desired: &Value) -> bool {
+    fn contains(have: &Value, want: &Value) -> bool {
+        want.as_object()
+            .is_none_or(|w| w.iter().all(|(k, v)| have.get(k) == Some(v)))
+    }
+    existing["spec"] == desired["spec"]
+        && contains(
+            &existing["metadata"]["labels"],
+            &desired["metadata"]["labels"],
+        )
+        && contains(
+            &existing["metadata"]["annotations"],
+            &desired["metadata"]["annotations"],
+        )
+}
+
+/// `80/HTTP,9555/GRPC` for tables.
+pub fn ports_text(se: &Value) -> String {
+    se["spec"]["ports"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    format!(
+                        "{}/{}",
+                        p["number"],
+                        p["protocol"].as_str().unwrap_or("TCP")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+/// `203.0.113.10:15443` for tables: each endpoint's address and its first port.
+pub fn gateway_text(se: &Value) -> String {
+    se["spec"]["endpoints"]
+        .as_array()
+        .map(|eps| {
+            eps.iter()
+                .map(|e| {
+                    let addr = e["address"].as_str().unwrap_or("?");
+                    match e["ports"].as_object().and_then(|m| m.values().next()) {
+                        Some(p) => format!("{addr}:{p}"),
+                        None => addr.to_string(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(name: &str, ports: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"}, "spec": {"ports": ports}})
+    }
+
+    #[test]
+    fn ports_from_names_and_app_protocol() {
+        let s = source_service(&svc(
+            "mixed",
+            json!([
+                {"name": "grpc", "port": 9555},
+                {"name": "http-web", "port": 80, "targetPort": 8080},
+                {"name": "metrics", "port": 9090, "appProtocol": "http"},
+                {"name": "http-but-grpc", "port": 81, "appProtocol": "grpc"},
+                {"name": "dns", "port": 53, "protocol": "UDP"},
+                {"name": "h2c", "port": 82, "appProtocol": "kubernetes.io/h2c"},
+                {"name": "redis", "port": 6379},
+            ]),
+        ))
+        .expect("linkable");
+        let got: Vec<(String, u16, Protocol)> = s
+            .ports
+            .iter()
+            .map(|p| (p.name.clone(), p.number, p.protocol))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("grpc".into(), 9555, Protocol::Grpc),
+                ("http-web".into(), 80, Protocol::Http),
+                ("metrics".into(), 9090, Protocol::Http),
+                ("http-but-grpc".into(), 81, Protocol::Grpc),
+                ("h2c".into(), 82, Protocol::Http2),
+                ("redis".into(), 6379, Protocol::Redis),
+            ]
+        );
+        assert_eq!(s.skipped_ports, vec!["dns:53/UDP".to_string()]);
+    }
+
+    #[test]
+    fn unnamed_port_gets_a_protocol_name() {
+        let s = source_service(&svc("one", json!([{"port": 7000}]))).expect("linkable");
+        assert_eq!(s.ports[0].name, "tcp-7000");
+        let s = source_service(&svc("one", json!([{"port": 7000, "appProtocol": "grpc"}])))
+            .expect("linkable");
+        assert_eq!(
+            (s.ports[0].name.as_str(), s.ports[0].protocol),
+            ("grpc-7000", Protocol::Grpc)
+        );
+    }
+
+    #[test]
+    fn services_without_usable_ports_are_not_linked() {
+        assert!(source_service(&svc("none", json!([]))).is_err());
+        assert!(source_service(&json!({"metadata": {"name": "x"}, "spec": {}})).is_err());
+        let e = source_service(&svc(
+            "dns",
+            json!([{"name": "dns", "port": 53, "protocol": "UDP"}]),
+        ))
+        .expect_err("udp");
+        assert!(e.to_string().contains("non-TCP"), "{e}");
+        let mut ext = svc("ext", json!([{"port": 80}]));
+        ext["spec"]["type"] = json!("ExternalName");
+        assert!(source_service(&ext).is_err());
+    }
+
+    #[test]
+    fn context_names_become_label_values() {
+        assert_eq!(cluster_label("cluster1"), "cluster1");
+        assert_eq!(
+            cluster_label("gke_proj_us-central1-a_c1"),
+            "gke_proj_us-central1-a_c1"
+        );
+        assert_eq!(
+            cluster_label("arn:aws:eks:eu-west-1:123456789012:cluster/prod"),
+            "arn-aws-eks-eu-west-1-123456789012-cluster-prod"
+        );
+        let long = format!("ctx/{}", "a".repeat(80));
+        assert_eq!(cluster_label(&long).len(), 63);
+        assert_eq!(cluster_label("@@"), "unknown");
+        for c in ["a:b", "x/y/z", "-a-", &"b".repeat(70)] {
+            assert!(names::label_value(&cluster_label(c)).is_ok(), "{c}");
+        }
+    }
+
+    #[test]
+    fn recognises_links() {
+        let s = source_service(&svc("adservice", json!([{"name": "grpc", "port": 9555}])))
+            .expect("linkable");
+        let gw = GatewayAddress::Ip("203.0.113.10".parse().expect("ip"));
+        let se = build(
+            &Link {
+                service: &s,
+                address: Ipv4Addr::new(240, 0, 0, 1),
+                gateway: &gw,
+                source_context: "cluster1",
+            },
+            "v1",
+        );
+        assert!(is_link(&se));
+        assert_eq!(source(&se), Some("cluster1"));
+        assert_eq!(service_of(&se), Some("adservice"));
+        assert_eq!(ipv4_addresses(&se), vec![Ipv4Addr::new(240, 0, 0, 1)]);
+        assert_eq!(ports_text(&se), "9555/GRPC");
+        assert_eq!(gateway_text(&se), "203.0.113.10:15443");
+        assert!(up_to_date(&se, &se));
+        let mut server = se.clone();
+        server["metadata"]["resourceVersion"] = json!("7");
+        server["metadata"]["labels"]["extra"] = json!("x");
+        assert!(up_to_date(&server, &se));
+        server["spec"]["addresses"] = json!(["240.0.0.2"]);
+        assert!(!up_to_date(&server, &se));
+        let mut foreign = se.clone();
+        foreign["metadata"]["labels"] = json!({});
+        assert!(!is_link(&foreign));
+    }
+}
