@@ -472,29 +472,46 @@ impl CrdSchema {
         let mut errs = Vec::new();
         // Only spec/status etc. are covered by the schema; metadata is checked elsewhere.
         if let Value::Object(m) = obj {
-            let mut body = Map::new();
-            for (k, v) in m {
-                if k != "metadata" && k != "apiVersion" && k != "kind" {
-                    body.insert(k.clone(), v.clone());
-                }
-            }
-            let mut s_errs = Vec::new();
             for r in &self.structural.required {
                 if !m.contains_key(r) && r != "metadata" {
-                    s_errs.push(FieldError::new(r, "FieldValueRequired", "Required value".into()));
+                    errs.push(FieldError::new(r, "FieldValueRequired", "Required value".into()));
                 }
             }
-            for (k, v) in &body {
+            for (k, v) in m {
+                if k == "metadata" || k == "apiVersion" || k == "kind" {
+                    continue;
+                }
                 if let Some(c) = self.structural.properties.get(k) {
-                    validate(c, v, k, &mut s_errs);
+                    validate(c, v, k, &mut errs);
                 }
             }
-            errs.extend(s_errs);
         }
         if errs.is_empty() {
             if let Some(cel) = &self.cel {
+                // CRD rules see only metadata.name and metadata.generateName.
+                let slim = |v: &Value| -> Value {
+                    let mut out = Map::new();
+                    if let Value::Object(m) = v {
+                        for (k, x) in m {
+                            if k == "metadata" {
+                                let mut md = Map::new();
+                                for f in ["name", "generateName"] {
+                                    if let Some(y) = x.get(f) {
+                                        md.insert(f.into(), y.clone());
+                                    }
+                                }
+                                out.insert(k.clone(), Value::Object(md));
+                            } else {
+                                out.insert(k.clone(), x.clone());
+                            }
+                        }
+                    }
+                    Value::Object(out)
+                };
+                let obj_s = slim(obj);
+                let old_s = old.map(slim);
                 VALIDATOR.with(|val| {
-                    if let Err(e) = val.validate_compiled_with_context(cel, obj, old, Some(ctx)) {
+                    if let Err(e) = val.validate_compiled_with_context(cel, &obj_s, old_s.as_ref(), Some(ctx)) {
                         for ve in e.into_vec() {
                             let field = ve.field_path.trim_start_matches('.').to_string();
                             let reason = match ve.reason.as_deref() {
