@@ -1,0 +1,213 @@
+//! Pure builders of the VirtualService objects mesh-split applies: new weights on an existing
+//! route (everything else in the route kept exactly), a new split VirtualService, and the
+//! previous-weights annotation that `undo` reads.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::route::{Destination, Route, RouteRef};
+use crate::objects::{self, FIELD_MANAGER};
+
+/// The annotation holding the weights before the last change, as JSON.
+pub const PREVIOUS_ANNOTATION: &str = "mesh.kubectl.io/previous-weights";
+
+/// The weights a route had before the last change: what `undo` restores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Previous {
+    /// The route: its name, or `http/0`.
+    pub route: String,
+    /// Each destination with its weight, in the route's order.
+    pub destinations: Vec<PreviousWeight>,
+}
+
+/// One destination and its weight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousWeight {
+    /// The destination.
+    #[serde(flatten)]
+    pub destination: Destination,
+    /// Its weight.
+    pub weight: u32,
+}
+
+impl Previous {
+    /// What `route` holds now.
+    pub fn of(route: &Route) -> Self {
+        Self {
+            route: route.at.to_string(),
+            destinations: route
+                .destinations
+                .iter()
+                .zip(&route.weights)
+                .map(|(d, w)| PreviousWeight {
+                    destination: d.clone(),
+                    weight: *w,
+                })
+                .collect(),
+        }
+    }
+
+    /// The weights alone.
+    pub fn weights(&self) -> Vec<u32> {
+        self.destinations.iter().map(|d| d.weight).collect()
+    }
+
+    /// The destinations alone.
+    pub fn destination_list(&self) -> Vec<Destination> {
+        self.destinations
+            .iter()
+            .map(|d| d.destination.clone())
+            .collect()
+    }
+
+    /// The annotation value.
+    pub fn to_annotation(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The raw previous-weights annotation of `vs`, if any.
+pub fn previous_raw(vs: &Value) -> Option<&str> {
+    vs["metadata"]["annotations"][PREVIOUS_ANNOTATION].as_str()
+}
+
+/// The previous weights recorded on `vs`: `None` without the annotation, `Err` when unreadable.
+pub fn read_previous(vs: &Value) -> Option<Result<Previous, String>> {
+    let raw = previous_raw(vs)?;
+    Some(serde_json::from_str(raw).map_err(|e| {
+        format!("annotation {PREVIOUS_ANNOTATION} is not what kubectl-mesh wrote ({e})")
+    }))
+}
+
+/// Our own server-side-apply entry: the fields kubectl-mesh owns, which every apply must
+/// repeat (a field an apply leaves out is removed when no other manager owns it).
+fn our_fields(live: &Value) -> Map<String, Value> {
+    let mut merged = Map::new();
+    let entries = live["metadata"]["managedFields"].as_array();
+    for e in entries.map_or(&[][..], Vec::as_slice) {
+        let ours = e["manager"] == FIELD_MANAGER && e["operation"] == "Apply";
+        let main = e.get("subresource").is_none_or(|s| s == "");
+        if let (true, true, Some(f)) = (ours, main, e["fieldsV1"].as_object()) {
+            merge_fields(&mut merged, f);
+        }
+    }
+    merged
+}
+
+fn merge_fields(into: &mut Map<String, Value>, from: &Map<String, Value>) {
+    for (k, v) in from {
+        match (into.get_mut(k), v.as_object()) {
+            (Some(Value::Object(a)), Some(b)) => merge_fields(a, b),
+            _ => {
+                into.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+fn owned_keys(fields: &Map<String, Value>, path: &[&str]) -> Vec<String> {
+    let mut node = fields;
+    for p in path {
+        match node.get(&format!("f:{p}")).and_then(Value::as_object) {
+            Some(n) => node = n,
+            None => return Vec::new(),
+        }
+    }
+    node.keys()
+        .filter_map(|k| k.strip_prefix("f:").map(String::from))
+        .collect()
+}
+
+/// The apply that sets `weights` on the route at `at` of `live`.
+///
+/// The object carries only what kubectl-mesh owns: the route list (atomic in Istio's schema,
+/// so it is sent whole, with every other field of every route exactly as read), the
+/// previous-weights annotation (its raw value; `None` removes it), and whatever an earlier
+/// kubectl-mesh apply set, so nothing of ours is dropped. Labels are not added to objects
+/// someone else created.
+pub fn weights_object(
+    live: &Value,
+    at: &RouteRef,
+    weights: &[u32],
+    previous: Option<&str>,
+) -> Value {
+    let ours = our_fields(live);
+    let mut meta = Map::new();
+    meta.insert("name".into(), json!(objects::name(live)));
+    if let Some(ns) = objects::namespace(live) {
+        meta.insert("namespace".into(), json!(ns));
+    }
+    for field in ["labels", "annotations"] {
+        let mut kept = Map::new();
+        for key in owned_keys(&ours, &["metadata", field]) {
+            if let Some(v) = live["metadata"][field].get(&key) {
+                kept.insert(key, v.clone());
+            }
+        }
+        if field == "annotations" {
+            match previous {
+                Some(p) => {
+                    kept.insert(PREVIOUS_ANNOTATION.into(), json!(p));
+                }
+                None => {
+                    kept.remove(PREVIOUS_ANNOTATION);
+                }
+            }
+        }
+        if !kept.is_empty() {
+            meta.insert(field.into(), Value::Object(kept));
+        }
+    }
+    let mut spec = Map::new();
+    for key in owned_keys(&ours, &["spec"]) {
+        if let Some(v) = live["spec"].get(&key) {
+            spec.insert(key, v.clone());
+        }
+    }
+    let field = at.kind.field();
+    let mut list = live["spec"][field].clone();
+    if let Some(dests) = list[at.index]["route"].as_array_mut() {
+        for (d, w) in dests.iter_mut().zip(weights) {
+            d["weight"] = json!(w);
+        }
+    }
+    spec.insert(field.into(), list);
+    json!({
+        "apiVersion": live["apiVersion"],
+        "kind": "VirtualService",
+        "metadata": meta,
+        "spec": spec,
+    })
+}
+
+/// A new VirtualService for `host` with one http route to `to`, in that order.
+pub fn created_object(
+    version: &str,
+    namespace: &str,
+    name: &str,
+    host: &str,
+    to: &[String],
+    weights: &[u32],
+) -> Value {
+    let kind = objects::istio("VirtualService", version);
+    let mut obj = objects::new_object(&kind, Some(namespace), name);
+    let route: Vec<Value> = to
+        .iter()
+        .zip(weights)
+        .map(|(h, w)| json!({"destination": {"host": h}, "weight": w}))
+        .collect();
+    obj["spec"] = json!({"hosts": [host], "http": [{"route": route}]});
+    obj
+}
+
+/// The name `--create` gives a VirtualService when `--name` is absent: `<host's first label>-split`.
+pub fn default_name(host: &str) -> String {
+    let first = host
+        .trim_start_matches("*.")
+        .split('.')
+        .next()
+        .unwrap_or("traffic");
+    let mut base: String = first.chars().take(57).collect();
+    base = base.trim_end_matches('-').to_string();
+    format!("{base}-split")
+}

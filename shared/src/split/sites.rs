@@ -1,0 +1,1014 @@
+//! One VirtualService route per cluster ("site"): read and validated in every cluster before any
+//! write, written cluster by cluster, put back where written when a later cluster fails, and
+//! read back to check that every cluster holds the weights sent.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+
+use anyhow::{anyhow, Result};
+use serde_json::Value;
+
+use super::build::{self, Previous};
+use super::ownership::{self, Decision};
+use super::plan::{Action, Create, Plan, SetPlan};
+use super::report::{self, Change, StatusRow};
+use super::route::{self, Route, RouteError, RouteKind, RouteRef, RouteSelector};
+use super::steps::Interrupt;
+use super::target::{self, Target};
+use super::weights::{self, slash};
+use crate::api::{self, Applied, Cluster, Outcome, WriteMode};
+use crate::cli::{DryRun, KubeArgs};
+use crate::duration::HumanDuration;
+use crate::error::{one_line, usage, MeshError};
+use crate::objects::{self, Kind};
+use crate::output;
+use crate::prompt::{self, Prompter};
+use crate::Io;
+
+/// One cluster's VirtualService and the route being split.
+struct Site {
+    cluster: Cluster,
+    kind: Kind,
+    namespace: String,
+    name: String,
+    /// As last read or written; `None` while it is still to be created.
+    live: Option<Value>,
+    /// The route with its current weights.
+    route: Route,
+    /// Weights before the command (`None`: created by it).
+    start: Option<Vec<u32>>,
+    /// The route list's owners, for the next write.
+    decision: Decision,
+}
+
+impl Site {
+    fn context(&self) -> &str {
+        &self.cluster.context
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "VirtualService {}/{} in context {}",
+            self.namespace,
+            self.name,
+            self.context()
+        )
+    }
+
+    /// The object to apply for `weights` with the previous-weights annotation `previous`.
+    fn desired(&self, weights: &[u32], previous: Option<&str>, create: Option<&Create>) -> Value {
+        match (&self.live, create) {
+            (Some(live), _) => build::weights_object(live, &self.route.at, weights, previous),
+            (None, Some(c)) => build::created_object(
+                &self.kind.version,
+                &self.namespace,
+                &c.name,
+                &c.host,
+                &c.to,
+                weights,
+            ),
+            // Unreachable: a site without an object always comes from --create.
+            (None, None) => Value::Null,
+        }
+    }
+}
+
+/// Entry point after parsing: connect to every context, then act.
+pub(super) async fn run(
+    plan: Plan,
+    kube: &KubeArgs,
+    io: &mut Io,
+    prompter: &mut dyn Prompter,
+) -> Result<()> {
+    let (kc, targets) = api::resolve_targets(kube, &kube.contexts)?;
+    for (i, t) in targets.iter().enumerate() {
+        if targets[..i].iter().any(|o| o.context == t.context) {
+            return Err(usage("--context", format!("{} is given twice", t.context)));
+        }
+    }
+    let mut clusters = Vec::with_capacity(targets.len());
+    for t in &targets {
+        clusters.push(Cluster::connect(&kc, t, kube).await?);
+    }
+    match plan.action.clone() {
+        Action::Status => status(&plan, &clusters, io).await,
+        Action::Undo => undo(&plan, clusters, io, prompter).await,
+        Action::Set(set) => split(&plan, &set, clusters, io, prompter).await,
+    }
+}
+
+async fn vs_kind(cluster: &Cluster) -> Result<Kind> {
+    Ok(objects::istio(
+        "VirtualService",
+        &cluster.istio_version().await?,
+    ))
+}
+
+/// The VirtualService TARGET names in `cluster`; `None` when there is none.
+async fn find(cluster: &Cluster, kind: &Kind, target: &Target) -> Result<Option<Value>> {
+    let ns = cluster.namespace.as_str();
+    match target {
+        Target::Vs(name) => cluster.get(kind, Some(ns), name).await,
+        Target::Host(host) => {
+            let all = cluster.list(kind, Some(ns), None).await?;
+            let mut hits: Vec<Value> = all
+                .into_iter()
+                .filter(|vs| target::matches(vs, target, ns))
+                .collect();
+            if hits.len() > 1 {
+                // A gateway VirtualService may share the host; the split one is what counts.
+                let split: Vec<Value> = hits
+                    .iter()
+                    .filter(|vs| !route::splittable(vs).is_empty())
+                    .cloned()
+                    .collect();
+                if split.len() == 1 {
+                    hits = split;
+                }
+            }
+            if hits.len() > 1 {
+                let names: Vec<String> = hits
+                    .iter()
+                    .map(|v| format!("vs/{}", objects::name(v)))
+                    .collect();
+                return Err(usage(
+                    "TARGET",
+                    format!(
+                        "host {host} is in several VirtualServices in namespace {ns} (context {}): {}: name one as vs/NAME",
+                        cluster.context,
+                        names.join(", ")
+                    ),
+                ));
+            }
+            Ok(hits.pop())
+        }
+    }
+}
+
+fn not_found(cluster: &Cluster, target: &Target, create_hint: bool) -> anyhow::Error {
+    let ns = &cluster.namespace;
+    let hint = if create_hint {
+        ": name one as vs/NAME, or create one with --create --to HOST_A,HOST_B"
+    } else {
+        ""
+    };
+    match target {
+        Target::Vs(name) => anyhow!(
+            "VirtualService {ns}/{name} not found in context {}",
+            cluster.context
+        ),
+        Target::Host(h) => anyhow!(
+            "no VirtualService in namespace {ns} (context {}) routes host {h}{hint}",
+            cluster.context
+        ),
+    }
+}
+
+/// Without TARGET: the only candidate in the first cluster, a pick-list, or a usage error.
+async fn choose(
+    cluster: &Cluster,
+    kind: &Kind,
+    undo: bool,
+    example_rest: &str,
+    may_prompt: bool,
+    io: &mut Io,
+    prompter: &mut dyn Prompter,
+) -> Result<Target> {
+    let ns = cluster.namespace.as_str();
+    let all = cluster.list(kind, Some(ns), None).await?;
+    let with_previous: Vec<Value> = all
+        .iter()
+        .filter(|v| build::previous_raw(v).is_some())
+        .cloned()
+        .collect();
+    let pool = if undo { &with_previous } else { &all };
+    let cands = target::candidates(pool);
+    let verb = if undo { "undo " } else { "" };
+    match cands.len() {
+        0 if undo => Err(usage(
+            "TARGET",
+            format!(
+                "no VirtualService in namespace {ns} (context {}) has previous weights recorded by kubectl mesh-split",
+                cluster.context
+            ),
+        )),
+        0 => Err(usage(
+            "TARGET",
+            format!(
+                "no VirtualService in namespace {ns} (context {}) has a route with two or more destinations: name one as vs/NAME or a host, or create one with TARGET WEIGHTS --create --to HOST_A,HOST_B",
+                cluster.context
+            ),
+        )),
+        1 => {
+            io.note(format!(
+                "Using vs/{}: the only VirtualService in namespace {ns} with a split route",
+                cands[0].name
+            ))?;
+            Ok(Target::Vs(cands[0].name.clone()))
+        }
+        n if may_prompt => {
+            let items: Vec<String> = cands.iter().map(|c| c.line()).collect();
+            let i = prompter.select(
+                &format!("{n} VirtualServices in namespace {ns} have a split route; which one?"),
+                &items,
+            )?;
+            let c = cands
+                .get(i)
+                .ok_or_else(|| anyhow!("no VirtualService was picked"))?;
+            Ok(Target::Vs(c.name.clone()))
+        }
+        n => {
+            let list: Vec<String> = cands.iter().map(|c| c.line()).collect();
+            Err(usage(
+                "TARGET",
+                format!(
+                    "{n} VirtualServices in namespace {ns} (context {}) have a route with two or more destinations: {}; name one, e.g. kubectl mesh-split {verb}vs/{}{example_rest}",
+                    cluster.context,
+                    list.join("; "),
+                    cands[0].name
+                ),
+            ))
+        }
+    }
+}
+
+/// `namespace/name` of an object.
+fn ns_name(obj: &Value) -> String {
+    format!(
+        "{}/{}",
+        objects::namespace(obj).unwrap_or(""),
+        objects::name(obj)
+    )
+}
+
+fn route_error(e: RouteError, vs: &Value, context: &str) -> anyhow::Error {
+    let what = format!("VirtualService {} in context {context}", ns_name(vs));
+    match e {
+        RouteError::NoSuchRoute(routes) => {
+            usage("--route", format!("no such route in {what}: {routes}"))
+        }
+        RouteError::NoneSplittable => usage(
+            "TARGET",
+            format!("{what} has no route with two or more destinations: nothing to split"),
+        ),
+        RouteError::Several(ids) => usage(
+            "--route",
+            format!(
+                "{what} has several routes with two or more destinations ({}): pass --route",
+                ids.join(", ")
+            ),
+        ),
+    }
+}
+
+fn ownership_check(site: &Site, force_conflicts: bool, io: &mut Io) -> Result<()> {
+    let field = format!("spec.{}", site.route.at.kind.field());
+    match &site.decision {
+        Decision::Free => Ok(()),
+        Decision::TakeOver(from) => {
+            io.note(format!(
+                "{}: taking over {field} from {} (kubectl by hand)",
+                site.describe(),
+                from.join(", ")
+            ))?;
+            Ok(())
+        }
+        Decision::Forced(from) => {
+            io.warn(format!(
+                "{}: {field} is managed by {}; --force-conflicts takes it over, and {} may change it back",
+                site.describe(),
+                from.join(", "),
+                from.join(", ")
+            ))?;
+            Ok(())
+        }
+        Decision::Refuse(from) => {
+            let _ = force_conflicts;
+            Err(anyhow!(
+                "{}: {field} is managed by {}: change the weights where {} gets them from, or pass --force-conflicts to take them over",
+                site.describe(),
+                from.join(", "),
+                if from.len() == 1 { "it" } else { "they" }
+            ))
+        }
+    }
+}
+
+/// Reads every cluster for a split; validates the route and the weights in each.
+async fn read_for_split(
+    plan: &Plan,
+    set: &SetPlan,
+    clusters: Vec<Cluster>,
+    target: &Target,
+    io: &mut Io,
+) -> Result<(Vec<Site>, Vec<Vec<u32>>)> {
+    let mut sites = Vec::new();
+    let mut finals = Vec::new();
+    for cluster in clusters {
+        let kind = vs_kind(&cluster).await?;
+        let live = find(&cluster, &kind, target).await?;
+        let namespace = cluster.namespace.clone();
+        let site = match (live, &set.create) {
+            (Some(vs), create) => {
+                let route = route::select(&vs, plan.route.as_ref())
+                    .map_err(|e| route_error(e, &vs, &cluster.context))?;
+                if let Some(c) = create {
+                    check_existing_matches(&vs, &route, c, &cluster.context)?;
+                }
+                let decision = ownership::decide(&vs, route.at.kind, plan.write.force_conflicts);
+                Site {
+                    name: objects::name(&vs).to_string(),
+                    start: Some(route.weights.clone()),
+                    live: Some(vs),
+                    route,
+                    decision,
+                    cluster,
+                    kind,
+                    namespace,
+                }
+            }
+            (None, Some(c)) => Site {
+                name: c.name.clone(),
+                start: None,
+                live: None,
+                route: Route {
+                    at: RouteRef {
+                        kind: RouteKind::Http,
+                        index: 0,
+                        name: None,
+                    },
+                    destinations: c.to.iter().map(|h| route::Destination::host(h)).collect(),
+                    weights: Vec::new(),
+                },
+                decision: Decision::Free,
+                cluster,
+                kind,
+                namespace,
+            },
+            (None, None) => return Err(not_found(&cluster, target, true)),
+        };
+        let want = set.weights.resolve(&site.route.destinations).map_err(|e| {
+            usage(
+                "WEIGHTS",
+                format!(
+                    "{e}: route {} of {} has {}",
+                    site.route.at,
+                    site.describe(),
+                    site.route.describe()
+                ),
+            )
+        })?;
+        if let Some(first) = sites.first() {
+            let first: &Site = first;
+            if first.route.destinations.len() != site.route.destinations.len() {
+                return Err(usage(
+                    "--context",
+                    format!(
+                        "the route differs between contexts: {} has {} destinations ({}), {} has {} ({})",
+                        first.context(),
+                        first.route.destinations.len(),
+                        first.route.describe(),
+                        site.context(),
+                        site.route.destinations.len(),
+                        site.route.describe()
+                    ),
+                ));
+            }
+        }
+        ownership_check(&site, plan.write.force_conflicts, io)?;
+        finals.push(want);
+        sites.push(site);
+    }
+    Ok((sites, finals))
+}
+
+fn check_existing_matches(vs: &Value, route: &Route, c: &Create, context: &str) -> Result<()> {
+    let same = route.destinations.len() == c.to.len()
+        && route
+            .destinations
+            .iter()
+            .zip(&c.to)
+            .all(|(d, h)| d.host == *h || d.host.split('.').next() == h.split('.').next());
+    if same {
+        return Ok(());
+    }
+    Err(usage(
+        "--to",
+        format!(
+            "VirtualService {} already exists in context {context} with destinations {}: drop --create, or use another TARGET",
+            ns_name(vs),
+            route.describe()
+        ),
+    ))
+}
+
+/// Writes `want[i]` to every site in order. When a write fails, the sites already written are
+/// put back; with several contexts the error is a partial failure (exit 4) after a state table.
+async fn commit(
+    sites: &mut [Site],
+    want: &[Vec<u32>],
+    previous: &[Option<String>],
+    create: Option<&Create>,
+    mode: WriteMode,
+    io: &mut Io,
+) -> Result<Vec<Applied>> {
+    let mut done: Vec<Applied> = Vec::new();
+    for (i, site) in sites.iter().enumerate() {
+        if let Some(live) = &site.live {
+            if site.route.weights == want[i] {
+                done.push(Applied {
+                    object: live.clone(),
+                    outcome: Outcome::Unchanged,
+                });
+                continue;
+            }
+        }
+        let desired = site.desired(&want[i], previous[i].as_deref(), create);
+        let m = WriteMode {
+            dry_run: mode.dry_run,
+            force: site.decision.force(),
+        };
+        match site
+            .cluster
+            .apply_over(&desired, site.live.as_ref(), m)
+            .await
+        {
+            Ok(a) => done.push(a),
+            Err(err) => return Err(fail(sites, &done, i, want, err, mode, io).await),
+        }
+    }
+    if mode.dry_run == DryRun::None {
+        for ((site, applied), w) in sites.iter_mut().zip(&done).zip(want) {
+            site.live = Some(applied.object.clone());
+            site.route.weights = w.clone();
+            // Taken over (or forced): the list is ours now.
+            site.decision = ownership::decide(&applied.object, site.route.at.kind, true);
+        }
+    }
+    Ok(done)
+}
+
+async fn restore(site: &Site, applied: &Applied) -> Result<String> {
+    let Some(before) = &site.live else {
+        site.cluster
+            .delete(
+                &site.kind,
+                Some(&site.namespace),
+                &site.name,
+                WriteMode::default(),
+            )
+            .await?;
+        return Ok("deleted again (this run created it)".to_string());
+    };
+    let obj = build::weights_object(
+        &applied.object,
+        &site.route.at,
+        &site.route.weights,
+        build::previous_raw(before),
+    );
+    let force = WriteMode {
+        dry_run: DryRun::None,
+        force: true,
+    };
+    site.cluster
+        .apply_over(&obj, Some(&applied.object), force)
+        .await?;
+    Ok(format!("restored to {}", slash(&site.route.weights)))
+}
+
+async fn fail(
+    sites: &[Site],
+    done: &[Applied],
+    failed: usize,
+    want: &[Vec<u32>],
+    err: anyhow::Error,
+    mode: WriteMode,
+    io: &mut Io,
+) -> anyhow::Error {
+    if mode.dry_run != DryRun::None {
+        return err; // nothing was stored anywhere
+    }
+    let mut rows = Vec::new();
+    let mut restored_all = true;
+    for (j, site) in sites.iter().enumerate() {
+        let now = if site.live.is_some() {
+            slash(&site.route.weights)
+        } else {
+            "absent".to_string()
+        };
+        let state = if j < failed {
+            let applied = &done[j];
+            if applied.outcome == Outcome::Unchanged {
+                format!("unchanged ({now})")
+            } else {
+                match restore(site, applied).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        restored_all = false;
+                        format!(
+                            "FAILED to restore, left at {}: {}",
+                            slash(&want[j]),
+                            one_line(&e)
+                        )
+                    }
+                }
+            }
+        } else if j == failed {
+            format!("FAILED: {}", one_line(&err))
+        } else {
+            format!("unchanged ({now}), not attempted")
+        };
+        rows.push((site.context().to_string(), state));
+    }
+    if sites.len() == 1 {
+        return err;
+    }
+    let _ = io.err.write_all(report::states(&rows).as_bytes());
+    let outcome = if restored_all {
+        "the contexts written before it were put back"
+    } else {
+        "some contexts could NOT be put back: check them with kubectl mesh-split status"
+    };
+    MeshError::Partial(format!(
+        "the write failed in context {}; {outcome}: {}",
+        sites[failed].context(),
+        one_line(&err)
+    ))
+    .into()
+}
+
+/// Reads every site back and compares with what was sent.
+async fn read_back(sites: &[Site], want: &[Vec<u32>]) -> Result<()> {
+    let mut diffs = Vec::new();
+    for (site, w) in sites.iter().zip(want) {
+        let got = site
+            .cluster
+            .get(&site.kind, Some(&site.namespace), &site.name)
+            .await?;
+        let sel = RouteSelector::At(site.route.at.kind, site.route.at.index);
+        let found = got
+            .as_ref()
+            .and_then(|vs| route::select(vs, Some(&sel)).ok());
+        match found {
+            None => diffs.push(format!("{}: the route is gone", site.describe())),
+            Some(r) if r.destinations != site.route.destinations => diffs.push(format!(
+                "{}: the destinations are now {}",
+                site.describe(),
+                r.describe()
+            )),
+            Some(r) if r.weights != *w => diffs.push(format!(
+                "{}: reads {}, not {} (another controller may have changed it back)",
+                site.describe(),
+                slash(&r.weights),
+                slash(w)
+            )),
+            Some(_) => {}
+        }
+    }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(MeshError::Check(format!("read back: {}", diffs.join("; "))).into())
+    }
+}
+
+fn result_lines(sites: &[Site], applied: &[Applied], dry_run: DryRun, io: &mut Io) -> Result<()> {
+    for (site, a) in sites.iter().zip(applied) {
+        io.note(format!(
+            "{}: {}",
+            site.context(),
+            output::result_line(&a.object, a.outcome, dry_run)
+        ))?;
+    }
+    Ok(())
+}
+
+fn print_table(sites: &[Site], after: &[Vec<u32>], io: &mut Io) -> Result<()> {
+    let mut rows: Vec<Change> = Vec::new();
+    for (site, a) in sites.iter().zip(after) {
+        rows.extend(report::changes(
+            site.context(),
+            &site.route,
+            site.start.as_deref(),
+            a,
+        ));
+    }
+    io.out.write_all(report::before_after(&rows).as_bytes())?;
+    Ok(())
+}
+
+async fn split(
+    plan: &Plan,
+    set: &SetPlan,
+    clusters: Vec<Cluster>,
+    io: &mut Io,
+    prompter: &mut dyn Prompter,
+) -> Result<()> {
+    let target = match &plan.target {
+        Some(t) => t.clone(),
+        None => {
+            let first = clusters
+                .first()
+                .ok_or_else(|| anyhow!("no context to work on"))?;
+            let kind = vs_kind(first).await?;
+            let may = prompt::may_prompt(io.terminal, plan.write.yes);
+            choose(
+                first,
+                &kind,
+                false,
+                &format!(" {}", set.weights),
+                may,
+                io,
+                prompter,
+            )
+            .await?
+        }
+    };
+    let (mut sites, finals) = read_for_split(plan, set, clusters, &target, io).await?;
+    let create = set.create.as_ref();
+
+    // The plan: per site, the weights at each step, the last being the final weights.
+    let mut plans: Vec<Vec<Vec<u32>>> = Vec::new();
+    for (site, fin) in sites.iter().zip(&finals) {
+        if set.steps.is_empty() {
+            plans.push(vec![fin.clone()]);
+            continue;
+        }
+        let Some(start) = &site.start else {
+            return Err(usage(
+                "--steps",
+                format!(
+                    "{} does not exist yet: create it at its starting weights first, then walk with --steps",
+                    site.describe()
+                ),
+            ));
+        };
+        let p = weights::step_weights(start, fin, &set.steps).map_err(|e| {
+            usage(
+                "--steps",
+                format!("{e} ({}: now {})", site.describe(), slash(start)),
+            )
+        })?;
+        plans.push(p);
+    }
+    if sites.len() > 1 {
+        let starts: Vec<Option<&Vec<u32>>> = sites.iter().map(|s| s.start.as_ref()).collect();
+        if starts.iter().any(|s| *s != starts[0]) {
+            let parts: Vec<String> = sites
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {}",
+                        s.context(),
+                        s.start.as_deref().map_or("absent".to_string(), slash)
+                    )
+                })
+                .collect();
+            io.warn(format!(
+                "the contexts do not agree now: {}",
+                parts.join(", ")
+            ))?;
+        }
+    }
+    // What undo restores: the weights before this command, kept through every step.
+    let previous: Vec<Option<String>> = sites
+        .iter()
+        .map(|s| {
+            s.live
+                .as_ref()
+                .map(|_| Previous::of(&s.route).to_annotation())
+        })
+        .collect();
+    let steps = plans.first().map_or(0, Vec::len);
+    let contexts: Vec<String> = sites.iter().map(|s| s.context().to_string()).collect();
+    let interval = HumanDuration(set.interval).to_string();
+    let mode = WriteMode {
+        dry_run: plan.write.dry_run,
+        force: plan.write.force_conflicts,
+    };
+
+    if mode.dry_run == DryRun::Client {
+        let mut objs = Vec::new();
+        for k in 0..steps {
+            for ((site, p), prev) in sites.iter().zip(&plans).zip(&previous) {
+                if site.live.is_some() && site.route.weights == p[k] {
+                    continue;
+                }
+                objs.push(site.desired(&p[k], prev.as_deref(), create));
+            }
+        }
+        if let Some(format) = plan.output() {
+            return output::print_objects(&mut io.out, format, &objs);
+        }
+        let finals: Vec<Vec<u32>> = plans.iter().map(|p| p[steps - 1].clone()).collect();
+        print_table(&sites, &finals, io)?;
+        if steps > 1 {
+            writeln!(io.out)?;
+            io.out
+                .write_all(report::step_plan(&contexts, &plans, &interval).as_bytes())?;
+        }
+        io.note("(dry run: nothing was written)")?;
+        return Ok(());
+    }
+
+    let mut interrupt = if steps > 1 && mode.dry_run == DryRun::None {
+        Some(Interrupt::catch().await)
+    } else {
+        None
+    };
+    let mut objs = Vec::new();
+    let mut reached: Vec<Vec<u32>> = sites.iter().map(|s| s.route.weights.clone()).collect();
+    for k in 0..steps {
+        let want: Vec<Vec<u32>> = plans.iter().map(|p| p[k].clone()).collect();
+        let applied = commit(&mut sites, &want, &previous, create, mode, io).await?;
+        if steps > 1 {
+            io.note(format!(
+                "Step {}/{steps}: {} in {}",
+                k + 1,
+                slash(&want[0]),
+                contexts.join(", ")
+            ))?;
+        }
+        result_lines(&sites, &applied, mode.dry_run, io)?;
+        if mode.dry_run == DryRun::None {
+            read_back(&sites, &want).await?;
+        }
+        objs.extend(applied.into_iter().map(|a| objects::for_display(a.object)));
+        reached = want;
+        let last = k + 1 == steps;
+        if let (false, Some(int)) = (last, interrupt.as_mut()) {
+            let label = format!(
+                "Step {}/{steps} done; step {} ({}) in {interval}",
+                k + 1,
+                k + 2,
+                slash(&plans[0][k + 1])
+            );
+            let bar = io.terminal;
+            if !int.wait(set.interval, &label, bar, &mut io.err).await {
+                return interrupted(plan, set, &target, &sites, &reached, k, steps, io);
+            }
+        }
+    }
+    if let Some(format) = plan.output() {
+        return output::print_objects(&mut io.out, format, &objs);
+    }
+    print_table(&sites, &reached, io)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn interrupted(
+    plan: &Plan,
+    set: &SetPlan,
+    target: &Target,
+    sites: &[Site],
+    reached: &[Vec<u32>],
+    k: usize,
+    steps: usize,
+    io: &mut Io,
+) -> Result<()> {
+    print_table(sites, reached, io)?;
+    let name = sites.first().map_or(String::new(), |s| s.name.clone());
+    let vs = match target {
+        Target::Vs(_) => target.to_string(),
+        Target::Host(_) => format!("vs/{name}"),
+    };
+    let flags = if plan.repeat_flags.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", plan.repeat_flags.join(" "))
+    };
+    let rest: Vec<String> = set.steps[(k + 1).min(set.steps.len())..]
+        .iter()
+        .map(u32::to_string)
+        .collect();
+    let steps_flag = if rest.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " --steps {} --interval {}",
+            rest.join(","),
+            HumanDuration(set.interval)
+        )
+    };
+    writeln!(
+        io.err,
+        "Interrupted: stopped at step {}/{steps} ({}).\n  Resume: kubectl mesh-split {vs} {}{steps_flag}{flags}\n  Undo:   kubectl mesh-split undo {vs}{flags}",
+        k + 1,
+        slash(&reached[0]),
+        set.weights,
+    )?;
+    Err(anyhow!(
+        "interrupted at step {}/{steps}: the weights are {} in every context",
+        k + 1,
+        slash(&reached[0])
+    ))
+}
+
+async fn undo(
+    plan: &Plan,
+    clusters: Vec<Cluster>,
+    io: &mut Io,
+    prompter: &mut dyn Prompter,
+) -> Result<()> {
+    let target = match &plan.target {
+        Some(t) => t.clone(),
+        None => {
+            let first = clusters
+                .first()
+                .ok_or_else(|| anyhow!("no context to work on"))?;
+            let kind = vs_kind(first).await?;
+            let may = prompt::may_prompt(io.terminal, plan.write.yes);
+            choose(first, &kind, true, "", may, io, prompter).await?
+        }
+    };
+    let mut sites = Vec::new();
+    let mut want = Vec::new();
+    let mut previous = Vec::new();
+    for cluster in clusters {
+        let kind = vs_kind(&cluster).await?;
+        let Some(vs) = find(&cluster, &kind, &target).await? else {
+            return Err(not_found(&cluster, &target, false));
+        };
+        let what = format!(
+            "VirtualService {} in context {}",
+            ns_name(&vs),
+            cluster.context
+        );
+        let prev = match build::read_previous(&vs) {
+            None => {
+                return Err(anyhow!(
+                    "nothing to undo: {what} has no previous weights recorded by kubectl mesh-split"
+                ))
+            }
+            Some(Err(e)) => return Err(anyhow!("{what}: {e}")),
+            Some(Ok(p)) => p,
+        };
+        let sel = match &plan.route {
+            Some(s) => s.clone(),
+            None => prev
+                .route
+                .parse::<RouteSelector>()
+                .map_err(|e| anyhow!("{what}: {e}"))?,
+        };
+        let route = route::select(&vs, Some(&sel)).map_err(|_| {
+            anyhow!(
+                "{what}: route {} recorded in the annotation is gone: set the weights instead",
+                prev.route
+            )
+        })?;
+        if route.destinations != prev.destination_list() {
+            return Err(anyhow!(
+                "{what}: route {} changed since the weights were recorded (now {}; recorded {}): set the weights instead",
+                route.at,
+                route.describe(),
+                prev.destinations
+                    .iter()
+                    .map(|d| format!("{} {}", d.destination, d.weight))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        want.push(prev.weights());
+        // Undo records what it replaces, so a second undo goes forward again.
+        previous.push(Some(Previous::of(&route).to_annotation()));
+        let decision = ownership::decide(&vs, route.at.kind, plan.write.force_conflicts);
+        let site = Site {
+            name: objects::name(&vs).to_string(),
+            start: Some(route.weights.clone()),
+            live: Some(vs),
+            route,
+            decision,
+            namespace: cluster.namespace.clone(),
+            cluster,
+            kind,
+        };
+        ownership_check(&site, plan.write.force_conflicts, io)?;
+        sites.push(site);
+    }
+    let mode = WriteMode {
+        dry_run: plan.write.dry_run,
+        force: plan.write.force_conflicts,
+    };
+    if mode.dry_run == DryRun::Client {
+        let objs: Vec<Value> = sites
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.route.weights != want[*i])
+            .map(|(i, s)| s.desired(&want[i], previous[i].as_deref(), None))
+            .collect();
+        if let Some(format) = plan.output() {
+            return output::print_objects(&mut io.out, format, &objs);
+        }
+        print_table(&sites, &want, io)?;
+        io.note("(dry run: nothing was written)")?;
+        return Ok(());
+    }
+    let applied = commit(&mut sites, &want, &previous, None, mode, io).await?;
+    result_lines(&sites, &applied, mode.dry_run, io)?;
+    if mode.dry_run == DryRun::None {
+        read_back(&sites, &want).await?;
+    }
+    if let Some(format) = plan.output() {
+        let objs: Vec<Value> = applied
+            .into_iter()
+            .map(|a| objects::for_display(a.object))
+            .collect();
+        return output::print_objects(&mut io.out, format, &objs);
+    }
+    print_table(&sites, &want, io)
+}
+
+/// Weights of one route, per context.
+type PerContext = Vec<(String, Vec<u32>)>;
+
+async fn status(plan: &Plan, clusters: &[Cluster], io: &mut Io) -> Result<()> {
+    let mut rows: Vec<StatusRow> = Vec::new();
+    let mut objs = Vec::new();
+    let mut missing = Vec::new();
+    // (vs, route) -> weights per context, to warn when contexts disagree.
+    let mut seen: BTreeMap<(String, String), PerContext> = BTreeMap::new();
+    for cluster in clusters {
+        let kind = vs_kind(cluster).await?;
+        let ns = cluster.namespace.as_str();
+        let vss: Vec<Value> = match &plan.target {
+            Some(t) => find(cluster, &kind, t).await?.into_iter().collect(),
+            None => cluster
+                .list(&kind, Some(ns), None)
+                .await?
+                .into_iter()
+                .filter(|v| !route::splittable(v).is_empty())
+                .collect(),
+        };
+        if vss.is_empty() {
+            missing.push(match &plan.target {
+                Some(t) => not_found(cluster, t, false).to_string(),
+                None => format!(
+                    "no VirtualService in namespace {ns} (context {}) has a route with two or more destinations",
+                    cluster.context
+                ),
+            });
+            continue;
+        }
+        for vs in &vss {
+            let routes: Vec<Route> = match &plan.route {
+                Some(sel) => route::routes(vs)
+                    .into_iter()
+                    .filter(|r| sel.matches(&r.at))
+                    .collect(),
+                None => {
+                    let s = route::splittable(vs);
+                    if s.is_empty() {
+                        route::routes(vs)
+                    } else {
+                        s
+                    }
+                }
+            };
+            let prev = build::read_previous(vs).and_then(Result::ok);
+            for r in routes {
+                let recorded = prev
+                    .as_ref()
+                    .filter(|p| {
+                        p.route == r.at.to_string() && p.destination_list() == r.destinations
+                    })
+                    .map(Previous::weights);
+                seen.entry((objects::name(vs).to_string(), r.at.to_string()))
+                    .or_default()
+                    .push((cluster.context.clone(), r.weights.clone()));
+                for (i, d) in r.destinations.iter().enumerate() {
+                    rows.push(StatusRow {
+                        context: cluster.context.clone(),
+                        name: objects::name(vs).to_string(),
+                        route: r.at.to_string(),
+                        destination: d.to_string(),
+                        weight: r.weights[i],
+                        previous: recorded.as_ref().and_then(|p| p.get(i).copied()),
+                    });
+                }
+            }
+            objs.push(objects::for_display(vs.clone()));
+        }
+    }
+    match plan.output() {
+        Some(format) => output::print_objects(&mut io.out, format, &objs)?,
+        None if !rows.is_empty() => io.out.write_all(report::status(&rows).as_bytes())?,
+        None => {}
+    }
+    for ((name, route), per) in &seen {
+        if per.len() > 1 && per.iter().any(|(_, w)| *w != per[0].1) {
+            let parts: Vec<String> = per
+                .iter()
+                .map(|(c, w)| format!("{c} {}", slash(w)))
+                .collect();
+            io.warn(format!(
+                "vs/{name} route {route}: the contexts do not agree: {}",
+                parts.join(", ")
+            ))?;
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!(missing.join("; ")))
+    }
+}
