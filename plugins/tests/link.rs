@@ -1,0 +1,1021 @@
+//! End to end: `kubectl mesh-link` run by the real kubectl against two kube-emu clusters laid
+//! out like Istio's dual-control-plane sample (Online Boutique split across cluster1 and
+//! cluster2), every ServiceEntry validated by Istio's real CRD schemas.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+
+use common::{kubectl, plugin, writes, Emu, Fault, FaultAction};
+use serde_json::{json, Value};
+
+/// Istio 1.7 in both clusters: gateways with 15443, istiocoredns, the `*.global`
+/// DestinationRule, one root certificate, CoreDNS.
+fn istio(cluster: &str, gateway_ip: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: istio-ingressgateway, namespace: istio-system, labels: {{app: istio-ingressgateway, istio: ingressgateway}}, annotations: {{kube-emu/cluster: {cluster}}}}}
+spec:
+  type: LoadBalancer
+  selector: {{istio: ingressgateway}}
+  ports:
+  - {{name: http2, port: 80, targetPort: 8080}}
+  - {{name: https, port: 443, targetPort: 8443}}
+  - {{name: tls, port: 15443, targetPort: 15443}}
+status: {{loadBalancer: {{ingress: [{{ip: {gateway_ip}}}]}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: istiocoredns, namespace: istio-system, annotations: {{kube-emu/cluster: {cluster}}}}}
+spec:
+  clusterIP: 10.96.0.53
+  selector: {{app: istiocoredns}}
+  ports:
+  - {{name: dns, port: 53, protocol: UDP}}
+  - {{name: dns-tcp, port: 53, protocol: TCP}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: istiod, namespace: istio-system, annotations: {{kube-emu/cluster: {cluster}}}}}
+spec:
+  selector: {{matchLabels: {{app: istiod}}}}
+  template:
+    metadata: {{labels: {{app: istiod}}}}
+    spec: {{containers: [{{name: discovery, image: "docker.io/istio/pilot:1.7.8"}}]}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: istio-ca-root-cert, namespace: istio-system, annotations: {{kube-emu/cluster: {cluster}}}}}
+data:
+  root-cert.pem: |
+    -----BEGIN CERTIFICATE-----
+    MIIDnzCCAoegAwIBAgIJAON1ifrBZ2/BMA0GCSqGSIb3DQEBCwUAMIGLMQswCQYD
+    -----END CERTIFICATE-----
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: istio-multicluster-destinationrule, namespace: istio-system, annotations: {{kube-emu/cluster: {cluster}}}}}
+spec:
+  host: "*.global"
+  trafficPolicy: {{tls: {{mode: ISTIO_MUTUAL}}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: coredns, namespace: kube-system, annotations: {{kube-emu/cluster: {cluster}}}}}
+data:
+  Corefile: |
+    .:53 {{
+        errors
+        health
+        kubernetes cluster.local in-addr.arpa ip6.arpa {{
+           pods insecure
+           fallthrough in-addr.arpa ip6.arpa
+        }}
+        forward . /etc/resolv.conf
+        cache 30
+        loop
+        reload
+        loadbalance
+    }}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: kubernetes, namespace: default, annotations: {{kube-emu/cluster: {cluster}}}}}
+spec:
+  ports:
+  - {{name: https, port: 443, targetPort: 6443}}
+"#
+    )
+}
+
+fn service(cluster: &str, name: &str, port_name: &str, port: u16, target: u16) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default, labels: {{app: {name}}}, annotations: {{kube-emu/cluster: {cluster}}}}}\nspec:\n  selector: {{app: {name}}}\n  ports:\n  - {{name: {port_name}, port: {port}, targetPort: {target}}}\n"
+    )
+}
+
+const CLUSTER1_SERVICES: [(&str, &str, u16, u16); 6] = [
+    ("emailservice", "grpc", 5000, 8080),
+    ("checkoutservice", "grpc", 5050, 5050),
+    ("paymentservice", "grpc", 50051, 50051),
+    ("currencyservice", "grpc", 7000, 7000),
+    ("shippingservice", "grpc", 50051, 50051),
+    ("adservice", "grpc", 9555, 9555),
+];
+
+const CLUSTER2_SERVICES: [(&str, &str, u16, u16); 4] = [
+    ("frontend", "http", 80, 8080),
+    ("productcatalogservice", "grpc", 3550, 3550),
+    ("recommendationservice", "grpc", 8080, 8080),
+    ("cartservice", "grpc", 7070, 7070),
+];
+
+const GW1: &str = "203.0.113.1";
+const GW2: &str = "203.0.113.2";
+
+fn boutique() -> String {
+    let mut y = istio("cluster1", GW1);
+    y.push_str("---\n");
+    y.push_str(&istio("cluster2", GW2));
+    for (name, pname, port, target) in CLUSTER1_SERVICES {
+        y.push_str(&service("cluster1", name, pname, port, target));
+    }
+    for (name, pname, port, target) in CLUSTER2_SERVICES {
+        y.push_str(&service("cluster2", name, pname, port, target));
+    }
+    // loadgenerator runs in cluster2 without ports.
+    y.push_str("---\napiVersion: v1\nkind: Service\nmetadata: {name: loadgenerator, namespace: default, annotations: {kube-emu/cluster: cluster2}}\nspec: {clusterIP: None, selector: {app: loadgenerator}}\n");
+    y
+}
+
+fn emu() -> Emu {
+    Emu::builder()
+        .clusters(&["cluster1", "cluster2"])
+        .seed_yaml(&boutique())
+        .start()
+        .expect("start kube-emu")
+}
+
+const SE_LIST: &str = "/apis/networking.istio.io/v1/serviceentries";
+const LEDGER: &str = "/api/v1/namespaces/istio-system/configmaps/kubectl-mesh-addresses";
+
+fn se_path(name: &str) -> String {
+    format!("/apis/networking.istio.io/v1/namespaces/default/serviceentries/{name}")
+}
+
+/// host → address of every ServiceEntry in a cluster.
+fn addresses(emu: &Emu, cluster: &str) -> BTreeMap<String, String> {
+    emu.list_json(cluster, SE_LIST)
+        .iter()
+        .map(|se| {
+            (
+                se["spec"]["hosts"][0]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                se["spec"]["addresses"][0]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+fn ledger(emu: &Emu, cluster: &str) -> BTreeMap<String, String> {
+    emu.get_json(cluster, LEDGER)
+        .and_then(|cm| cm["data"].as_object().cloned())
+        .map(|m| {
+            m.into_iter()
+                .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn assert_unique(map: &BTreeMap<String, String>) {
+    let set: BTreeSet<&String> = map.values().collect();
+    assert_eq!(set.len(), map.len(), "addresses shared: {map:?}");
+}
+
+fn link(emu: &Emu, args: &[&str]) -> common::Run {
+    let mut full = vec!["mesh-link"];
+    full.extend_from_slice(args);
+    kubectl(emu, &full)
+}
+
+#[test]
+fn dual_control_plane_both_ways_then_rerun_then_one_more() {
+    let emu = emu();
+    let run = link(
+        &emu,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "--all",
+            "--bidirectional",
+        ],
+    )
+    .ok();
+    assert!(
+        run.stdout.starts_with("FROM       TO         SERVICE"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.stdout.lines().count(), 11, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("loadgenerator has no ports"),
+        "{}",
+        run.stderr
+    );
+
+    // cluster2 calls the six services of cluster1, cluster1 the four of cluster2.
+    let in2 = addresses(&emu, "cluster2");
+    let in1 = addresses(&emu, "cluster1");
+    assert_eq!(in2.len(), 6, "{in2:?}");
+    assert_eq!(in1.len(), 4, "{in1:?}");
+    assert_unique(&in2);
+    assert_unique(&in1);
+    assert!(
+        !in2.contains_key("kubernetes.default.global"),
+        "the API server is never linked"
+    );
+    assert_eq!(ledger(&emu, "cluster2"), in2);
+    assert_eq!(ledger(&emu, "cluster1"), in1);
+    // The lowest addresses of the default pool, in service-name order.
+    assert_eq!(in2["adservice.default.global"], "240.0.0.1");
+    assert_eq!(in1["cartservice.default.global"], "240.0.0.1");
+
+    // The real kubectl reads back the contract's shape.
+    let run = kubectl(
+        &emu,
+        &[
+            "--context",
+            "cluster2",
+            "get",
+            "serviceentry",
+            "emailservice-global",
+            "-o",
+            "json",
+        ],
+    )
+    .ok();
+    let se: Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(se["spec"]["hosts"], json!(["emailservice.default.global"]));
+    assert_eq!(se["spec"]["location"], "MESH_INTERNAL");
+    assert_eq!(se["spec"]["resolution"], "DNS");
+    assert_eq!(
+        se["spec"]["ports"],
+        json!([{"name": "grpc", "number": 5000, "protocol": "GRPC"}])
+    );
+    assert_eq!(
+        se["spec"]["endpoints"],
+        json!([{"address": GW1, "ports": {"grpc": 15443}, "labels": {"cluster": "cluster1"}}])
+    );
+    assert_eq!(
+        se["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "kubectl-mesh"
+    );
+    assert_eq!(
+        se["metadata"]["annotations"]["kubectl-mesh/link-source"],
+        "cluster1"
+    );
+    let frontend = emu
+        .get_json("cluster1", &se_path("frontend-global"))
+        .expect("frontend");
+    assert_eq!(
+        frontend["spec"]["ports"],
+        json!([{"name": "http", "number": 80, "protocol": "HTTP"}])
+    );
+    assert_eq!(frontend["spec"]["endpoints"][0]["address"], GW2);
+
+    // Again: every row unchanged, and not one write request.
+    emu.clear_requests();
+    let run = link(
+        &emu,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "--all",
+            "--bidirectional",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        run.stdout.matches("unchanged").count(),
+        10,
+        "{}",
+        run.stdout
+    );
+    assert!(
+        writes(&emu, "cluster1").is_empty(),
+        "{:?}",
+        writes(&emu, "cluster1")
+    );
+    assert!(
+        writes(&emu, "cluster2").is_empty(),
+        "{:?}",
+        writes(&emu, "cluster2")
+    );
+    assert_eq!(addresses(&emu, "cluster2"), in2);
+    assert_eq!(addresses(&emu, "cluster1"), in1);
+
+    // One more service in cluster1: it gets the next free address, the others keep theirs.
+    emu.apply_yaml(
+        "cluster1",
+        &service("cluster1", "quoteservice", "http", 8090, 8090),
+    )
+    .expect("seed");
+    let run = link(
+        &emu,
+        &["--from", "cluster1", "--to", "cluster2", "quoteservice"],
+    )
+    .ok();
+    assert_eq!(
+        run.stdout,
+        "SERVICE        HOST                          ADDRESS     RESULT\nquoteservice   quoteservice.default.global   240.0.0.7   created\n"
+    );
+    let after = addresses(&emu, "cluster2");
+    for (host, addr) in &in2 {
+        assert_eq!(&after[host], addr, "{host} moved");
+    }
+    assert_eq!(after["quoteservice.default.global"], "240.0.0.7");
+    assert_eq!(ledger(&emu, "cluster2").len(), 7);
+}
+
+#[test]
+fn list_shows_the_links_of_a_cluster() {
+    let emu = emu();
+    link(&emu, &["--from", "cluster2", "--to", "cluster1", "--all"]).ok();
+    let run = link(&emu, &["--list", "--to", "cluster1"]).ok();
+    assert_eq!(
+        run.stdout,
+        "HOST                                   ADDRESS     GATEWAY             SOURCE     PORTS
+cartservice.default.global             240.0.0.1   203.0.113.2:15443   cluster2   7070/GRPC
+frontend.default.global                240.0.0.2   203.0.113.2:15443   cluster2   80/HTTP
+productcatalogservice.default.global   240.0.0.3   203.0.113.2:15443   cluster2   3550/GRPC
+recommendationservice.default.global   240.0.0.4   203.0.113.2:15443   cluster2   8080/GRPC
+"
+    );
+    let run = link(&emu, &["--list", "--to", "cluster2"]).ok();
+    assert!(run.stdout.is_empty());
+    assert!(run.stderr.contains("No links found"), "{}", run.stderr);
+}
+
+/// Starts the plugin without waiting for it.
+fn spawn(emu: &Emu, args: &[&str]) -> std::process::Child {
+    Command::new(common::bin("link"))
+        .args(args)
+        .env("KUBECONFIG", emu.kubeconfig())
+        .env("HOME", emu.home())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mesh-link")
+}
+
+#[test]
+fn concurrent_runs_never_share_an_address() {
+    for round in 0..3 {
+        let emu = emu();
+        // Hold the first ledger write back, so both runs read the same (absent) ledger and one
+        // of them must lose the compare-and-swap and allocate again.
+        emu.inject(
+            "cluster2",
+            Fault::new(
+                "POST",
+                "/configmaps",
+                FaultAction::Delay(std::time::Duration::from_millis(400)),
+            ),
+        );
+        let a = spawn(
+            &emu,
+            &[
+                "--from",
+                "cluster1",
+                "--to",
+                "cluster2",
+                "adservice",
+                "checkoutservice",
+                "currencyservice",
+            ],
+        );
+        let b = spawn(
+            &emu,
+            &[
+                "--from",
+                "cluster1",
+                "--to",
+                "cluster2",
+                "emailservice",
+                "paymentservice",
+                "shippingservice",
+            ],
+        );
+        for child in [a, b] {
+            let out = child.wait_with_output().expect("wait");
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let got = addresses(&emu, "cluster2");
+        assert_eq!(got.len(), 6, "{got:?}");
+        assert_unique(&got);
+        assert_eq!(ledger(&emu, "cluster2"), got);
+        let conflicts = emu
+            .requests("cluster2")
+            .into_iter()
+            .filter(|r| {
+                r.path.contains("kubectl-mesh-addresses") || r.path.ends_with("/configmaps")
+            })
+            .filter(|r| r.status == 409)
+            .count();
+        assert!(
+            conflicts >= 1,
+            "round {round}: the compare-and-swap never lost, so the test proved nothing"
+        );
+    }
+}
+
+#[test]
+fn unlink_removes_exactly_what_was_created() {
+    let emu = emu();
+    // A hand-written entry from the published samples: never touched.
+    emu.apply_yaml(
+        "cluster2",
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: currency-provider-external, namespace: default}\nspec: {hosts: [www.ecb.europa.eu], ports: [{number: 443, name: https, protocol: HTTPS}], resolution: DNS, location: MESH_EXTERNAL}\n",
+    )
+    .expect("seed");
+    link(
+        &emu,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "--all",
+            "--bidirectional",
+        ],
+    )
+    .ok();
+    let in1 = addresses(&emu, "cluster1");
+    emu.clear_requests();
+    let run = link(
+        &emu,
+        &[
+            "--from", "cluster1", "--to", "cluster2", "--unlink", "--all",
+        ],
+    )
+    .ok();
+    assert_eq!(run.stdout.matches(" deleted").count(), 6, "{}", run.stdout);
+    let left: Vec<String> = addresses(&emu, "cluster2").into_keys().collect();
+    assert_eq!(left, vec!["www.ecb.europa.eu".to_string()]);
+    assert_eq!(
+        addresses(&emu, "cluster1"),
+        in1,
+        "the other direction stays"
+    );
+    assert!(
+        ledger(&emu, "cluster2").is_empty(),
+        "addresses freed: {:?}",
+        ledger(&emu, "cluster2")
+    );
+    assert!(writes(&emu, "cluster1").is_empty());
+    // Unlinking again finds nothing.
+    let run = link(
+        &emu,
+        &[
+            "--from", "cluster1", "--to", "cluster2", "--unlink", "--all",
+        ],
+    )
+    .ok();
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    // Freed addresses are handed out again from the bottom.
+    link(
+        &emu,
+        &["--from", "cluster1", "--to", "cluster2", "adservice"],
+    )
+    .ok();
+    assert_eq!(
+        addresses(&emu, "cluster2")["adservice.default.global"],
+        "240.0.0.1"
+    );
+}
+
+#[test]
+fn prune_removes_the_entry_of_a_deleted_service() {
+    let emu = emu();
+    link(&emu, &["--from", "cluster1", "--to", "cluster2", "--all"]).ok();
+    let before = addresses(&emu, "cluster2");
+    assert!(emu.delete_path(
+        "cluster1",
+        "/api/v1/namespaces/default/services/paymentservice"
+    ));
+    let run = link(&emu, &["--from", "cluster1", "--to", "cluster2", "--prune"]).ok();
+    assert_eq!(
+        run.stdout,
+        "SERVICE          HOST                            ADDRESS     RESULT\npaymentservice   paymentservice.default.global   240.0.0.5   pruned\n"
+    );
+    let after = addresses(&emu, "cluster2");
+    assert_eq!(after.len(), 5);
+    for (h, a) in &after {
+        assert_eq!(&before[h], a);
+    }
+    assert!(!ledger(&emu, "cluster2").contains_key("paymentservice.default.global"));
+}
+
+#[test]
+fn hostname_gateway_gives_a_dns_endpoint() {
+    let emu = emu();
+    emu.apply_yaml(
+        "cluster1",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: istio-ingressgateway, namespace: istio-system}\nspec: {type: LoadBalancer, ports: [{name: tls, port: 15443}]}\nstatus: {loadBalancer: {ingress: [{hostname: a1b2-123.eu-west-1.elb.amazonaws.com}]}}\n",
+    )
+    .expect("seed");
+    let run = link(
+        &emu,
+        &["--from", "cluster1", "--to", "cluster2", "adservice"],
+    )
+    .ok();
+    assert!(run.stderr.contains("resolution DNS"), "{}", run.stderr);
+    let se = emu
+        .get_json("cluster2", &se_path("adservice-global"))
+        .expect("se");
+    assert_eq!(
+        se["spec"]["endpoints"][0]["address"],
+        "a1b2-123.eu-west-1.elb.amazonaws.com"
+    );
+    assert_eq!(se["spec"]["resolution"], "DNS");
+}
+
+#[test]
+fn gateway_problems() {
+    let emu = emu();
+    // No port 15443: a prerequisite is missing (exit 3), nothing is written.
+    emu.apply_yaml(
+        "cluster1",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: istio-ingressgateway, namespace: istio-system}\nspec: {type: LoadBalancer, ports: [{name: https, port: 443}]}\nstatus: {loadBalancer: {ingress: [{ip: 203.0.113.1}]}}\n",
+    )
+    .expect("seed");
+    emu.clear_requests();
+    let run = link(
+        &emu,
+        &["--from", "cluster1", "--to", "cluster2", "adservice"],
+    )
+    .expect_code(3);
+    assert!(run.stderr.contains("15443"), "{}", run.stderr);
+    assert!(writes(&emu, "cluster2").is_empty());
+
+    // No load balancer address: exit 1 naming the Service; --gateway-address fills in.
+    emu.apply_yaml(
+        "cluster1",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: istio-ingressgateway, namespace: istio-system}\nspec: {type: NodePort, ports: [{name: tls, port: 15443}]}\n",
+    )
+    .expect("seed");
+    let run = link(
+        &emu,
+        &["--from", "cluster1", "--to", "cluster2", "adservice"],
+    )
+    .expect_code(1);
+    assert!(
+        run.stderr.contains("istio-system/istio-ingressgateway"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(writes(&emu, "cluster2").is_empty());
+    link(
+        &emu,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "adservice",
+            "--gateway-address",
+            "198.51.100.7",
+        ],
+    )
+    .ok();
+    let se = emu
+        .get_json("cluster2", &se_path("adservice-global"))
+        .expect("se");
+    assert_eq!(se["spec"]["endpoints"][0]["address"], "198.51.100.7");
+
+    // A gateway Service that does not exist.
+    let run = link(
+        &emu,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "adservice",
+            "--gateway-service",
+            "nope",
+        ],
+    )
+    .expect_code(1);
+    assert!(run.stderr.contains("istio-system/nope"), "{}", run.stderr);
+}
+
+#[test]
+fn malformed_input_exits_2_and_sends_nothing() {
+    let emu = emu();
+    emu.clear_requests();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--from", "nope", "--to", "cluster2", "adservice"],
+            "--context",
+        ),
+        (
+            &["--from", "cluster1", "--to", "cluster1", "adservice"],
+            "--to",
+        ),
+        (
+            &[
+                "--from",
+                "cluster1",
+                "--to",
+                "cluster2",
+                "--address-pool",
+                "240.0.0.0/99",
+                "adservice",
+            ],
+            "--address-pool",
+        ),
+        (
+            &[
+                "--from",
+                "cluster1",
+                "--to",
+                "cluster2",
+                "--address-pool",
+                "240.240.0.0/16",
+                "adservice",
+            ],
+            "--address-pool",
+        ),
+        (
+            &[
+                "--from",
+                "cluster1",
+                "--to",
+                "cluster2",
+                "--address-pool",
+                "240.0.0.0/8",
+                "adservice",
+            ],
+            "240.240.0.0/16",
+        ),
+        (&["--from", "cluster1", "--to", "cluster2"], "SERVICE"),
+    ];
+    for (args, needle) in cases {
+        let run = plugin(Some(&emu), "link", args).expect_code(2);
+        assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+    }
+    assert!(
+        emu.requests("cluster1").is_empty(),
+        "{:?}",
+        emu.requests("cluster1")
+    );
+    assert!(
+        emu.requests("cluster2").is_empty(),
+        "{:?}",
+        emu.requests("cluster2")
+    );
+    // A missing Service is found in the cluster: exit 1, still nothing written.
+    let run = plugin(
+        Some(&emu),
+        "link",
+        &["--from", "cluster1", "--to", "cluster2", "nosuchservice"],
+    )
+    .expect_code(1);
+    assert!(run.stderr.contains("nosuchservice"), "{}", run.stderr);
+    assert!(writes(&emu, "cluster2").is_empty());
+}
+
+#[test]
+fn client_dry_run_prints_what_kubectl_can_apply() {
+    let emu = emu();
+    emu.clear_requests();
+    let run = link(
+        &emu,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "--all",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ],
+    )
+    .ok();
+    assert!(
+        writes(&emu, "cluster2").is_empty(),
+        "{:?}",
+        writes(&emu, "cluster2")
+    );
+    assert_eq!(run.stdout.matches("kind: ServiceEntry").count(), 6);
+    let table = link(
+        &emu,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "--all",
+            "--dry-run=client",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        table.stdout.matches("created (dry run)").count(),
+        6,
+        "{}",
+        table.stdout
+    );
+    // The printed objects are exactly what a real run writes.
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("se.yaml");
+    std::fs::write(&file, &run.stdout).expect("write");
+    kubectl(
+        &emu,
+        &[
+            "--context",
+            "cluster2",
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "kubectl-mesh",
+            "-f",
+            file.to_str().unwrap_or(""),
+        ],
+    )
+    .ok();
+    let run = link(&emu, &["--from", "cluster1", "--to", "cluster2", "--all"]).ok();
+    assert_eq!(run.stdout.matches("unchanged").count(), 6, "{}", run.stdout);
+    // Server dry run: validated by the server, nothing stored.
+    let emu = self::emu();
+    let run = link(
+        &emu,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "--all",
+            "--dry-run=server",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        run.stdout.matches("created (server dry run)").count(),
+        6,
+        "{}",
+        run.stdout
+    );
+    assert!(addresses(&emu, "cluster2").is_empty());
+    assert!(ledger(&emu, "cluster2").is_empty());
+}
+
+#[test]
+fn a_lost_ledger_is_rebuilt_and_addresses_stay() {
+    let emu = emu();
+    link(
+        &emu,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "adservice",
+            "checkoutservice",
+        ],
+    )
+    .ok();
+    let before = addresses(&emu, "cluster2");
+    assert!(emu.delete_path("cluster2", LEDGER));
+    // A foreign entry took the next address in the meantime.
+    emu.apply_yaml(
+        "cluster2",
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: legacy, namespace: other}\nspec: {hosts: [legacy.other.global], addresses: [240.0.0.3], resolution: STATIC, endpoints: [{address: 10.0.0.1}]}\n",
+    )
+    .expect("seed");
+    link(
+        &emu,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "adservice",
+            "checkoutservice",
+            "currencyservice",
+        ],
+    )
+    .ok();
+    let after = addresses(&emu, "cluster2");
+    assert_eq!(
+        after["adservice.default.global"],
+        before["adservice.default.global"]
+    );
+    assert_eq!(
+        after["checkoutservice.default.global"],
+        before["checkoutservice.default.global"]
+    );
+    assert_eq!(after["currencyservice.default.global"], "240.0.0.4");
+    assert_eq!(ledger(&emu, "cluster2").len(), 3);
+}
+
+#[test]
+fn an_exhausted_pool_fails_before_any_entry() {
+    let emu = emu();
+    emu.clear_requests();
+    let run = link(
+        &emu,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "--all",
+            "--address-pool",
+            "240.0.0.0/30",
+        ],
+    )
+    .expect_code(1);
+    assert!(run.stderr.contains("exhausted"), "{}", run.stderr);
+    assert!(
+        writes(&emu, "cluster2").is_empty(),
+        "{:?}",
+        writes(&emu, "cluster2")
+    );
+}
+
+#[test]
+fn setup_dns_merges_and_undo_restores() {
+    let emu = emu();
+    let original = emu
+        .get_json(
+            "cluster2",
+            "/api/v1/namespaces/kube-system/configmaps/coredns",
+        )
+        .expect("coredns");
+    let run = link(&emu, &["--to", "cluster2", "--setup-dns"]).ok();
+    assert_eq!(
+        run.stdout,
+        "configmap/coredns configured (context cluster2)\n"
+    );
+    let cm = emu
+        .get_json(
+            "cluster2",
+            "/api/v1/namespaces/kube-system/configmaps/coredns",
+        )
+        .expect("coredns");
+    let corefile = cm["data"]["Corefile"].as_str().expect("corefile");
+    assert!(corefile.starts_with(original["data"]["Corefile"].as_str().expect("orig")));
+    assert!(
+        corefile.contains("global:53 {\n    errors\n    cache 30\n    forward . 10.96.0.53\n}"),
+        "{corefile}"
+    );
+    assert!(cm["metadata"]["annotations"]["kubectl-mesh/dns-original"].is_string());
+    assert!(emu
+        .get_json(
+            "cluster1",
+            "/api/v1/namespaces/kube-system/configmaps/coredns"
+        )
+        .expect("c1")["data"]["Corefile"]
+        .as_str()
+        .is_some_and(|c| !c.contains("global:53")));
+    emu.clear_requests();
+    let run = link(&emu, &["--to", "cluster2", "--setup-dns"]).ok();
+    assert_eq!(
+        run.stdout,
+        "configmap/coredns unchanged (context cluster2)\n"
+    );
+    assert!(writes(&emu, "cluster2").is_empty());
+    link(&emu, &["--to", "cluster2", "--setup-dns", "--undo"]).ok();
+    let cm = emu
+        .get_json(
+            "cluster2",
+            "/api/v1/namespaces/kube-system/configmaps/coredns",
+        )
+        .expect("coredns");
+    assert_eq!(cm["data"], original["data"]);
+    assert!(cm["metadata"]["annotations"]
+        .get("kubectl-mesh/dns-original")
+        .is_none());
+}
+
+#[test]
+fn setup_dns_on_kube_dns_keeps_other_stub_domains() {
+    let emu = emu();
+    assert!(emu.delete_path(
+        "cluster2",
+        "/api/v1/namespaces/kube-system/configmaps/coredns"
+    ));
+    emu.apply_yaml(
+        "cluster2",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kube-dns, namespace: kube-system}\ndata: {stubDomains: '{\"acme.local\": [\"1.2.3.4\"]}', upstreamNameservers: '[\"8.8.8.8\"]'}\n",
+    )
+    .expect("seed");
+    link(
+        &emu,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "adservice",
+            "--setup-dns",
+        ],
+    )
+    .ok();
+    let cm = emu
+        .get_json(
+            "cluster2",
+            "/api/v1/namespaces/kube-system/configmaps/kube-dns",
+        )
+        .expect("kube-dns");
+    let stubs: Value =
+        serde_json::from_str(cm["data"]["stubDomains"].as_str().expect("stubs")).expect("json");
+    assert_eq!(
+        stubs,
+        json!({"acme.local": ["1.2.3.4"], "global": ["10.96.0.53"]})
+    );
+    assert_eq!(cm["data"]["upstreamNameservers"], "[\"8.8.8.8\"]");
+    link(&emu, &["--to", "cluster2", "--setup-dns", "--undo"]).ok();
+    let cm = emu
+        .get_json(
+            "cluster2",
+            "/api/v1/namespaces/kube-system/configmaps/kube-dns",
+        )
+        .expect("kube-dns");
+    assert_eq!(cm["data"]["stubDomains"], "{\"acme.local\":[\"1.2.3.4\"]}");
+}
+
+#[test]
+fn check_reports_every_prerequisite() {
+    let emu = emu();
+    link(&emu, &["--to", "cluster2", "--setup-dns"]).ok();
+    let run = link(&emu, &["check", "--from", "cluster1", "--to", "cluster2"]).ok();
+    assert_eq!(run.stdout.lines().count(), 6, "{}", run.stdout);
+    assert!(
+        run.stdout.lines().all(|l| l.starts_with("✔ ")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Istio 1.7.8 in cluster1, 1.7.8 in cluster2"),
+        "{}",
+        run.stdout
+    );
+
+    // Istio 1.9 in cluster1, no stub domain in cluster1, different roots: exit 3.
+    emu.apply_yaml(
+        "cluster1",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: istiod, namespace: istio-system}\nspec: {selector: {matchLabels: {app: istiod}}, template: {metadata: {labels: {app: istiod}}, spec: {containers: [{name: discovery, image: 'docker.io/istio/pilot:1.9.0'}]}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio-ca-root-cert, namespace: istio-system}\ndata: {root-cert.pem: other}\n",
+    )
+    .expect("seed");
+    let run = link(&emu, &["check", "--from", "cluster2", "--to", "cluster1"]).expect_code(3);
+    let failed: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("× ")).collect();
+    assert_eq!(failed.len(), 3, "{}", run.stdout);
+    assert!(
+        failed[0].contains("broken from 1.8.6") && failed[0].contains("create-remote-secret"),
+        "{}",
+        failed[0]
+    );
+    assert!(failed[1].contains("--setup-dns"), "{}", failed[1]);
+    assert!(failed[2].contains("root certificates"), "{}", failed[2]);
+    assert!(
+        run.stderr.contains("3 of 6 checks failed"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_link_from_another_cluster_is_not_taken_over() {
+    let emu = Emu::builder()
+        .clusters(&["cluster1", "cluster2", "cluster3"])
+        .seed_yaml(&boutique())
+        .seed_yaml(&istio("cluster3", "203.0.113.3"))
+        .seed_yaml(&service("cluster3", "adservice", "grpc", 9555, 9555))
+        .start()
+        .expect("start");
+    link(
+        &emu,
+        &["--from", "cluster1", "--to", "cluster2", "adservice"],
+    )
+    .ok();
+    let run = link(
+        &emu,
+        &["--from", "cluster3", "--to", "cluster2", "adservice"],
+    )
+    .expect_code(1);
+    assert!(
+        run.stdout.contains("skipped: linked from cluster1"),
+        "{}",
+        run.stdout
+    );
+    let se = emu
+        .get_json("cluster2", &se_path("adservice-global"))
+        .expect("se");
+    assert_eq!(se["spec"]["endpoints"][0]["address"], GW1);
+}
