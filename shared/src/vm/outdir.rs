@@ -64,8 +64,19 @@ pub fn check(dir: &Path, force: bool) -> Result<State> {
     }
     let mut foreign = Vec::new();
     for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        if !FILES.contains(&name.as_str()) && !name.starts_with(TEMP_PREFIX) {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if FILES.contains(&name.as_str()) {
+            if entry.file_type()?.is_symlink() {
+                return Err(usage(
+                    flag,
+                    format!(
+                        "{} is a symbolic link: refusing to write through it",
+                        dir.join(&name).display()
+                    ),
+                ));
+            }
+        } else if !name.starts_with(TEMP_PREFIX) {
             foreign.push(name);
         }
     }

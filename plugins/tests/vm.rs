@@ -1,0 +1,1119 @@
+//! End to end: `kubectl mesh-vm` against kube-emu seeded with an Istio install (mesh config,
+//! injector values, root certificate, an east-west gateway with a load-balancer address, istiod),
+//! with Istio's real CRDs validating every WorkloadGroup.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{api_requests, kubectl, plugin, writes, Emu, Run};
+use serde_json::Value;
+
+/// A default install: the `istio` ConfigMap as `istioctl install` writes it (plus a mesh ID),
+/// the injector values of a multi-cluster install, the root certificate in istio-system and in
+/// the VM namespace, the east-west gateway with a load-balancer IP, and istiod.
+const ISTIO: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    defaultConfig:
+      discoveryAddress: istiod.istio-system.svc:15012
+      meshId: mesh1
+      proxyMetadata: {}
+      tracing:
+        zipkin:
+          address: zipkin.istio-system:9411
+    defaultProviders:
+      metrics:
+      - prometheus
+    enablePrometheusMerge: true
+    rootNamespace: istio-system
+    trustDomain: cluster.local
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio-sidecar-injector, namespace: istio-system}
+data:
+  values: '{"global":{"multiCluster":{"clusterName":"cluster1","enabled":true},"network":"network1","meshID":"mesh1"}}'
+  config: 'policy: enabled'
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio-ca-root-cert, namespace: istio-system}
+data:
+  root-cert.pem: |
+    -----BEGIN CERTIFICATE-----
+    MIIBfakeROOTcertificateFORtests
+    -----END CERTIFICATE-----
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio-ca-root-cert, namespace: vm}
+data:
+  root-cert.pem: |
+    -----BEGIN CERTIFICATE-----
+    MIIBfakeROOTcertificateFORtests
+    -----END CERTIFICATE-----
+---
+apiVersion: v1
+kind: Service
+metadata: {name: istio-eastwestgateway, namespace: istio-system}
+spec:
+  type: LoadBalancer
+  selector: {istio: eastwestgateway}
+  ports:
+  - {name: tls-istiod, port: 15012, targetPort: 15012}
+  - {name: tls-webhook, port: 15017, targetPort: 15017}
+status:
+  loadBalancer:
+    ingress:
+    - ip: 203.0.113.10
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: istiod, namespace: istio-system}
+spec:
+  selector:
+    matchLabels: {app: istiod}
+  template:
+    metadata:
+      labels: {app: istiod}
+    spec:
+      containers:
+      - name: discovery
+        image: docker.io/istio/pilot:1.24.0
+        env:
+        - {name: CLUSTER_ID, value: from-istiod}
+"#;
+
+/// Istio's VM-integration example group, as `mesh-vm group` makes it.
+const ANALYTICS_ARGS: &[&str] = &[
+    "group",
+    "analytics",
+    "-n",
+    "vm",
+    "-l",
+    "app=analytics,version=v0",
+    "--ports",
+    "http=8080,grpc:8082,tcp=8083",
+    "--network",
+    "network1",
+    "-s",
+    "default",
+    "--probe-http",
+    "127.0.0.1:8080/",
+];
+
+fn istio() -> Emu {
+    Emu::builder()
+        .seed_yaml(ISTIO)
+        .start()
+        .expect("start kube-emu")
+}
+
+/// An install with the analytics group already applied by `mesh-vm group`.
+fn istio_with_group() -> Emu {
+    let emu = istio();
+    plugin(Some(&emu), "vm", ANALYTICS_ARGS).ok();
+    emu.clear_requests();
+    emu
+}
+
+fn vm(emu: &Emu, args: &[&str]) -> Run {
+    plugin(Some(emu), "vm", args)
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::symlink_metadata(p)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0)
+}
+
+fn read(dir: &Path, name: &str) -> String {
+    fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The claims of a JWT (base64url without padding, decoded by hand: no extra dependency).
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("JWT payload");
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut bytes = Vec::new();
+    for c in payload.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => panic!("not base64url: {c}"),
+        };
+        bits = (bits << 6) | u32::from(v);
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            bytes.push((bits >> n) as u8);
+        }
+    }
+    serde_json::from_slice(&bytes).expect("claims")
+}
+
+const FIVE: [&str; 5] = [
+    "cluster.env",
+    "hosts",
+    "istio-token",
+    "mesh.yaml",
+    "root-cert.pem",
+];
+
+/// cluster.env of the analytics group on this install, by the guide's rules (section 3b):
+/// ports sorted numerically, lines sorted byte-wise, every value single-quoted.
+const ENV_DEFAULT: &str = "CANONICAL_REVISION='v0'
+CANONICAL_SERVICE='analytics'
+ISTIO_INBOUND_PORTS='8080,8082,8083'
+ISTIO_LOCAL_EXCLUDE_PORTS='22,15090,15021,15020'
+ISTIO_METAJSON_LABELS='{\"app\":\"analytics\",\"service.istio.io/canonical-name\":\"analytics\",\"service.istio.io/canonical-revision\":\"v0\",\"version\":\"v0\"}'
+ISTIO_META_CLUSTER_ID='cluster1'
+ISTIO_META_DNS_CAPTURE='true'
+ISTIO_META_MESH_ID='mesh1'
+ISTIO_META_NETWORK='network1'
+ISTIO_META_POD_PORTS='[{\"name\":\"grpc\",\"containerPort\":8082,\"protocol\":\"\"},{\"name\":\"http\",\"containerPort\":8080,\"protocol\":\"\"},{\"name\":\"tcp\",\"containerPort\":8083,\"protocol\":\"\"}]'
+ISTIO_META_WORKLOAD_NAME='analytics'
+ISTIO_NAMESPACE='vm'
+ISTIO_SERVICE='analytics.vm'
+ISTIO_SERVICE_CIDR='*'
+POD_NAMESPACE='vm'
+SERVICE_ACCOUNT='default'
+TRUST_DOMAIN='cluster.local'
+";
+
+/// mesh.yaml: the mesh config's defaultConfig plus the proxy metadata, as go-yaml writes it.
+const MESH_DEFAULT: &str = "defaultConfig:
+  discoveryAddress: istiod.istio-system.svc:15012
+  meshId: mesh1
+  proxyMetadata:
+    CANONICAL_REVISION: v0
+    CANONICAL_SERVICE: analytics
+    ISTIO_META_CLUSTER_ID: cluster1
+    ISTIO_META_DNS_CAPTURE: \"true\"
+    ISTIO_META_MESH_ID: mesh1
+    ISTIO_META_NETWORK: network1
+    ISTIO_META_POD_PORTS: '[{\"name\":\"grpc\",\"containerPort\":8082,\"protocol\":\"\"},{\"name\":\"http\",\"containerPort\":8080,\"protocol\":\"\"},{\"name\":\"tcp\",\"containerPort\":8083,\"protocol\":\"\"}]'
+    ISTIO_META_WORKLOAD_NAME: analytics
+    ISTIO_METAJSON_LABELS: '{\"app\":\"analytics\",\"service.istio.io/canonical-name\":\"analytics\",\"service.istio.io/canonical-revision\":\"v0\",\"version\":\"v0\"}'
+    POD_NAMESPACE: vm
+    SERVICE_ACCOUNT: default
+    TRUST_DOMAIN: cluster.local
+  readinessProbe:
+    httpGet:
+      host: 127.0.0.1
+      path: /
+      port: 8080
+  tracing:
+    zipkin:
+      address: zipkin.istio-system:9411
+";
+
+const ROOT_CERT: &str =
+    "-----BEGIN CERTIFICATE-----\nMIIBfakeROOTcertificateFORtests\n-----END CERTIFICATE-----\n";
+
+fn env_with(extra: &[&str], without: &[&str]) -> String {
+    let mut lines: Vec<String> = ENV_DEFAULT
+        .lines()
+        .filter(|l| !without.iter().any(|w| l.starts_with(w)))
+        .map(String::from)
+        .collect();
+    lines.extend(extra.iter().map(|s| s.to_string()));
+    lines.sort();
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+#[test]
+fn group_makes_the_vm_integration_example_and_istio_accepts_it() {
+    let emu = istio();
+    let run = kubectl(&emu, &[&["mesh-vm"][..], ANALYTICS_ARGS].concat()).ok();
+    // The namespace's default ServiceAccount exists, so only the group is written.
+    assert_eq!(
+        run.stdout,
+        "workloadgroup.networking.istio.io/analytics created\n"
+    );
+    let got = kubectl(&emu, &["get", "wg", "analytics", "-n", "vm", "-o", "json"]).ok();
+    let wg: Value = serde_json::from_str(&got.stdout).expect("json");
+    assert_eq!(wg["apiVersion"], "networking.istio.io/v1");
+    assert_eq!(
+        wg["spec"],
+        serde_json::json!({
+            "metadata": {"labels": {"app": "analytics", "version": "v0"}},
+            "template": {"ports": {"http": 8080, "grpc": 8082, "tcp": 8083}, "network": "network1", "serviceAccount": "default"},
+            "probe": {"httpGet": {"host": "127.0.0.1", "port": 8080, "path": "/"}}
+        })
+    );
+    // Running it again changes nothing.
+    let again = vm(&emu, ANALYTICS_ARGS).ok();
+    assert_eq!(
+        again.stdout,
+        "workloadgroup.networking.istio.io/analytics unchanged\n"
+    );
+}
+
+#[test]
+fn group_creates_a_missing_service_account_and_reads_files() {
+    let emu = istio();
+    let run = vm(
+        &emu,
+        &[
+            "group", "web", "-n", "vm", "-s", "web-vm", "-p", "http:80", "--probe", "tcp:80",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        run.stdout,
+        "serviceaccount/web-vm created\nworkloadgroup.networking.istio.io/web created\n"
+    );
+    let sa = emu
+        .get_json("cluster1", "/api/v1/namespaces/vm/serviceaccounts/web-vm")
+        .expect("service account");
+    assert_eq!(
+        sa["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "kubectl-mesh"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("wg.yaml");
+    fs::write(
+        &file,
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: fromfile, namespace: vm}\nspec:\n  metadata: {labels: {app: fromfile}}\n  template: {ports: {grpc: 3550}, serviceAccount: web-vm}\n  probe: {grpc: {port: 3550}, periodSeconds: 5}\n",
+    )
+    .expect("write");
+    let run = vm(&emu, &["group", "-f", file.to_str().unwrap_or("")]).ok();
+    assert_eq!(
+        run.stdout,
+        "workloadgroup.networking.istio.io/fromfile created\n"
+    );
+}
+
+#[test]
+fn group_client_dry_run_prints_only_the_group_without_a_cluster() {
+    let run = plugin(
+        None,
+        "vm",
+        &[
+            "group",
+            "foo",
+            "-n",
+            "bar",
+            "-p",
+            "grpc=3550,http=8080",
+            "-l",
+            "app=foo",
+            "-s",
+            "sa",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        run.stdout,
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata:\n  labels:\n    app.kubernetes.io/managed-by: kubectl-mesh\n  name: foo\n  namespace: bar\nspec:\n  metadata:\n    labels:\n      app: foo\n  template:\n    ports:\n      grpc: 3550\n      http: 8080\n    serviceAccount: sa\n"
+    );
+}
+
+#[test]
+fn group_server_dry_run_validates_and_stores_nothing() {
+    let emu = istio();
+    let run = vm(
+        &emu,
+        &[&ANALYTICS_ARGS[..], &["--dry-run=server", "-o", "name"]].concat(),
+    )
+    .ok();
+    assert_eq!(run.stdout, "workloadgroup.networking.istio.io/analytics\n");
+    assert!(emu
+        .get_json(
+            "cluster1",
+            "/apis/networking.istio.io/v1/namespaces/vm/workloadgroups/analytics"
+        )
+        .is_none());
+}
+
+#[test]
+fn malformed_input_exits_2_with_one_line_and_no_request() {
+    let emu = istio_with_group();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap_or("");
+    let bad_file = dir.path().join("bad.yaml");
+    fs::write(
+        &bad_file,
+        "kind: WorkloadGroup\nmetadata: {name: x}\nspec:\n  template: {prots: {http: 80}}\n",
+    )
+    .expect("write");
+    let bad_file = bad_file.to_str().unwrap_or("");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["group", "x", "--ports", "grpc:"], "--ports"),
+        (vec!["group", "x", "--ports", "grpc=abc"], "--ports"),
+        (vec!["group", "x", "--ports", "http=80,web=81"], "--ports"),
+        (
+            vec!["group", "x", "--probe", "udp:53"],
+            "unknown probe kind",
+        ),
+        (
+            vec!["group", "x", "--probe-http", "8080", "--probe-tcp", "22"],
+            "--probe",
+        ),
+        (vec!["group", "-f", bad_file], "spec.template.prots"),
+        (
+            vec![
+                "files",
+                "analytics",
+                "-n",
+                "vm",
+                "--out-dir",
+                out,
+                "--token-duration",
+                "1y",
+            ],
+            "--token-duration",
+        ),
+        (
+            vec![
+                "files",
+                "analytics",
+                "-n",
+                "vm",
+                "--out-dir",
+                out,
+                "--token-duration",
+                "5m",
+            ],
+            "at least 10m",
+        ),
+        (
+            vec![
+                "files",
+                "analytics",
+                "-n",
+                "vm",
+                "--out-dir",
+                out,
+                "--wait",
+                "soon",
+            ],
+            "--wait",
+        ),
+        (
+            vec![
+                "files",
+                "analytics",
+                "-n",
+                "vm",
+                "--out-dir",
+                out,
+                "--internal-ip",
+                "10.0.0.1",
+                "--external-ip",
+                "10.0.0.2",
+            ],
+            "--external-ip",
+        ),
+        (
+            vec![
+                "files",
+                "analytics",
+                "-n",
+                "vm",
+                "--out-dir",
+                out,
+                "--ingress-ip",
+                "gw.example.com",
+            ],
+            "--ingress-ip",
+        ),
+        (
+            vec!["files", "analytics", "-n", "Bad_NS", "--out-dir", out],
+            "--namespace",
+        ),
+    ];
+    for (args, needle) in cases {
+        let run = vm(&emu, &args).expect_code(2);
+        let line = run.stderr.trim_end();
+        assert!(!line.contains('\n'), "{args:?}: one line, got {line}");
+        assert!(line.starts_with("error: "), "{args:?}: {line}");
+        assert!(line.contains(needle), "{args:?}: {needle} not in {line}");
+        assert!(
+            api_requests(&emu, "cluster1").is_empty(),
+            "{args:?} sent requests"
+        );
+    }
+    assert!(
+        !Path::new(out).exists(),
+        "no output directory for bad input"
+    );
+}
+
+#[test]
+fn files_writes_the_five_files_private_and_byte_exact() {
+    let emu = istio_with_group();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("analytics");
+    let run = vm(
+        &emu,
+        &[
+            "files",
+            "analytics",
+            "-n",
+            "vm",
+            "--out-dir",
+            dir.to_str().unwrap_or(""),
+        ],
+    )
+    .ok();
+    assert_eq!(listing(&dir), FIVE);
+    assert_eq!(read(&dir, "cluster.env"), ENV_DEFAULT);
+    assert_eq!(read(&dir, "mesh.yaml"), MESH_DEFAULT);
+    assert_eq!(read(&dir, "root-cert.pem"), ROOT_CERT);
+    assert_eq!(
+        read(&dir, "hosts"),
+        "203.0.113.10 istiod.istio-system.svc\n"
+    );
+    let token = read(&dir, "istio-token");
+    let c = claims(&token);
+    assert_eq!(c["aud"], serde_json::json!(["istio-ca"]));
+    assert_eq!(c["sub"], "system:serviceaccount:vm:default");
+    assert_eq!(
+        c["exp"].as_i64().unwrap_or(0) - c["iat"].as_i64().unwrap_or(0),
+        3600
+    );
+    assert_eq!(mode(&dir), 0o700);
+    for f in FIVE {
+        assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+    }
+    // The token's expiry is printed, never the token.
+    assert!(!run.stdout.contains(&token) && !run.stderr.contains(&token));
+    assert!(run.stderr.contains("cluster ID: cluster1 (from global.multiCluster.clusterName in ConfigMap istio-system/istio-sidecar-injector)"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("istio-token: ServiceAccount vm/default, audience istio-ca, expires "),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("(in 1h)"), "{}", run.stderr);
+    assert!(run.stdout.contains("cluster.env written"), "{}", run.stdout);
+
+    // The only write is the TokenRequest.
+    let w = writes(&emu, "cluster1");
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(
+        w[0].path,
+        "/api/v1/namespaces/vm/serviceaccounts/default/token"
+    );
+
+    // Again, into the same directory: same files, new token.
+    vm(
+        &emu,
+        &[
+            "files",
+            "analytics",
+            "-n",
+            "vm",
+            "--out-dir",
+            dir.to_str().unwrap_or(""),
+        ],
+    )
+    .ok();
+    assert_eq!(read(&dir, "cluster.env"), ENV_DEFAULT);
+    assert_ne!(read(&dir, "istio-token"), token);
+}
+
+#[test]
+fn files_autoregister() {
+    let emu = istio_with_group();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("out");
+    vm(
+        &emu,
+        &[
+            "files",
+            "analytics",
+            "-n",
+            "vm",
+            "--out-dir",
+            dir.to_str().unwrap_or(""),
+            "--autoregister",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        read(&dir, "cluster.env"),
+        env_with(&["ISTIO_META_AUTO_REGISTER_GROUP='analytics'"], &[])
+    );
+    assert_eq!(
+        read(&dir, "mesh.yaml"),
+        MESH_DEFAULT.replace(
+            "    CANONICAL_SERVICE: analytics\n",
+            "    CANONICAL_SERVICE: analytics\n    ISTIO_META_AUTO_REGISTER_GROUP: analytics\n"
+        )
+    );
+}
+
+#[test]
+fn files_for_a_revision() {
+    let emu = istio_with_group();
+    // A canary control plane: its own mesh config (no discoveryAddress), injector and istiod.
+    emu.apply_yaml(
+        "cluster1",
+        &ISTIO
+            .split("---")
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("---")
+            .replace("name: istio,", "name: istio-canary,")
+            .replace(
+                "name: istio-sidecar-injector,",
+                "name: istio-sidecar-injector-canary,",
+            )
+            .replace(
+                "      discoveryAddress: istiod.istio-system.svc:15012\n",
+                "",
+            ),
+    )
+    .expect("seed canary");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("out");
+    vm(
+        &emu,
+        &[
+            "files",
+            "analytics",
+            "-n",
+            "vm",
+            "--out-dir",
+            dir.to_str().unwrap_or(""),
+            "--revision",
+            "canary",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        read(&dir, "cluster.env"),
+        env_with(&["CA_ADDR='istiod-canary.istio-system.svc:15012'"], &[])
+    );
+    assert_eq!(
+        read(&dir, "mesh.yaml"),
+        MESH_DEFAULT.replace("istiod.istio-system", "istiod-canary.istio-system")
+    );
+    assert_eq!(
+        read(&dir, "hosts"),
+        "203.0.113.10 istiod-canary.istio-system.svc\n"
+    );
+}
+
+#[test]
+fn files_external_ip() {
+    let emu = istio_with_group();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("out");
+    vm(
+        &emu,
+        &[
+            "files",
+            "analytics",
+            "-n",
+            "vm",
+            "--out-dir",
+            dir.to_str().unwrap_or(""),
+            "--external-ip",
+            "198.51.100.7",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        read(&dir, "cluster.env"),
+        env_with(
+            &[
+                "ISTIO_SVC_IP='198.51.100.7'",
+                "REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION='true'"
+            ],
+            &[]
+        )
+    );
+    assert_eq!(read(&dir, "mesh.yaml"), MESH_DEFAULT);
+}
+
+#[test]
+fn files_without_dns_capture() {
+    let emu = istio_with_group();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("out");
+    vm(
+        &emu,
+        &[
+            "files",
+            "analytics",
+            "-n",
+            "vm",
+            "--out-dir",
+            dir.to_str().unwrap_or(""),
+            "--capture-dns=false",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        read(&dir, "cluster.env"),
+        env_with(&[], &["ISTIO_META_DNS_CAPTURE="])
+    );
+    assert_eq!(
+        read(&dir, "mesh.yaml"),
+        MESH_DEFAULT.replace("    ISTIO_META_DNS_CAPTURE: \"true\"\n", "")
+    );
+}
+
+#[test]
+fn cluster_id_falls_back_to_istiod_then_to_kubernetes() {
+    let emu = istio_with_group();
+    emu.apply_yaml(
+        "cluster1",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio-sidecar-injector, namespace: istio-system}\ndata:\n  values: '{\"global\":{\"multiCluster\":{\"clusterName\":\"\"}}}'\n",
+    )
+    .expect("reseed");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("out");
+    let d = dir.to_str().unwrap_or("");
+    let run = vm(&emu, &["files", "analytics", "-n", "vm", "--out-dir", d]).ok();
+    assert!(
+        run.stderr.contains(
+            "cluster ID: from-istiod (from the CLUSTER_ID env of Deployment istio-system/istiod)"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(read(&dir, "cluster.env").contains("ISTIO_META_CLUSTER_ID='from-istiod'\n"));
+
+    assert!(emu.delete_path(
+        "cluster1",
+        "/apis/apps/v1/namespaces/istio-system/deployments/istiod"
+    ));
+    let run = vm(&emu, &["files", "analytics", "-n", "vm", "--out-dir", d]).ok();
+    assert!(
+        run.stderr
+            .contains("cluster ID: Kubernetes (Istio's default"),
+        "{}",
+        run.stderr
+    );
+    assert!(read(&dir, "cluster.env").contains("ISTIO_META_CLUSTER_ID='Kubernetes'\n"));
+
+    let run = vm(
+        &emu,
+        &[
+            "files",
+            "analytics",
+            "-n",
+            "vm",
+            "--out-dir",
+            d,
+            "--cluster-id",
+            "vm-cluster",
+        ],
+    )
+    .ok();
+    assert!(
+        run.stderr
+            .contains("cluster ID: vm-cluster (from --cluster-id)"),
+        "{}",
+        run.stderr
+    );
+}
+
+const NO_ADDRESS: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: istio-eastwestgateway, namespace: istio-system}\nspec:\n  type: LoadBalancer\n  ports:\n  - {name: tls-istiod, port: 15012, targetPort: 15012}\n";
+
+#[test]
+fn a_gateway_without_an_address_fails_and_writes_nothing() {
+    let emu = istio_with_group();
+    emu.apply_yaml("cluster1", NO_ADDRESS).expect("reseed");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("out");
+    let d = dir.to_str().unwrap_or("");
+    let run = vm(&emu, &["files", "analytics", "-n", "vm", "--out-dir", d]).expect_code(1);
+    assert!(run.stderr.contains("\nerror: no address for the VM to reach istiod through: Service istio-system/istio-eastwestgateway has no load-balancer IP"), "{}", run.stderr);
+    assert!(run.stderr.contains("--allow-empty-hosts"), "{}", run.stderr);
+    assert!(!dir.exists(), "no directory, no files");
+    assert!(writes(&emu, "cluster1").is_empty(), "no token minted");
+
+    // istioctl's behaviour, on request: an empty hosts file and a warning.
+    let run = vm(
+        &emu,
+        &[
+            "files",
+            "analytics",
+            "-n",
+            "vm",
+            "--out-dir",
+            d,
+            "--allow-empty-hosts",
+        ],
+    )
+    .ok();
+    assert!(
+        run.stderr.contains(
+            "Warning: Service istio-system/istio-eastwestgateway has no load-balancer IP"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(read(&dir, "hosts"), "");
+
+    // externalIPs are the second choice.
+    emu.apply_yaml(
+        "cluster1",
+        &format!("{NO_ADDRESS}  externalIPs: [192.0.2.44]\n"),
+    )
+    .expect("reseed");
+    vm(&emu, &["files", "analytics", "-n", "vm", "--out-dir", d]).ok();
+    assert_eq!(read(&dir, "hosts"), "192.0.2.44 istiod.istio-system.svc\n");
+}
+
+#[test]
+fn wait_polls_until_the_gateway_gets_an_address() {
+    let emu = istio_with_group();
+    emu.apply_yaml("cluster1", NO_ADDRESS).expect("reseed");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("out");
+    let d = dir.to_str().unwrap_or("").to_string();
+    std::thread::scope(|s| {
+        let runner = s.spawn(|| {
+            vm(
+                &emu,
+                &[
+                    "files",
+                    "analytics",
+                    "-n",
+                    "vm",
+                    "--out-dir",
+                    &d,
+                    "--wait",
+                    "20s",
+                ],
+            )
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        emu.apply_yaml(
+            "cluster1",
+            &format!(
+                "{NO_ADDRESS}status:\n  loadBalancer:\n    ingress:\n    - ip: 203.0.113.99\n"
+            ),
+        )
+        .expect("address");
+        let run = runner.join().expect("join").ok();
+        assert!(
+            run.stderr.contains("gateway: 203.0.113.99"),
+            "{}",
+            run.stderr
+        );
+    });
+    assert_eq!(
+        read(&dir, "hosts"),
+        "203.0.113.99 istiod.istio-system.svc\n"
+    );
+    let polls = api_requests(&emu, "cluster1")
+        .iter()
+        .filter(|r| r.path.ends_with("/services/istio-eastwestgateway"))
+        .count();
+    assert!(polls >= 2, "polled {polls} times");
+}
+
+#[test]
+fn a_hostname_gateway_is_resolved_with_a_warning() {
+    let emu = istio_with_group();
+    emu.apply_yaml(
+        "cluster1",
+        &format!("{NO_ADDRESS}status:\n  loadBalancer:\n    ingress:\n    - hostname: localhost\n"),
+    )
+    .expect("reseed");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("out");
+    let run = vm(
+        &emu,
+        &[
+            "files",
+            "analytics",
+            "-n",
+            "vm",
+            "--out-dir",
+            dir.to_str().unwrap_or(""),
+        ],
+    )
+    .ok();
+    assert!(run.stderr.contains("Warning: Service istio-system/istio-eastwestgateway has a load-balancer hostname (localhost), resolved to 127.0.0.1; the address may change"), "{}", run.stderr);
+    assert_eq!(read(&dir, "hosts"), "127.0.0.1 istiod.istio-system.svc\n");
+}
+
+#[test]
+fn a_missing_root_certificate_names_the_configmap_and_why() {
+    let emu = istio_with_group();
+    assert!(emu.delete_path(
+        "cluster1",
+        "/api/v1/namespaces/vm/configmaps/istio-ca-root-cert"
+    ));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("out");
+    let run = vm(
+        &emu,
+        &[
+            "files",
+            "analytics",
+            "-n",
+            "vm",
+            "--out-dir",
+            dir.to_str().unwrap_or(""),
+        ],
+    )
+    .expect_code(1);
+    assert!(
+        run.stderr
+            .contains("ConfigMap istio-ca-root-cert not found in namespace vm"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("istiod may not be running"),
+        "{}",
+        run.stderr
+    );
+    assert!(!dir.exists());
+}
+
+#[test]
+fn the_output_directory_is_guarded() {
+    let emu = istio_with_group();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("shared");
+    fs::create_dir(&dir).expect("mkdir");
+    fs::write(dir.join("notes.txt"), "mine").expect("write");
+    let d = dir.to_str().unwrap_or("");
+    let run = vm(&emu, &["files", "analytics", "-n", "vm", "--out-dir", d]).expect_code(2);
+    assert!(
+        run.stderr.contains("holds other files (notes.txt)"),
+        "{}",
+        run.stderr
+    );
+    assert!(api_requests(&emu, "cluster1").is_empty());
+    vm(
+        &emu,
+        &["files", "analytics", "-n", "vm", "--out-dir", d, "--force"],
+    )
+    .ok();
+    assert_eq!(read(&dir, "notes.txt"), "mine");
+    assert_eq!(mode(&dir.join("istio-token")), 0o600);
+
+    // A symlink where a file goes is never followed.
+    let clean = tmp.path().join("clean");
+    fs::create_dir(&clean).expect("mkdir");
+    let victim = tmp.path().join("victim");
+    fs::write(&victim, "untouched").expect("write");
+    std::os::unix::fs::symlink(&victim, clean.join("istio-token")).expect("symlink");
+    emu.clear_requests();
+    let run = vm(
+        &emu,
+        &[
+            "files",
+            "analytics",
+            "-n",
+            "vm",
+            "--out-dir",
+            clean.to_str().unwrap_or(""),
+        ],
+    )
+    .expect_code(2);
+    assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
+    assert!(api_requests(&emu, "cluster1").is_empty());
+    assert_eq!(fs::read_to_string(&victim).expect("read"), "untouched");
+    assert_eq!(listing(&clean), vec!["istio-token".to_string()]);
+}
+
+#[test]
+fn refresh_rewrites_only_the_token_and_hosts() {
+    let emu = istio_with_group();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("out");
+    let d = dir.to_str().unwrap_or("");
+    vm(&emu, &["files", "analytics", "-n", "vm", "--out-dir", d]).ok();
+    let before: Vec<(String, String)> = FIVE
+        .iter()
+        .map(|f| (f.to_string(), read(&dir, f)))
+        .collect();
+    let mtimes: Vec<_> = ["cluster.env", "mesh.yaml", "root-cert.pem"]
+        .iter()
+        .map(|f| {
+            fs::metadata(dir.join(f))
+                .and_then(|m| m.modified())
+                .expect("mtime")
+        })
+        .collect();
+    // The gateway moved, and the cluster's mesh config changed (refresh must not pick that up).
+    emu.apply_yaml(
+        "cluster1",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: istio-eastwestgateway, namespace: istio-system}\nspec:\n  type: LoadBalancer\n  ports:\n  - {name: tls-istiod, port: 15012, targetPort: 15012}\nstatus:\n  loadBalancer:\n    ingress:\n    - ip: 203.0.113.20\n",
+    )
+    .expect("move gateway");
+    std::thread::sleep(Duration::from_millis(1100));
+    let run = vm(
+        &emu,
+        &[
+            "refresh",
+            "analytics",
+            "-n",
+            "vm",
+            "--out-dir",
+            d,
+            "--token-duration",
+            "2h",
+        ],
+    )
+    .ok();
+    assert!(
+        run.stdout.contains("istio-token renewed: expires "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("(in 2h); the old one had 59m left")
+            || run.stdout.contains("(in 2h); the old one had 1h left"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("hosts changed: 203.0.113.20 istiod.istio-system.svc (was 203.0.113.10 istiod.istio-system.svc)"), "{}", run.stdout);
+    assert_eq!(
+        read(&dir, "hosts"),
+        "203.0.113.20 istiod.istio-system.svc\n"
+    );
+    let token = read(&dir, "istio-token");
+    assert_ne!(token, before[2].1);
+    assert!(!run.stdout.contains(&token) && !run.stderr.contains(&token));
+    for (i, f) in ["cluster.env", "mesh.yaml", "root-cert.pem"]
+        .iter()
+        .enumerate()
+    {
+        let now = fs::metadata(dir.join(f))
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        assert_eq!(now, mtimes[i], "{f} was rewritten");
+    }
+    assert_eq!(read(&dir, "cluster.env"), before[0].1);
+    assert_eq!(listing(&dir), FIVE);
+    assert_eq!(mode(&dir.join("istio-token")), 0o600);
+
+    // Nothing moved: hosts unchanged, said so.
+    let run = vm(&emu, &["refresh", "analytics", "-n", "vm", "--out-dir", d]).ok();
+    assert!(
+        run.stdout
+            .contains("hosts unchanged: 203.0.113.20 istiod.istio-system.svc"),
+        "{}",
+        run.stdout
+    );
+
+    // refresh needs a directory files wrote.
+    let run = vm(
+        &emu,
+        &[
+            "refresh",
+            "analytics",
+            "-n",
+            "vm",
+            "--out-dir",
+            tmp.path().join("nope").to_str().unwrap_or(""),
+        ],
+    )
+    .expect_code(2);
+    assert!(run.stderr.contains("--out-dir"), "{}", run.stderr);
+}
+
+#[test]
+fn status_lists_the_groups_workload_entries() {
+    let emu = istio_with_group();
+    emu.apply_yaml(
+        "cluster1",
+        r#"
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: analytics-10.128.0.13-network1
+  namespace: vm
+  annotations:
+    istio.io/autoRegistrationGroup: analytics
+    istio.io/connectedAt: "2020-01-01T00:00:00.123456789Z"
+    istio.io/workloadController: istiod-abc
+spec:
+  address: 10.128.0.13
+  labels: {app: analytics, version: v0}
+  network: network1
+  serviceAccount: default
+status:
+  conditions:
+  - type: Healthy
+    status: "True"
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: analytics-manual, namespace: vm}
+spec:
+  address: 10.128.0.14
+  labels: {app: analytics, version: v0}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: other, namespace: vm}
+spec:
+  address: 10.128.0.15
+  labels: {app: other}
+"#,
+    )
+    .expect("entries");
+    let run = kubectl(&emu, &["mesh-vm", "status", "analytics", "-n", "vm"]).ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", run.stdout);
+    let cols = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
+    assert_eq!(
+        cols(lines[0]),
+        ["NAME", "ADDRESS", "HEALTHY", "CONNECTED", "AGE"]
+    );
+    let auto = cols(lines[1]);
+    assert_eq!(
+        &auto[..3],
+        ["analytics-10.128.0.13-network1", "10.128.0.13", "True"]
+    );
+    assert!(auto[3].ends_with('d'), "connected days ago: {auto:?}");
+    assert_eq!(
+        &cols(lines[2])[..4],
+        ["analytics-manual", "10.128.0.14", "<none>", "<none>"]
+    );
+
+    let run = vm(&emu, &["status", "analytics", "-n", "vm", "-o", "name"]).ok();
+    assert_eq!(
+        run.stdout,
+        "workloadentry.networking.istio.io/analytics-10.128.0.13-network1\nworkloadentry.networking.istio.io/analytics-manual\n"
+    );
+    let run = vm(&emu, &["status", "nothing", "-n", "vm"]).expect_code(1);
+    assert!(
+        run.stderr.contains("WorkloadGroup vm/nothing not found"),
+        "{}",
+        run.stderr
+    );
+}
