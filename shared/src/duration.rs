@@ -53,9 +53,6 @@ impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.0.as_secs();
         let ms = self.0.subsec_millis();
-        if secs == 0 && ms > 0 {
-            return write!(f, "{ms}ms");
-        }
         let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
         let mut out = String::new();
         if h > 0 {
@@ -64,8 +61,15 @@ impl fmt::Display for HumanDuration {
         if m > 0 {
             out.push_str(&format!("{m}m"));
         }
-        if s > 0 || out.is_empty() {
+        if s > 0 {
             out.push_str(&format!("{s}s"));
+        }
+        // Milliseconds are printed too, so that what the parser accepts prints back unchanged.
+        if ms > 0 {
+            out.push_str(&format!("{ms}ms"));
+        }
+        if out.is_empty() {
+            out.push_str("0s");
         }
         f.write_str(&out)
     }
@@ -117,6 +121,10 @@ mod tests {
             "200ms"
         );
         assert_eq!(HumanDuration(Duration::ZERO).to_string(), "0s");
+        assert_eq!(
+            HumanDuration(Duration::from_millis(1001)).to_string(),
+            "1s1ms"
+        );
     }
 
     #[test]
