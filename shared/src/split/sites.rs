@@ -171,7 +171,6 @@ async fn choose(
     undo: bool,
     example_rest: &str,
     may_prompt: bool,
-    io: &mut Io,
     prompter: &mut dyn Prompter,
 ) -> Result<Target> {
     let ns = cluster.namespace.as_str();
@@ -199,13 +198,8 @@ async fn choose(
                 cluster.context
             ),
         )),
-        1 => {
-            io.note(format!(
-                "Using vs/{}: the only VirtualService in namespace {ns} with a split route",
-                cands[0].name
-            ))?;
-            Ok(Target::Vs(cands[0].name.clone()))
-        }
+        // The result lines name it; a note here would precede a usage error's one line.
+        1 => Ok(Target::Vs(cands[0].name.clone())),
         n if may_prompt => {
             let items: Vec<String> = cands.iter().map(|c| c.line()).collect();
             let i = prompter.select(
@@ -618,7 +612,6 @@ async fn split(
                 false,
                 &format!(" {}", set.weights),
                 may,
-                io,
                 prompter,
             )
             .await?
@@ -818,7 +811,7 @@ async fn undo(
                 .ok_or_else(|| anyhow!("no context to work on"))?;
             let kind = vs_kind(first).await?;
             let may = prompt::may_prompt(io.terminal, plan.write.yes);
-            choose(first, &kind, true, "", may, io, prompter).await?
+            choose(first, &kind, true, "", may, prompter).await?
         }
     };
     let mut sites = Vec::new();

@@ -1,0 +1,838 @@
+//! End to end: `kubectl mesh-split` against two kube-emu clusters loaded with Istio's real CRDs,
+//! replaying the VM migration of Istio's multicluster sample (100/0 → 80/20 → 0/100).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{kubectl, plugin, writes, Emu, Fault, FaultAction, Run};
+use mesh_shared::prompt::Prompter;
+use serde_json::Value;
+
+const VS_PATH: &str =
+    "/apis/networking.istio.io/v1/namespaces/default/virtualservices/productcatalog-migration";
+
+/// vs-0-cluster1.yaml of the sample: the VM's Service and cluster2's productcatalog via `.global`.
+const VS_CLUSTER1: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: productcatalog-migration
+  namespace: default
+spec:
+  hosts:
+  - productcatalogservice
+  http:
+  - route:
+    - destination:
+        host: productcatalogservice
+      weight: 100
+    - destination:
+        host: productcatalogservice-gke.default.global
+      weight: 0
+";
+
+/// vs-0-cluster2.yaml: the same split, with cluster2's local Service.
+const VS_CLUSTER2: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: productcatalog-migration
+  namespace: default
+spec:
+  hosts:
+  - productcatalogservice
+  http:
+  - route:
+    - destination:
+        host: productcatalogservice
+      weight: 100
+    - destination:
+        host: productcatalogservice-gke
+      weight: 0
+";
+
+const BOTH: [&str; 5] = ["--context", "cluster1", "--context", "cluster2", "-n"];
+
+fn two_clusters() -> Emu {
+    Emu::builder()
+        .clusters(&["cluster1", "cluster2"])
+        .start()
+        .expect("start kube-emu")
+}
+
+/// Applies YAML with the real `kubectl apply` (client-side), as the sample's scripts do.
+fn kubectl_apply(emu: &Emu, context: &str, yaml: &str) {
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    f.write_all(yaml.as_bytes()).expect("write yaml");
+    let path = f.path().to_string_lossy().into_owned();
+    kubectl(emu, &["apply", "--context", context, "-f", &path]).ok();
+}
+
+/// The sample at step 9: the migration VirtualService at 100/0 in both clusters.
+fn migration() -> Emu {
+    let emu = two_clusters();
+    kubectl_apply(&emu, "cluster1", VS_CLUSTER1);
+    kubectl_apply(&emu, "cluster2", VS_CLUSTER2);
+    emu.clear_requests();
+    emu
+}
+
+fn split(emu: &Emu, args: &[&str]) -> Run {
+    plugin(Some(emu), "split", args)
+}
+
+fn with_both<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = args.to_vec();
+    v.extend_from_slice(&BOTH);
+    v.push("default");
+    v
+}
+
+fn vs(emu: &Emu, cluster: &str) -> Value {
+    emu.get_json(cluster, VS_PATH).expect("virtualservice")
+}
+
+fn weights(emu: &Emu, cluster: &str) -> Vec<u64> {
+    let v = vs(emu, cluster);
+    v["spec"]["http"][0]["route"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|d| d["weight"].as_u64().unwrap_or(0))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn previous(emu: &Emu, cluster: &str) -> Option<Value> {
+    vs(emu, cluster)["metadata"]["annotations"]["mesh.kubectl.io/previous-weights"]
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+}
+
+fn no_writes(emu: &Emu) {
+    for c in ["cluster1", "cluster2"] {
+        let w = writes(emu, c);
+        assert!(w.is_empty(), "{c} was written: {w:?}");
+    }
+}
+
+#[test]
+fn vm_migration_80_20_undo_and_0_100_in_two_clusters() {
+    let emu = migration();
+
+    // Through the real kubectl, as a user types it.
+    let mut args = vec!["mesh-split", "80/20"];
+    args.extend(with_both(&[]));
+    let run = kubectl(&emu, &args).ok();
+    assert_eq!(
+        run.stdout,
+        "CONTEXT    DESTINATION                                BEFORE   AFTER
+cluster1   productcatalogservice                      100      80
+cluster1   productcatalogservice-gke.default.global   0        20
+cluster2   productcatalogservice                      100      80
+cluster2   productcatalogservice-gke                  0        20
+"
+    );
+    assert!(
+        run.stderr.contains(
+            "cluster1: virtualservice.networking.istio.io/productcatalog-migration configured"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(weights(&emu, "cluster1"), vec![80, 20]);
+    assert_eq!(weights(&emu, "cluster2"), vec![80, 20]);
+    // The previous weights are recorded per cluster, with that cluster's hosts.
+    let p2 = previous(&emu, "cluster2").expect("annotation");
+    assert_eq!(p2["route"], "http/0");
+    assert_eq!(p2["destinations"][1]["host"], "productcatalogservice-gke");
+    assert_eq!(p2["destinations"][0]["weight"], 100);
+    // Hosts are untouched, and no label is added to an object kubectl-mesh did not create.
+    let v1 = vs(&emu, "cluster1");
+    assert_eq!(
+        v1["spec"]["hosts"],
+        serde_json::json!(["productcatalogservice"])
+    );
+    assert!(v1["metadata"]["labels"].is_null(), "{v1}");
+    // One write per cluster: a server-side apply by kubectl-mesh.
+    for c in ["cluster1", "cluster2"] {
+        let w = writes(&emu, c);
+        assert_eq!(w.len(), 1, "{c}: {w:?}");
+        assert_eq!(w[0].method, "PATCH");
+        assert!(
+            w[0].query.contains("fieldManager=kubectl-mesh"),
+            "{:?}",
+            w[0]
+        );
+    }
+
+    // Again: nothing to do, nothing sent.
+    emu.clear_requests();
+    let run = split(&emu, &with_both(&["80/20"])).ok();
+    assert!(
+        run.stderr.contains("productcatalog-migration unchanged"),
+        "{}",
+        run.stderr
+    );
+    no_writes(&emu);
+
+    // undo: back to 100/0 everywhere.
+    let run = split(&emu, &with_both(&["undo"])).ok();
+    assert!(
+        run.stdout
+            .contains("cluster2   productcatalogservice-gke                  20       0"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(weights(&emu, "cluster1"), vec![100, 0]);
+    assert_eq!(weights(&emu, "cluster2"), vec![100, 0]);
+
+    // Complete the migration; kubectl still reads a valid VirtualService.
+    split(&emu, &with_both(&["productcatalogservice", "0/100"])).ok();
+    assert_eq!(weights(&emu, "cluster1"), vec![0, 100]);
+    assert_eq!(weights(&emu, "cluster2"), vec![0, 100]);
+    let got = kubectl(
+        &emu,
+        &[
+            "get",
+            "vs",
+            "productcatalog-migration",
+            "--context",
+            "cluster2",
+            "-o",
+            "json",
+        ],
+    )
+    .ok();
+    let got: Value = serde_json::from_str(&got.stdout).expect("json");
+    assert_eq!(got["spec"]["http"][0]["route"][1]["weight"], 100);
+
+    // status shows both contexts.
+    let run = split(&emu, &with_both(&["status"])).ok();
+    assert_eq!(
+        run.stdout,
+        "CONTEXT    VIRTUALSERVICE             ROUTE    DESTINATION                                WEIGHT   PREVIOUS
+cluster1   productcatalog-migration   http/0   productcatalogservice                      0        100
+cluster1   productcatalog-migration   http/0   productcatalogservice-gke.default.global   100      0
+cluster2   productcatalog-migration   http/0   productcatalogservice                      0        100
+cluster2   productcatalog-migration   http/0   productcatalogservice-gke                  100      0
+"
+    );
+}
+
+#[test]
+fn a_failed_write_in_cluster2_puts_cluster1_back_and_exits_4() {
+    let emu = migration();
+    emu.inject(
+        "cluster2",
+        Fault::new("PATCH", "virtualservices", FaultAction::Status(500)),
+    );
+    let run = split(&emu, &with_both(&["80/20"])).expect_code(4);
+    assert_eq!(weights(&emu, "cluster1"), vec![100, 0]);
+    assert_eq!(weights(&emu, "cluster2"), vec![100, 0]);
+    // The restore removed the annotation the failed change had added.
+    assert!(previous(&emu, "cluster1").is_none());
+    assert!(run.stderr.contains("CONTEXT    STATE"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cluster1   restored to 100/0"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("cluster2   FAILED: cannot apply VirtualService default/productcatalog-migration in context \"cluster2\""), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error: the write failed in context cluster2"),
+        "{}",
+        run.stderr
+    );
+    // cluster1: the change and its restore.
+    assert_eq!(writes(&emu, "cluster1").len(), 2);
+
+    // A failure in the first context: nothing was written anywhere else.
+    emu.clear_requests();
+    emu.inject(
+        "cluster1",
+        Fault::new("PATCH", "virtualservices", FaultAction::Reset),
+    );
+    let run = split(&emu, &with_both(&["80/20"])).expect_code(4);
+    assert!(
+        run.stderr
+            .contains("cluster2   unchanged (100/0), not attempted"),
+        "{}",
+        run.stderr
+    );
+    assert!(writes(&emu, "cluster2").is_empty());
+    assert_eq!(weights(&emu, "cluster1"), vec![100, 0]);
+}
+
+#[test]
+fn bad_weights_exit_2_and_write_nothing() {
+    let emu = migration();
+    for (weights_arg, want) in [
+        ("80/30", "error: WEIGHTS: 80/30 adds up to 110, not 100"),
+        ("80/20/0", "error: WEIGHTS: 3 weights for 2 destinations: route http/0 of VirtualService default/productcatalog-migration in context cluster1 has productcatalogservice 100, productcatalogservice-gke.default.global 0"),
+        ("abc", "error: WEIGHTS: missing after TARGET abc"),
+        ("-5/105", "error: WEIGHTS: \"-5\" is not a weight"),
+        ("80/", "error: WEIGHTS: \"80/\" has an empty weight"),
+    ] {
+        let run = split(&emu, &with_both(&[weights_arg])).expect_code(2);
+        assert!(run.stderr.starts_with(want), "{weights_arg}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+        no_writes(&emu);
+    }
+    // Named weights are matched per cluster: the short host names either cluster's destination.
+    split(
+        &emu,
+        &with_both(&["productcatalogservice=80,productcatalogservice-gke=20"]),
+    )
+    .ok();
+    assert_eq!(weights(&emu, "cluster2"), vec![80, 20]);
+}
+
+const SECOND_VS: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+  namespace: default
+  annotations:
+    kube-emu/cluster: cluster1
+spec:
+  hosts:
+  - reviews
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+      weight: 50
+    - destination:
+        host: reviews
+        subset: v2
+      weight: 50
+";
+
+#[test]
+fn without_target_or_terminal_two_candidates_exit_2_listing_both() {
+    let emu = migration();
+    emu.apply_yaml("cluster1", SECOND_VS).expect("seed");
+    let run = split(&emu, &["80/20"]).expect_code(2);
+    assert!(
+        run.stderr
+            .contains("2 VirtualServices in namespace default (context cluster1)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("vs/productcatalog-migration  hosts productcatalogservice  100/0"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("vs/reviews  hosts reviews  50/50 (reviews (v1), reviews (v2))"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("e.g. kubectl mesh-split vs/productcatalog-migration 80/20"),
+        "{}",
+        run.stderr
+    );
+    no_writes(&emu);
+
+    // Named by subset.
+    split(&emu, &["reviews", "v2=90,v1=10"]).ok();
+    let r = emu
+        .get_json(
+            "cluster1",
+            "/apis/networking.istio.io/v1/namespaces/default/virtualservices/reviews",
+        )
+        .expect("reviews");
+    assert_eq!(r["spec"]["http"][0]["route"][0]["weight"], 10);
+    assert_eq!(r["spec"]["http"][0]["route"][1]["weight"], 90);
+}
+
+/// Captured output of an in-process run.
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buf {
+    fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// Answers the pick-list with a fixed index and records what it was shown.
+struct Scripted {
+    pick: usize,
+    shown: Vec<String>,
+}
+
+impl Prompter for Scripted {
+    fn select(&mut self, question: &str, items: &[String]) -> anyhow::Result<usize> {
+        self.shown.push(question.to_string());
+        self.shown.extend(items.iter().cloned());
+        Ok(self.pick)
+    }
+    fn confirm(&mut self, _question: &str) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+}
+
+fn in_process(
+    emu: &Emu,
+    args: &[&str],
+    prompter: &mut Scripted,
+    terminal: bool,
+) -> (anyhow::Result<()>, String, String) {
+    let kubeconfig = emu.kubeconfig().to_string_lossy().into_owned();
+    let mut argv = vec!["kubectl mesh-split", "--kubeconfig", kubeconfig.as_str()];
+    argv.extend_from_slice(args);
+    let parsed = mesh_shared::app::parse_from::<mesh_shared::split::Args, _, _>(argv)
+        .unwrap_or_else(|_| panic!("parse {args:?}"));
+    let (out, err) = (Buf::default(), Buf::default());
+    let mut io = mesh_shared::Io {
+        out: Box::new(out.clone()),
+        err: Box::new(err.clone()),
+        terminal,
+    };
+    let result =
+        mesh_shared::app::block_on(mesh_shared::split::run_with(parsed, &mut io, prompter));
+    (result, out.text(), err.text())
+}
+
+#[test]
+fn the_pick_list_shows_current_weights_and_splits_the_pick() {
+    let emu = migration();
+    emu.apply_yaml("cluster1", SECOND_VS).expect("seed");
+    let mut p = Scripted {
+        pick: 1,
+        shown: vec![],
+    };
+    let (result, out, _) = in_process(&emu, &["70/30"], &mut p, true);
+    result.expect("split");
+    assert_eq!(
+        p.shown,
+        vec![
+            "2 VirtualServices in namespace default have a split route; which one?".to_string(),
+            "vs/productcatalog-migration  hosts productcatalogservice  100/0 (productcatalogservice, productcatalogservice-gke.default.global)".to_string(),
+            "vs/reviews  hosts reviews  50/50 (reviews (v1), reviews (v2))".to_string(),
+        ]
+    );
+    assert!(
+        out.contains("cluster1   reviews (v2)   50       30"),
+        "{out}"
+    );
+    assert_eq!(weights(&emu, "cluster1"), vec![100, 0]);
+
+    // --yes never prompts: the list becomes an error.
+    let mut p = Scripted {
+        pick: 0,
+        shown: vec![],
+    };
+    let (result, _, _) = in_process(&emu, &["70/30", "-y"], &mut p, true);
+    let err = result.expect_err("no prompt with --yes");
+    assert_eq!(mesh_shared::error::exit_code(&err), 2);
+    assert!(p.shown.is_empty());
+}
+
+#[test]
+fn steps_walk_to_the_end_with_a_short_interval() {
+    let emu = migration();
+    let started = Instant::now();
+    let run = split(
+        &emu,
+        &with_both(&[
+            "vs/productcatalog-migration",
+            "0/100",
+            "--steps",
+            "20,50,80",
+            "--interval",
+            "300ms",
+        ]),
+    )
+    .ok();
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "three waits"
+    );
+    for step in [
+        "Step 1/4: 80/20",
+        "Step 2/4: 50/50",
+        "Step 3/4: 20/80",
+        "Step 4/4: 0/100",
+    ] {
+        assert!(run.stderr.contains(step), "{step}: {}", run.stderr);
+    }
+    // No terminal: a line per wait instead of a bar.
+    assert!(
+        run.stderr
+            .contains("Step 1/4 done; step 2 (50/50) in 300ms"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(weights(&emu, "cluster1"), vec![0, 100]);
+    assert_eq!(weights(&emu, "cluster2"), vec![0, 100]);
+    for c in ["cluster1", "cluster2"] {
+        assert_eq!(writes(&emu, c).len(), 4, "{c}");
+    }
+    // What undo restores is where the walk started.
+    assert_eq!(
+        previous(&emu, "cluster1").expect("annotation")["destinations"][0]["weight"],
+        100
+    );
+    assert!(
+        run.stdout
+            .contains("cluster2   productcatalogservice-gke                  0        100"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn steps_dry_run_prints_the_plan_and_writes_nothing() {
+    let emu = migration();
+    let run = split(
+        &emu,
+        &with_both(&[
+            "productcatalogservice",
+            "0/100",
+            "--steps",
+            "20,50,80",
+            "--interval",
+            "2m",
+            "--dry-run",
+        ]),
+    )
+    .ok();
+    assert!(
+        run.stdout.ends_with(
+            "STEP   WEIGHTS   THEN
+1      80/20     wait 2m
+2      50/50     wait 2m
+3      20/80     wait 2m
+4      0/100     done
+"
+        ),
+        "{}",
+        run.stdout
+    );
+    no_writes(&emu);
+    // -o yaml: every object of every step, each context's own hosts.
+    let run = split(
+        &emu,
+        &with_both(&[
+            "productcatalogservice",
+            "0/100",
+            "--steps",
+            "50",
+            "--dry-run",
+            "-o",
+            "yaml",
+        ]),
+    )
+    .ok();
+    assert_eq!(
+        run.stdout.matches("kind: VirtualService").count(),
+        4,
+        "{}",
+        run.stdout
+    );
+    assert!(run
+        .stdout
+        .contains("host: productcatalogservice-gke.default.global"));
+    no_writes(&emu);
+    // Steps against the direction of travel are refused before any write.
+    let run = split(&emu, &with_both(&["0/100", "--steps", "80,50"])).expect_code(2);
+    assert!(
+        run.stderr
+            .contains("--steps: steps must go from 0 toward 100"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn ctrl_c_stops_between_steps_and_says_how_to_resume_or_undo() {
+    let emu = migration();
+    let mut child = Command::new(common::bin("split"))
+        .args(with_both(&[
+            "vs/productcatalog-migration",
+            "0/100",
+            "--steps",
+            "20,50,80",
+            "--interval",
+            "30s",
+        ]))
+        .env("KUBECONFIG", emu.kubeconfig())
+        .env("HOME", emu.home())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("Step 1/4 done") {
+            break;
+        }
+    }
+    assert!(seen.contains("Step 1/4: 80/20"), "{seen}");
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("wait");
+    let rest = rest.join("\n");
+    assert_eq!(status.code(), Some(1), "{seen}{rest}");
+    assert!(
+        rest.contains("Interrupted: stopped at step 1/4 (80/20)."),
+        "{rest}"
+    );
+    assert!(
+        rest.contains("Resume: kubectl mesh-split vs/productcatalog-migration 0/100 --steps 50,80 --interval 30s --context cluster1 --context cluster2 -n default"),
+        "{rest}"
+    );
+    assert!(
+        rest.contains("Undo:   kubectl mesh-split undo vs/productcatalog-migration --context cluster1 --context cluster2 -n default"),
+        "{rest}"
+    );
+    assert_eq!(weights(&emu, "cluster1"), vec![80, 20]);
+    assert_eq!(weights(&emu, "cluster2"), vec![80, 20]);
+    // Undo goes back to where the walk started.
+    split(&emu, &with_both(&["undo", "vs/productcatalog-migration"])).ok();
+    assert_eq!(weights(&emu, "cluster2"), vec![100, 0]);
+}
+
+#[test]
+fn a_gitops_owner_is_refused_by_name_unless_forced() {
+    let emu = migration();
+    // Argo CD applies the VirtualService server-side with its own field manager.
+    let mut f = tempfile::NamedTempFile::new().expect("temp");
+    f.write_all(
+        SECOND_VS
+            .replace("  annotations:\n    kube-emu/cluster: cluster1\n", "")
+            .as_bytes(),
+    )
+    .expect("write");
+    let path = f.path().to_string_lossy().into_owned();
+    kubectl(
+        &emu,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=argocd-controller",
+            "-f",
+            &path,
+        ],
+    )
+    .ok();
+    emu.clear_requests();
+
+    let run = split(&emu, &["reviews", "80/20"]).expect_code(1);
+    assert!(
+        run.stderr.contains("spec.http is managed by argocd-controller: change the weights where it gets them from, or pass --force-conflicts"),
+        "{}",
+        run.stderr
+    );
+    no_writes(&emu);
+
+    let run = split(&emu, &["reviews", "80/20", "--force-conflicts"]).ok();
+    assert!(run.stderr.contains("Warning: VirtualService default/reviews in context cluster1: spec.http is managed by argocd-controller"), "{}", run.stderr);
+    let r = emu
+        .get_json(
+            "cluster1",
+            "/apis/networking.istio.io/v1/namespaces/default/virtualservices/reviews",
+        )
+        .expect("reviews");
+    assert_eq!(r["spec"]["http"][0]["route"][0]["weight"], 80);
+}
+
+#[test]
+fn create_makes_the_virtualservice_once() {
+    let emu = two_clusters();
+    let args = with_both(&[
+        "productcatalogservice",
+        "100/0",
+        "--create",
+        "--to",
+        "productcatalogservice,productcatalogservice-gke",
+    ]);
+    let run = split(&emu, &args).ok();
+    assert!(
+        run.stdout
+            .contains("cluster1   productcatalogservice-gke   -        0"),
+        "{}",
+        run.stdout
+    );
+    let path = "/apis/networking.istio.io/v1/namespaces/default/virtualservices/productcatalogservice-split";
+    for c in ["cluster1", "cluster2"] {
+        let v = emu.get_json(c, path).expect("created");
+        assert_eq!(
+            v["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "kubectl-mesh"
+        );
+        assert_eq!(v["spec"]["http"][0]["route"][0]["weight"], 100);
+    }
+    // Again: it exists, nothing changes.
+    emu.clear_requests();
+    let run = split(&emu, &args).ok();
+    assert!(
+        run.stderr.contains("productcatalogservice-split unchanged"),
+        "{}",
+        run.stderr
+    );
+    no_writes(&emu);
+    // Later changes keep the hosts and the label kubectl-mesh set when it created it.
+    split(&emu, &with_both(&["productcatalogservice", "50/50"])).ok();
+    let v = emu.get_json("cluster1", path).expect("vs");
+    assert_eq!(
+        v["spec"]["hosts"],
+        serde_json::json!(["productcatalogservice"])
+    );
+    assert_eq!(
+        v["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "kubectl-mesh"
+    );
+    // Without --create, a host with no VirtualService is an error that says how to create one.
+    let run = split(&emu, &["cartservice", "80/20"]).expect_code(1);
+    assert!(run.stderr.contains("no VirtualService in namespace default (context cluster1) routes host cartservice: name one as vs/NAME, or create one with --create --to HOST_A,HOST_B"), "{}", run.stderr);
+}
+
+#[test]
+fn dry_runs_print_the_objects_and_store_nothing() {
+    let emu = migration();
+    let before = vs(&emu, "cluster1");
+    let run = split(&emu, &with_both(&["80/20", "--dry-run", "-o", "yaml"])).ok();
+    let docs: Vec<&str> = run.stdout.split("\n---\n").collect();
+    assert_eq!(docs.len(), 2, "{}", run.stdout);
+    assert!(run.stdout.contains("weight: 80"));
+    assert!(run.stdout.contains("mesh.kubectl.io/previous-weights"));
+    no_writes(&emu);
+    // The server validates (dryRun=All) and stores nothing.
+    let run = split(&emu, &with_both(&["80/20", "--dry-run=server"])).ok();
+    assert!(
+        run.stderr.contains("configured (server dry run)"),
+        "{}",
+        run.stderr
+    );
+    for c in ["cluster1", "cluster2"] {
+        assert!(writes(&emu, c)
+            .iter()
+            .all(|w| w.query.contains("dryRun=All")));
+    }
+    assert_eq!(
+        vs(&emu, "cluster1")["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+}
+
+#[test]
+fn several_split_routes_need_route() {
+    let emu = two_clusters();
+    emu.apply_yaml(
+        "cluster1",
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: frontend
+  namespace: default
+spec:
+  hosts: [frontend]
+  http:
+  - name: beta
+    match:
+    - headers:
+        x-beta:
+          exact: \"1\"
+    retries:
+      attempts: 3
+    route:
+    - destination: {host: frontend, subset: v1}
+      weight: 100
+    - destination: {host: frontend, subset: v2}
+      weight: 0
+  - route:
+    - destination: {host: frontend, subset: v1}
+      weight: 100
+    - destination: {host: frontend, subset: v2}
+      weight: 0
+",
+    )
+    .expect("seed");
+    let run = split(&emu, &["frontend", "90/10"]).expect_code(2);
+    assert!(run.stderr.contains("error: --route: VirtualService default/frontend in context cluster1 has several routes with two or more destinations (beta, http/1): pass --route"), "{}", run.stderr);
+    split(&emu, &["frontend", "90/10", "--route", "beta"]).ok();
+    let v = emu
+        .get_json(
+            "cluster1",
+            "/apis/networking.istio.io/v1/namespaces/default/virtualservices/frontend",
+        )
+        .expect("vs");
+    assert_eq!(v["spec"]["http"][0]["route"][1]["weight"], 10);
+    assert_eq!(v["spec"]["http"][0]["retries"]["attempts"], 3);
+    assert_eq!(
+        v["spec"]["http"][0]["match"][0]["headers"]["x-beta"]["exact"],
+        "1"
+    );
+    assert_eq!(v["spec"]["http"][1]["route"][1]["weight"], 0);
+    // undo finds the route from the annotation; a second undo goes forward again.
+    split(&emu, &["undo", "frontend"]).ok();
+    let v = emu
+        .get_json(
+            "cluster1",
+            "/apis/networking.istio.io/v1/namespaces/default/virtualservices/frontend",
+        )
+        .expect("vs");
+    assert_eq!(v["spec"]["http"][0]["route"][1]["weight"], 0);
+    split(&emu, &["undo"]).ok();
+    let v = emu
+        .get_json(
+            "cluster1",
+            "/apis/networking.istio.io/v1/namespaces/default/virtualservices/frontend",
+        )
+        .expect("vs");
+    assert_eq!(v["spec"]["http"][0]["route"][1]["weight"], 10);
+}
+
+#[test]
+fn undo_without_recorded_weights_says_so() {
+    let emu = migration();
+    let run = split(&emu, &with_both(&["undo", "productcatalogservice"])).expect_code(1);
+    assert!(run.stderr.contains("nothing to undo: VirtualService default/productcatalog-migration in context cluster1 has no previous weights"), "{}", run.stderr);
+    let run = split(&emu, &["undo"]).expect_code(2);
+    assert!(
+        run.stderr.contains("has previous weights recorded"),
+        "{}",
+        run.stderr
+    );
+    no_writes(&emu);
+}
