@@ -518,6 +518,12 @@ fn files_writes_the_five_files_private_and_byte_exact() {
     assert!(run.stderr.contains("(in 1h)"), "{}", run.stderr);
     assert!(run.stdout.contains("cluster.env written"), "{}", run.stdout);
 
+    // Seven requests: the group, three ConfigMaps, the gateway, the ServiceAccount, the token.
+    let reqs: Vec<String> = api_requests(&emu, "cluster1")
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(reqs.len(), 7, "{reqs:#?}");
     // The only write is the TokenRequest.
     let w = writes(&emu, "cluster1");
     assert_eq!(w.len(), 1, "{w:?}");

@@ -49,6 +49,23 @@ use group::{Group, Locality, Network, ObjectName, Template};
 use probe::{AnyProbeSpec, ExecProbeSpec, GrpcProbeSpec, HttpProbeSpec, Probe, TcpProbeSpec};
 use token::TokenDuration;
 
+const EXAMPLES: &str = "Examples:
+  # The WorkloadGroup of Istio's VM example (creates the ServiceAccount if missing)
+  kubectl mesh-vm group analytics -n vm -l app=analytics,version=v0 \\
+    --ports http=8080,grpc=8082,tcp=8083 --network network1 --probe-http 127.0.0.1:8080/
+
+  # Print it without a cluster
+  kubectl mesh-vm group analytics -n vm --ports http=8080 --dry-run=client -o yaml
+
+  # The five files for a VM of the group (0600, in a 0700 directory)
+  kubectl mesh-vm files analytics -n vm --out-dir ./analytics-vm --autoregister
+
+  # Renew the token and the gateway address (e.g. every 30 minutes from cron)
+  kubectl mesh-vm refresh analytics -n vm --out-dir ./analytics-vm
+
+  # The group's WorkloadEntries
+  kubectl mesh-vm status analytics -n vm";
+
 /// `kubectl mesh-vm`.
 #[derive(Debug, Parser)]
 #[command(
@@ -60,7 +77,8 @@ use token::TokenDuration;
         `group` applies the WorkloadGroup; `files` writes the five files a VM needs \
         (cluster.env, mesh.yaml, root-cert.pem, istio-token, hosts) like `istioctl x workload \
         entry configure`, but deterministic, private (0600) and never with an empty hosts file; \
-        `refresh` renews the token and the gateway address; `status` lists the group's WorkloadEntries."
+        `refresh` renews the token and the gateway address; `status` lists the group's WorkloadEntries.",
+    after_help = EXAMPLES
 )]
 pub struct Args {
     /// Cluster selection.
@@ -600,7 +618,7 @@ async fn gateway_address(
     match result {
         Ok(g) => Ok(Some(g)),
         Err(why) if renew.allow_empty_hosts => {
-            io.warn(format!("{why}; writing an empty hosts file (--allow-empty-hosts): the VM cannot reach istiod until it gets one"))?;
+            io.warn(format!("{why}; going on without a gateway address (--allow-empty-hosts): the VM cannot reach istiod until its hosts file has one"))?;
             Ok(None)
         }
         Err(why) => {
