@@ -367,6 +367,13 @@ fn malformed_input_exits_2_with_one_line_and_no_request() {
     )
     .expect("write");
     let bad_file = bad_file.to_str().unwrap_or("");
+    let good_file = dir.path().join("good.yaml");
+    fs::write(
+        &good_file,
+        "kind: WorkloadGroup\nmetadata: {name: x, namespace: vm}\nspec: {}\n",
+    )
+    .expect("write");
+    let good_file = good_file.to_str().unwrap_or("");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["group", "x", "--ports", "grpc:"], "--ports"),
         (vec!["group", "x", "--ports", "grpc=abc"], "--ports"),
@@ -380,6 +387,7 @@ fn malformed_input_exits_2_with_one_line_and_no_request() {
             "--probe",
         ),
         (vec!["group", "-f", bad_file], "spec.template.prots"),
+        (vec!["group", "-n", "other", "-f", good_file], "--namespace"),
         (
             vec![
                 "files",
@@ -794,6 +802,33 @@ fn a_gateway_without_an_address_fails_and_writes_nothing() {
     .expect("reseed");
     vm(&emu, &["files", "analytics", "-n", "vm", "--out-dir", d]).ok();
     assert_eq!(read(&dir, "hosts"), "192.0.2.44 istiod.istio-system.svc\n");
+
+    // refresh with no address: exit 1 and nothing rewritten, or, with --allow-empty-hosts, a
+    // new token and the old hosts kept.
+    emu.apply_yaml("cluster1", NO_ADDRESS).expect("reseed");
+    let token = read(&dir, "istio-token");
+    vm(&emu, &["refresh", "analytics", "-n", "vm", "--out-dir", d]).expect_code(1);
+    assert_eq!(read(&dir, "istio-token"), token);
+    let run = vm(
+        &emu,
+        &[
+            "refresh",
+            "analytics",
+            "-n",
+            "vm",
+            "--out-dir",
+            d,
+            "--allow-empty-hosts",
+        ],
+    )
+    .ok();
+    assert!(
+        run.stdout.contains("hosts left as it was"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(read(&dir, "hosts"), "192.0.2.44 istiod.istio-system.svc\n");
+    assert_ne!(read(&dir, "istio-token"), token);
 }
 
 #[test]

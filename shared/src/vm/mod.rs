@@ -419,6 +419,17 @@ fn parse_group(a: &GroupArgs, namespace: &str) -> Result<Group> {
     let g = match &a.filename {
         Some(path) => {
             let g = group::from_file(path, namespace)?;
+            if !namespace.is_empty() && g.namespace != namespace {
+                return Err(usage(
+                    "--namespace",
+                    format!(
+                        "{} puts WorkloadGroup {} in namespace {:?}, not {namespace:?}",
+                        path.display(),
+                        g.name,
+                        g.namespace
+                    ),
+                ));
+            }
             if let Some(n) = &a.name {
                 if n.0 != g.name {
                     return Err(usage(
