@@ -435,7 +435,7 @@ fn the_pick_list_shows_current_weights_and_splits_the_pick() {
     assert_eq!(
         p.shown,
         vec![
-            "2 VirtualServices in namespace default have a split route; which one?".to_string(),
+            "VirtualService to split (2 in namespace default)".to_string(),
             "vs/productcatalog-migration  hosts productcatalogservice  100/0 (productcatalogservice, productcatalogservice-gke.default.global)".to_string(),
             "vs/reviews  hosts reviews  50/50 (reviews (v1), reviews (v2))".to_string(),
         ]

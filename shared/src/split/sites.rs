@@ -203,7 +203,10 @@ async fn choose(
         n if may_prompt => {
             let items: Vec<String> = cands.iter().map(|c| c.line()).collect();
             let i = prompter.select(
-                &format!("{n} VirtualServices in namespace {ns} have a split route; which one?"),
+                &format!(
+                    "VirtualService to {} ({n} in namespace {ns})",
+                    if undo { "undo" } else { "split" }
+                ),
                 &items,
             )?;
             let c = cands

@@ -53,7 +53,7 @@ impl Interrupt {
         let deadline = Instant::now() + interval;
         let progress = bar.then(|| {
             let pb = ProgressBar::new(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX));
-            if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {eta} left") {
+            if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {elapsed}") {
                 pb.set_style(style.progress_chars("=> "));
             }
             pb.set_message(label.to_string());
