@@ -77,13 +77,8 @@ pub struct Args {
     )]
     pub labels: Vec<Label>,
 
-    /// Annotations for the Service, KEY=VALUE (repeatable or comma-separated)
-    #[arg(
-        short = 'a',
-        long = "annotations",
-        value_name = "KEY=VALUE",
-        value_delimiter = ','
-    )]
+    /// Annotations for the Service, KEY=VALUE (repeatable; a value may contain commas)
+    #[arg(short = 'a', long = "annotations", value_name = "KEY=VALUE")]
     pub annotations: Vec<Annotation>,
 
     /// The service account the VM workloads run as
