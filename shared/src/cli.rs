@@ -8,6 +8,7 @@ use crate::duration::HumanDuration;
 
 /// kubectl-compatible cluster selection flags.
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Cluster options")]
 pub struct KubeArgs {
     /// Path to the kubeconfig file (default: $KUBECONFIG, several paths merged, else ~/.kube/config)
     #[arg(long, value_name = "PATH", global = true)]
@@ -59,6 +60,7 @@ pub enum DryRun {
 
 /// Output and dry-run flags of commands that write.
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Output options")]
 pub struct WriteArgs {
     /// Print the objects instead of the result lines: yaml, json or name
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
