@@ -836,3 +836,49 @@ fn undo_without_recorded_weights_says_so() {
     );
     no_writes(&emu);
 }
+
+#[test]
+fn every_cluster_is_validated_before_any_is_written() {
+    let emu = two_clusters();
+    kubectl_apply(&emu, "cluster1", VS_CLUSTER1);
+    // cluster2's route has a third destination: 80/20 fits cluster1 only.
+    let three = VS_CLUSTER2.replace(
+        "      weight: 0\n",
+        "      weight: 0\n    - destination:\n        host: productcatalogservice-canary\n      weight: 0\n",
+    );
+    kubectl_apply(&emu, "cluster2", &three);
+    emu.clear_requests();
+    let run = split(&emu, &with_both(&["80/20"])).expect_code(2);
+    assert!(
+        run.stderr.starts_with("error: WEIGHTS: 2 weights for 3 destinations: route http/0 of VirtualService default/productcatalog-migration in context cluster2"),
+        "{}",
+        run.stderr
+    );
+    no_writes(&emu);
+    // Named weights fit both, but the routes differ in shape: refused too.
+    let run = split(
+        &emu,
+        &with_both(&[
+            "--route",
+            "http/0",
+            "productcatalogservice=100,productcatalogservice-gke=0",
+        ]),
+    )
+    .expect_code(2);
+    assert!(
+        run.stderr
+            .starts_with("error: WEIGHTS: no weight for productcatalogservice-canary"),
+        "{}",
+        run.stderr
+    );
+    no_writes(&emu);
+    // status -o yaml prints both VirtualServices as they are.
+    let run = split(&emu, &with_both(&["status", "-o", "yaml"])).ok();
+    assert_eq!(
+        run.stdout.matches("kind: VirtualService").count(),
+        2,
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("managedFields"));
+}

@@ -258,37 +258,40 @@ fn route_error(e: RouteError, vs: &Value, context: &str) -> anyhow::Error {
     }
 }
 
-fn ownership_check(site: &Site, force_conflicts: bool, io: &mut Io) -> Result<()> {
-    let field = format!("spec.{}", site.route.at.kind.field());
-    match &site.decision {
-        Decision::Free => Ok(()),
-        Decision::TakeOver(from) => {
-            io.note(format!(
+/// Refuses a route list another tool owns (checked while validating, before any output).
+fn refuse_foreign_owner(site: &Site) -> Result<()> {
+    let Decision::Refuse(from) = &site.decision else {
+        return Ok(());
+    };
+    Err(anyhow!(
+        "{}: spec.{} is managed by {}: change the weights where {} gets them from, or pass --force-conflicts to take them over",
+        site.describe(),
+        site.route.at.kind.field(),
+        from.join(", "),
+        if from.len() == 1 { "it" } else { "they" }
+    ))
+}
+
+/// Says whose route list is taken over, once every cluster has passed validation.
+fn ownership_notes(sites: &[Site], io: &mut Io) -> Result<()> {
+    for site in sites {
+        let field = format!("spec.{}", site.route.at.kind.field());
+        match &site.decision {
+            Decision::TakeOver(from) => io.note(format!(
                 "{}: taking over {field} from {} (kubectl by hand)",
                 site.describe(),
                 from.join(", ")
-            ))?;
-            Ok(())
-        }
-        Decision::Forced(from) => {
-            io.warn(format!(
+            ))?,
+            Decision::Forced(from) => io.warn(format!(
                 "{}: {field} is managed by {}; --force-conflicts takes it over, and {} may change it back",
                 site.describe(),
                 from.join(", "),
                 from.join(", ")
-            ))?;
-            Ok(())
-        }
-        Decision::Refuse(from) => {
-            let _ = force_conflicts;
-            Err(anyhow!(
-                "{}: {field} is managed by {}: change the weights where {} gets them from, or pass --force-conflicts to take them over",
-                site.describe(),
-                from.join(", "),
-                if from.len() == 1 { "it" } else { "they" }
-            ))
+            ))?,
+            Decision::Free | Decision::Refuse(_) => {}
         }
     }
+    Ok(())
 }
 
 /// Reads every cluster for a split; validates the route and the weights in each.
@@ -297,7 +300,6 @@ async fn read_for_split(
     set: &SetPlan,
     clusters: Vec<Cluster>,
     target: &Target,
-    io: &mut Io,
 ) -> Result<(Vec<Site>, Vec<Vec<u32>>)> {
     let mut sites = Vec::new();
     let mut finals = Vec::new();
@@ -372,7 +374,7 @@ async fn read_for_split(
                 ));
             }
         }
-        ownership_check(&site, plan.write.force_conflicts, io)?;
+        refuse_foreign_owner(&site)?;
         finals.push(want);
         sites.push(site);
     }
@@ -620,7 +622,7 @@ async fn split(
             .await?
         }
     };
-    let (mut sites, finals) = read_for_split(plan, set, clusters, &target, io).await?;
+    let (mut sites, finals) = read_for_split(plan, set, clusters, &target).await?;
     let create = set.create.as_ref();
 
     // The plan: per site, the weights at each step, the last being the final weights.
@@ -678,6 +680,7 @@ async fn split(
     let steps = plans.first().map_or(0, Vec::len);
     let contexts: Vec<String> = sites.iter().map(|s| s.context().to_string()).collect();
     let interval = HumanDuration(set.interval).to_string();
+    ownership_notes(&sites, io)?;
     let mode = WriteMode {
         dry_run: plan.write.dry_run,
         force: plan.write.force_conflicts,
@@ -878,9 +881,10 @@ async fn undo(
             cluster,
             kind,
         };
-        ownership_check(&site, plan.write.force_conflicts, io)?;
+        refuse_foreign_owner(&site)?;
         sites.push(site);
     }
+    ownership_notes(&sites, io)?;
     let mode = WriteMode {
         dry_run: plan.write.dry_run,
         force: plan.write.force_conflicts,
