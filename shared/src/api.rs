@@ -46,6 +46,12 @@ pub struct Applied {
     pub outcome: Outcome,
 }
 
+/// A write whose outcome is unknown: it was sent, but the connection failed or the answer did
+/// not come within `--request-timeout`, so the server may or may not have stored it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InDoubt(pub String);
+
 /// How writes are sent.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteMode {
@@ -152,10 +158,16 @@ impl Cluster {
             kube::Error::Api(s) => format!("the server answered {} {}", s.code, s.reason),
             other => transport_message(other),
         };
-        anyhow::anyhow!(
+        let msg = format!(
             "cannot {verb} {what} in context {:?}: {detail}",
             self.context
-        )
+        );
+        let is_write = matches!(verb, "apply" | "create" | "update" | "delete");
+        if is_write && !matches!(err, kube::Error::Api(_)) {
+            // The request may have reached the server although no answer came back.
+            return InDoubt(msg).into();
+        }
+        anyhow::anyhow!(msg)
     }
 
     /// Reads one object; `None` when it does not exist.
@@ -386,26 +398,31 @@ impl Cluster {
 
     /// The newest `networking.istio.io` version the cluster serves, or the "is Istio installed?" error.
     pub async fn istio_version(&self) -> Result<String> {
+        self.served_istio_version().await?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "Istio CRDs not found in context {}: is Istio installed?",
+                self.context
+            )
+        })
+    }
+
+    /// The newest `networking.istio.io` version served; `None` when Istio is not installed.
+    /// Any other failure (a 500, a timeout) is an error, never taken for "not installed".
+    pub async fn served_istio_version(&self) -> Result<Option<String>> {
         let req = get_req(&format!("/apis/{ISTIO_NETWORKING}"))?;
         let group = match self.send(req).await {
             Ok(v) => v,
-            Err(kube::Error::Api(s)) if s.code == 404 => {
-                anyhow::bail!(
-                    "Istio CRDs not found in context {}: is Istio installed?",
-                    self.context
-                )
-            }
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
             Err(e) => return Err(self.fail(e, "discover", "the networking.istio.io API group")),
         };
         let served: Vec<&str> = group["versions"]
             .as_array()
             .map(|vs| vs.iter().filter_map(|v| v["version"].as_str()).collect())
             .unwrap_or_default();
-        ISTIO_VERSIONS
+        Ok(ISTIO_VERSIONS
             .iter()
             .find(|v| served.contains(v))
-            .map(|v| v.to_string())
-            .ok_or_else(|| anyhow::anyhow!("Istio CRDs not found in context {}: is Istio installed? (networking.istio.io serves none of v1, v1beta1, v1alpha3)", self.context))
+            .map(|v| v.to_string()))
     }
 
     /// Whether a namespace exists.

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use serde_json::{json, Map, Value};
 
-use crate::api::{Applied, Cluster, Outcome, WriteMode};
+use crate::api::{Applied, Cluster, InDoubt, Outcome, WriteMode};
 use crate::objects::{self, Kind};
 
 /// One change to make.
@@ -45,12 +45,34 @@ pub async fn execute(cluster: &Cluster, steps: Vec<Step>, mode: WriteMode) -> Re
         match result {
             Ok(applied) => done.push((step, applied)),
             Err(err) => {
+                if err.downcast_ref::<InDoubt>().is_some() {
+                    // It may have landed: undo it too (undoing a write that never landed is a no-op).
+                    let assumed = assumed_outcome(&step);
+                    done.push((step, assumed));
+                }
                 let undo = rollback(cluster, &done, mode).await;
                 return Err(err.context(undo));
             }
         }
     }
     Ok(done.into_iter().map(|(_, a)| a).collect())
+}
+
+fn assumed_outcome(step: &Step) -> Applied {
+    match step {
+        Step::Apply { desired, existing } => Applied {
+            object: desired.clone(),
+            outcome: if existing.is_some() {
+                Outcome::Configured
+            } else {
+                Outcome::Created
+            },
+        },
+        Step::Delete { existing } => Applied {
+            object: existing.clone(),
+            outcome: Outcome::Deleted,
+        },
+    }
 }
 
 async fn delete(cluster: &Cluster, existing: &Value, mode: WriteMode) -> Result<Applied> {

@@ -109,3 +109,82 @@ pub fn writes(emu: &Emu, cluster: &str) -> Vec<LoggedRequest> {
         .filter(|r| r.method != "GET")
         .collect()
 }
+
+/// A default install: the `istio` ConfigMap as `istioctl install` writes it (plus a mesh ID),
+/// the injector values of a multi-cluster install, the root certificate in istio-system and in
+/// the VM namespace, the east-west gateway with a load-balancer IP, and istiod.
+pub const ISTIO: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    defaultConfig:
+      discoveryAddress: istiod.istio-system.svc:15012
+      meshId: mesh1
+      proxyMetadata: {}
+      tracing:
+        zipkin:
+          address: zipkin.istio-system:9411
+    defaultProviders:
+      metrics:
+      - prometheus
+    enablePrometheusMerge: true
+    rootNamespace: istio-system
+    trustDomain: cluster.local
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio-sidecar-injector, namespace: istio-system}
+data:
+  values: '{"global":{"multiCluster":{"clusterName":"cluster1","enabled":true},"network":"network1","meshID":"mesh1"}}'
+  config: 'policy: enabled'
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio-ca-root-cert, namespace: istio-system}
+data:
+  root-cert.pem: |
+    -----BEGIN CERTIFICATE-----
+    MIIBfakeROOTcertificateFORtests
+    -----END CERTIFICATE-----
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio-ca-root-cert, namespace: vm}
+data:
+  root-cert.pem: |
+    -----BEGIN CERTIFICATE-----
+    MIIBfakeROOTcertificateFORtests
+    -----END CERTIFICATE-----
+---
+apiVersion: v1
+kind: Service
+metadata: {name: istio-eastwestgateway, namespace: istio-system}
+spec:
+  type: LoadBalancer
+  selector: {istio: eastwestgateway}
+  ports:
+  - {name: tls-istiod, port: 15012, targetPort: 15012}
+  - {name: tls-webhook, port: 15017, targetPort: 15017}
+status:
+  loadBalancer:
+    ingress:
+    - ip: 203.0.113.10
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: istiod, namespace: istio-system}
+spec:
+  selector:
+    matchLabels: {app: istiod}
+  template:
+    metadata:
+      labels: {app: istiod}
+    spec:
+      containers:
+      - name: discovery
+        image: docker.io/istio/pilot:1.24.0
+        env:
+        - {name: CLUSTER_ID, value: from-istiod}
+"#;

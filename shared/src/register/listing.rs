@@ -179,8 +179,8 @@ pub async fn run(
 ) -> Result<()> {
     let ns = (!all_namespaces).then_some(cluster.namespace.as_str());
     let selector = format!("{MANAGED_BY_KEY}={MANAGED_BY_VALUE}");
-    let (ses, wes) = match cluster.istio_version().await {
-        Ok(v) => (
+    let (ses, wes) = match cluster.served_istio_version().await? {
+        Some(v) => (
             cluster
                 .list(&objects::istio("ServiceEntry", &v), ns, Some(&selector))
                 .await?,
@@ -188,7 +188,7 @@ pub async fn run(
                 .list(&objects::istio("WorkloadEntry", &v), ns, Some(&selector))
                 .await?,
         ),
-        Err(_) => (Vec::new(), Vec::new()),
+        None => (Vec::new(), Vec::new()),
     };
     let eps = cluster
         .list(&objects::core("Endpoints"), ns, Some(&selector))

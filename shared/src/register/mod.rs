@@ -374,10 +374,8 @@ async fn deregister(
     mode: WriteMode,
     io: &mut Io,
 ) -> Result<()> {
-    let version = match cluster.istio_version().await {
-        Ok(v) => Some(v),
-        Err(_) => None, // Endpoints mode needs no Istio; look there only.
-    };
+    // Endpoints mode needs no Istio: without it, look there only.
+    let version = cluster.served_istio_version().await?;
     let svc_kind = objects::core("Service");
     let mut steps = Vec::new();
     let mut found = false;

@@ -61,15 +61,22 @@ fn body_json(body: &[u8]) -> Result<Value, Resp> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
         Err(e) => {
-            let text = std::str::from_utf8(body).map_err(|_| util::simple_status(400, "the body is not UTF-8"))?;
-            serde_yaml::from_str::<Value>(text)
-                .map_err(|_| util::simple_status(400, &format!("couldn't get version/kind; json parse error: {e}")))
+            let text = std::str::from_utf8(body)
+                .map_err(|_| util::simple_status(400, "the body is not UTF-8"))?;
+            serde_yaml::from_str::<Value>(text).map_err(|_| {
+                util::simple_status(
+                    400,
+                    &format!("couldn't get version/kind; json parse error: {e}"),
+                )
+            })
         }
     }
 }
 
 fn meta_str<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
-    v.get("metadata").and_then(|m| m.get(k)).and_then(Value::as_str)
+    v.get("metadata")
+        .and_then(|m| m.get(k))
+        .and_then(Value::as_str)
 }
 
 fn ensure_meta(v: &mut Value) -> &mut Map<String, Value> {
@@ -80,7 +87,9 @@ fn ensure_meta(v: &mut Value) -> &mut Map<String, Value> {
     if !o.get("metadata").map(Value::is_object).unwrap_or(false) {
         o.insert("metadata".into(), json!({}));
     }
-    o.get_mut("metadata").and_then(Value::as_object_mut).expect("metadata")
+    o.get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .expect("metadata")
 }
 
 fn dns1123_subdomain(s: &str) -> bool {
@@ -88,7 +97,8 @@ fn dns1123_subdomain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|l| {
             !l.is_empty()
-                && l.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+                && l.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
@@ -118,7 +128,9 @@ fn spec_changed(old: &Value, new: &Value) -> bool {
         v.as_object()
             .map(|o| {
                 o.iter()
-                    .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                    .filter(|(k, _)| {
+                        !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                    })
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             })
@@ -149,7 +161,8 @@ impl State {
             }
         }
         for ns in ["default", "kube-system", "kube-public", "istio-system"] {
-            let _ = s.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+            let _ =
+                s.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
         }
         for set in crds {
             for c in &set.crds {
@@ -161,13 +174,18 @@ impl State {
 
     fn add_type(&mut self, t: Arc<ResourceType>) {
         let key = (t.group.clone(), t.version.clone(), t.plural.clone());
-        self.types.retain(|x| !(x.group == t.group && x.version == t.version && x.plural == t.plural));
+        self.types
+            .retain(|x| !(x.group == t.group && x.version == t.version && x.plural == t.plural));
         self.by_gvr.insert(key, t.clone());
         self.types.push(t);
     }
 
     fn now(&self) -> String {
-        util::rfc3339(if self.deterministic { util::FIXED_EPOCH } else { util::unix_now() })
+        util::rfc3339(if self.deterministic {
+            util::FIXED_EPOCH
+        } else {
+            util::unix_now()
+        })
     }
 
     fn now_secs(&self) -> i64 {
@@ -194,7 +212,11 @@ impl State {
 
     fn suffix(&mut self) -> String {
         const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-        let mut n = if self.deterministic { self.next_counter() * 7919 } else { util::random_u64() };
+        let mut n = if self.deterministic {
+            self.next_counter() * 7919
+        } else {
+            util::random_u64()
+        };
         let mut s = String::new();
         for _ in 0..5 {
             s.push(ALPHA[(n % ALPHA.len() as u64) as usize] as char);
@@ -214,19 +236,34 @@ impl State {
             Some((g, v)) => (g, v),
             None => ("", api_version),
         };
-        self.types.iter().find(|t| t.group == g && t.version == v && t.kind == kind).cloned()
+        self.types
+            .iter()
+            .find(|t| t.group == g && t.version == v && t.kind == kind)
+            .cloned()
     }
 
-    fn type_by_plural(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
-        self.by_gvr.get(&(group.to_string(), version.to_string(), plural.to_string())).cloned()
+    fn type_by_plural(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<Arc<ResourceType>> {
+        self.by_gvr
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+            .cloned()
     }
 
     fn ns_exists(&self, ns: &str) -> bool {
-        self.objects.get("/namespaces").map(|m| m.contains_key(&(String::new(), ns.to_string()))).unwrap_or(false)
+        self.objects
+            .get("/namespaces")
+            .map(|m| m.contains_key(&(String::new(), ns.to_string())))
+            .unwrap_or(false)
     }
 
     fn get_obj(&self, rt: &ResourceType, ns: &str, name: &str) -> Option<&Value> {
-        self.objects.get(&rt.store_key())?.get(&(ns.to_string(), name.to_string()))
+        self.objects
+            .get(&rt.store_key())?
+            .get(&(ns.to_string(), name.to_string()))
     }
 
     fn present(rt: &ResourceType, v: &Value) -> Value {
@@ -250,7 +287,12 @@ impl State {
     }
 
     fn ns_not_found(ns: &str) -> Resp {
-        status(404, "NotFound", &format!("namespaces \"{ns}\" not found"), Some(json!({"name": ns, "kind": "namespaces"})))
+        status(
+            404,
+            "NotFound",
+            &format!("namespaces \"{ns}\" not found"),
+            Some(json!({"name": ns, "kind": "namespaces"})),
+        )
     }
 
     fn conflict(rt: &ResourceType, name: &str) -> Resp {
@@ -268,31 +310,60 @@ impl State {
 
     fn invalid(rt: &ResourceType, name: &str, errs: &[FieldError]) -> Resp {
         let msgs: Vec<String> = errs.iter().map(FieldError::message).collect();
-        let joined = if msgs.len() == 1 { msgs[0].clone() } else { format!("[{}]", msgs.join(", ")) };
-        let causes: Vec<Value> =
-            errs.iter().map(|e| json!({"reason": e.reason, "message": e.detail, "field": e.field})).collect();
+        let joined = if msgs.len() == 1 {
+            msgs[0].clone()
+        } else {
+            format!("[{}]", msgs.join(", "))
+        };
+        let causes: Vec<Value> = errs
+            .iter()
+            .map(|e| json!({"reason": e.reason, "message": e.detail, "field": e.field}))
+            .collect();
         status(
             422,
             "Invalid",
-            &format!("{} \"{}\" is invalid: {}", rt.qualified_kind(), name, joined),
+            &format!(
+                "{} \"{}\" is invalid: {}",
+                rt.qualified_kind(),
+                name,
+                joined
+            ),
             Some(json!({"name": name, "group": rt.group, "kind": rt.kind, "causes": causes})),
         )
     }
 
     // ---- the write pipeline ----
 
-    fn apply_defaults(&mut self, rt: &ResourceType, old: Option<&Value>, obj: &mut Value, create: bool) {
+    fn apply_defaults(
+        &mut self,
+        rt: &ResourceType,
+        old: Option<&Value>,
+        obj: &mut Value,
+        create: bool,
+    ) {
         if rt.is_crd {
             return;
         }
         let name = meta_str(obj, "name").unwrap_or("").to_string();
         match (rt.group.as_str(), rt.kind.as_str()) {
             ("", "Service") => {
-                let spec = obj.as_object_mut().expect("object").entry("spec").or_insert_with(|| json!({}));
-                let ty = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+                let spec = obj
+                    .as_object_mut()
+                    .expect("object")
+                    .entry("spec")
+                    .or_insert_with(|| json!({}));
+                let ty = spec
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("ClusterIP")
+                    .to_string();
                 spec["type"] = json!(ty);
                 if ty != "ExternalName" {
-                    let has_ip = spec.get("clusterIP").and_then(Value::as_str).map(|s| !s.is_empty()).unwrap_or(false);
+                    let has_ip = spec
+                        .get("clusterIP")
+                        .and_then(Value::as_str)
+                        .map(|s| !s.is_empty())
+                        .unwrap_or(false);
                     if !has_ip {
                         let old_ip = old.and_then(|o| o.pointer("/spec/clusterIP")).cloned();
                         let ip = match old_ip {
@@ -367,8 +438,14 @@ impl State {
                 }
             }
             ("", "Secret") => {
-                if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
-                    let data = obj.as_object_mut().expect("object").entry("data").or_insert_with(|| json!({}));
+                if let Some(Value::Object(sd)) =
+                    obj.as_object_mut().and_then(|o| o.remove("stringData"))
+                {
+                    let data = obj
+                        .as_object_mut()
+                        .expect("object")
+                        .entry("data")
+                        .or_insert_with(|| json!({}));
                     for (k, v) in sd {
                         let s = v.as_str().unwrap_or("").to_string();
                         data[k] = json!(base64::engine::general_purpose::STANDARD.encode(s));
@@ -384,7 +461,11 @@ impl State {
                 }
             }
             ("apps", "Deployment") => {
-                let spec = obj.as_object_mut().expect("object").entry("spec").or_insert_with(|| json!({}));
+                let spec = obj
+                    .as_object_mut()
+                    .expect("object")
+                    .entry("spec")
+                    .or_insert_with(|| json!({}));
                 if spec.get("replicas").is_none() {
                     spec["replicas"] = json!(1);
                 }
@@ -396,7 +477,9 @@ impl State {
     fn typed_check(rt: &ResourceType, obj: &Value) -> Result<(), String> {
         use k8s_openapi::api as a;
         fn chk<T: serde::de::DeserializeOwned>(v: &Value) -> Result<(), String> {
-            serde_json::from_value::<T>(v.clone()).map(|_| ()).map_err(|e| e.to_string())
+            serde_json::from_value::<T>(v.clone())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         }
         match (rt.group.as_str(), rt.kind.as_str()) {
             ("", "Service") => chk::<a::core::v1::Service>(obj),
@@ -470,7 +553,12 @@ impl State {
                 }
             }
             let md = ensure_meta(&mut new);
-            for k in ["uid", "creationTimestamp", "deletionTimestamp", "generation"] {
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "generation",
+            ] {
                 match old.pointer(&format!("/metadata/{k}")) {
                     Some(v) => md.insert(k.into(), v.clone()),
                     None => md.remove(k),
@@ -510,34 +598,66 @@ impl State {
             crate::schema::prune(&schema.structural, &mut new, "", true, &mut unknown);
             if !unknown.is_empty() {
                 if o.strict {
-                    let parts: Vec<String> = unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect();
-                    return Err(status(400, "BadRequest", &format!("strict decoding error: {}", parts.join(", ")), None));
+                    let parts: Vec<String> = unknown
+                        .iter()
+                        .map(|u| format!("unknown field \"{u}\""))
+                        .collect();
+                    return Err(status(
+                        400,
+                        "BadRequest",
+                        &format!("strict decoding error: {}", parts.join(", ")),
+                        None,
+                    ));
                 }
                 warnings.extend(unknown.iter().map(|u| format!("unknown field \"{u}\"")));
             }
-            let ctx = kube_cel::RootContext { api_version: rt.api_version(), api_group: rt.group.clone(), kind: rt.kind.clone() };
+            let ctx = kube_cel::RootContext {
+                api_version: rt.api_version(),
+                api_group: rt.group.clone(),
+                kind: rt.kind.clone(),
+            };
             let old_for_cel = old.filter(|_| o.sub != Some("status"));
             errs.extend(schema.validate(&new, old_for_cel, &ctx));
         }
         if !errs.is_empty() {
-            if std::env::var("KUBE_EMU_DEBUG").is_ok() { eprintln!("INVALID {new}"); }
+            if std::env::var("KUBE_EMU_DEBUG").is_ok() {
+                eprintln!("INVALID {new}");
+            }
             return Err(Self::invalid(rt, name, &errs));
         }
         if !rt.is_crd {
             if let Err(e) = Self::typed_check(rt, &new) {
-                return Err(status(400, "BadRequest", &format!("{} in body is invalid: {e}", rt.kind), None));
+                return Err(status(
+                    400,
+                    "BadRequest",
+                    &format!("{} in body is invalid: {e}", rt.kind),
+                    None,
+                ));
             }
         }
         let ty = Ty::root(rt.schema.as_ref().map(|s| &s.structural));
         if !o.managed_done && !o.seed {
             let now = self.now();
             let av = rt.api_version();
-            let w = WriteInfo { manager: o.manager, api_version: &av, now: &now, sub: o.sub, has_status: rt.has_status };
+            let w = WriteInfo {
+                manager: o.manager,
+                api_version: &av,
+                now: &now,
+                sub: o.sub,
+                has_status: rt.has_status,
+            };
             fields::record_update(old, &mut new, ty, &w);
         }
         if let Some(old) = old {
-            let gen = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
-            let gen = if spec_changed(old, &new) { gen + 1 } else { gen };
+            let gen = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            let gen = if spec_changed(old, &new) {
+                gen + 1
+            } else {
+                gen
+            };
             ensure_meta(&mut new).insert("generation".into(), json!(gen));
             if strip_volatile(old) == strip_volatile(&new) {
                 return Ok((Self::present(rt, old), false));
@@ -548,12 +668,22 @@ impl State {
         }
         let rv = self.next_rv();
         ensure_meta(&mut new).insert("resourceVersion".into(), json!(rv));
-        self.objects.entry(rt.store_key()).or_default().insert((ns.to_string(), name.to_string()), new.clone());
+        self.objects
+            .entry(rt.store_key())
+            .or_default()
+            .insert((ns.to_string(), name.to_string()), new.clone());
         self.after_write(rt, ns, name, old.is_none(), &new);
         Ok((new, old.is_none()))
     }
 
-    fn after_write(&mut self, rt: &ResourceType, _ns: &str, name: &str, created: bool, obj: &Value) {
+    fn after_write(
+        &mut self,
+        rt: &ResourceType,
+        _ns: &str,
+        name: &str,
+        created: bool,
+        obj: &Value,
+    ) {
         match (rt.group.as_str(), rt.kind.as_str()) {
             ("", "Namespace") if created => {
                 let _ = self.seed(json!({"apiVersion": "v1", "kind": "ServiceAccount",
@@ -576,8 +706,12 @@ impl State {
     fn seed_object_only(&mut self, obj: Value) -> anyhow::Result<()> {
         let api_version = obj["apiVersion"].as_str().unwrap_or("").to_string();
         let kind = obj["kind"].as_str().unwrap_or("").to_string();
-        let rt = self.type_of(&api_version, &kind).ok_or_else(|| anyhow::anyhow!("unknown kind {api_version} {kind}"))?;
-        let name = meta_str(&obj, "name").ok_or_else(|| anyhow::anyhow!("object without metadata.name"))?.to_string();
+        let rt = self
+            .type_of(&api_version, &kind)
+            .ok_or_else(|| anyhow::anyhow!("unknown kind {api_version} {kind}"))?;
+        let name = meta_str(&obj, "name")
+            .ok_or_else(|| anyhow::anyhow!("object without metadata.name"))?
+            .to_string();
         let uid = self.new_uid();
         let now = self.now();
         let rv = self.next_rv();
@@ -587,23 +721,39 @@ impl State {
         md.insert("creationTimestamp".into(), json!(now));
         md.insert("resourceVersion".into(), json!(rv));
         md.insert("generation".into(), json!(1));
-        self.objects.entry(rt.store_key()).or_default().insert((String::new(), name), obj);
+        self.objects
+            .entry(rt.store_key())
+            .or_default()
+            .insert((String::new(), name), obj);
         Ok(())
     }
 
     /// Seeds an object: create or replace, keeping the status it carries, without validation.
     pub fn seed(&mut self, mut obj: Value) -> anyhow::Result<()> {
-        if let Some(ann) = obj.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+        if let Some(ann) = obj
+            .pointer_mut("/metadata/annotations")
+            .and_then(Value::as_object_mut)
+        {
             ann.remove("kube-emu/cluster");
             if ann.is_empty() {
-                obj["metadata"].as_object_mut().map(|m| m.remove("annotations"));
+                obj["metadata"]
+                    .as_object_mut()
+                    .map(|m| m.remove("annotations"));
             }
         }
         let api_version = obj["apiVersion"].as_str().unwrap_or("").to_string();
         let kind = obj["kind"].as_str().unwrap_or("").to_string();
-        let rt = self.type_of(&api_version, &kind).ok_or_else(|| anyhow::anyhow!("unknown kind {api_version} {kind}"))?;
-        let name = meta_str(&obj, "name").ok_or_else(|| anyhow::anyhow!("{kind} without metadata.name"))?.to_string();
-        let ns = if rt.namespaced { meta_str(&obj, "namespace").unwrap_or("default").to_string() } else { String::new() };
+        let rt = self
+            .type_of(&api_version, &kind)
+            .ok_or_else(|| anyhow::anyhow!("unknown kind {api_version} {kind}"))?;
+        let name = meta_str(&obj, "name")
+            .ok_or_else(|| anyhow::anyhow!("{kind} without metadata.name"))?
+            .to_string();
+        let ns = if rt.namespaced {
+            meta_str(&obj, "namespace").unwrap_or("default").to_string()
+        } else {
+            String::new()
+        };
         if rt.namespaced && !self.ns_exists(&ns) {
             self.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))?;
         }
@@ -611,11 +761,22 @@ impl State {
         if let Some(md) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             md.remove("resourceVersion");
         }
-        let o = WriteOpts { manager: "kube-emu", sub: None, dry_run: false, strict: false, managed_done: false, seed: true };
+        let o = WriteOpts {
+            manager: "kube-emu",
+            sub: None,
+            dry_run: false,
+            strict: false,
+            managed_done: false,
+            seed: true,
+        };
         let mut w = Vec::new();
-        self.commit(&rt, &ns, &name, old.as_ref(), obj, &o, &mut w).map_err(|r| {
-            anyhow::anyhow!("seeding {kind} {name}: {}", String::from_utf8_lossy(&r.body))
-        })?;
+        self.commit(&rt, &ns, &name, old.as_ref(), obj, &o, &mut w)
+            .map_err(|r| {
+                anyhow::anyhow!(
+                    "seeding {kind} {name}: {}",
+                    String::from_utf8_lossy(&r.body)
+                )
+            })?;
         Ok(())
     }
 
@@ -624,7 +785,9 @@ impl State {
         let p = parse_path(path)?;
         let rt = self.type_by_plural(&p.group, &p.version, &p.plural)?;
         match &p.name {
-            Some(n) => self.get_obj(&rt, p.ns.as_deref().unwrap_or(""), n).map(|v| Self::present(&rt, v)),
+            Some(n) => self
+                .get_obj(&rt, p.ns.as_deref().unwrap_or(""), n)
+                .map(|v| Self::present(&rt, v)),
             None => {
                 let items: Vec<Value> = self
                     .objects
@@ -643,21 +806,32 @@ impl State {
 
     /// Deletes by API path (no log, no faults).
     pub fn delete_path(&mut self, path: &str) -> bool {
-        let Some(p) = parse_path(path) else { return false };
-        let Some(rt) = self.type_by_plural(&p.group, &p.version, &p.plural) else { return false };
+        let Some(p) = parse_path(path) else {
+            return false;
+        };
+        let Some(rt) = self.type_by_plural(&p.group, &p.version, &p.plural) else {
+            return false;
+        };
         let Some(n) = p.name else { return false };
-        self.remove(&rt, p.ns.as_deref().unwrap_or(""), &n).is_some()
+        self.remove(&rt, p.ns.as_deref().unwrap_or(""), &n)
+            .is_some()
     }
 
     fn remove(&mut self, rt: &ResourceType, ns: &str, name: &str) -> Option<Value> {
-        let v = self.objects.get_mut(&rt.store_key())?.remove(&(ns.to_string(), name.to_string()))?;
+        let v = self
+            .objects
+            .get_mut(&rt.store_key())?
+            .remove(&(ns.to_string(), name.to_string()))?;
         if rt.group.is_empty() && rt.kind == "Namespace" {
             for m in self.objects.values_mut() {
                 m.retain(|(n, _), _| n != name);
             }
         }
         if rt.kind == "CustomResourceDefinition" {
-            if let (Some(g), Some(p)) = (v.pointer("/spec/group").and_then(Value::as_str), v.pointer("/spec/names/plural").and_then(Value::as_str)) {
+            if let (Some(g), Some(p)) = (
+                v.pointer("/spec/group").and_then(Value::as_str),
+                v.pointer("/spec/names/plural").and_then(Value::as_str),
+            ) {
                 self.types.retain(|t| !(t.group == g && t.plural == p));
                 self.by_gvr.retain(|(tg, _, tp), _| !(tg == g && tp == p));
                 self.objects.remove(&format!("{g}/{p}"));
@@ -688,8 +862,14 @@ pub fn parse_path(path: &str) -> Option<ApiPath> {
     if rest.is_empty() {
         return None;
     }
-    let namespaced = rest.len() >= 3 && rest[0] == "namespaces" && !(rest.len() == 3 && matches!(rest[2], "status" | "finalize"));
-    let (ns, r) = if namespaced { (Some(rest[1].to_string()), &rest[2..]) } else { (None, rest) };
+    let namespaced = rest.len() >= 3
+        && rest[0] == "namespaces"
+        && !(rest.len() == 3 && matches!(rest[2], "status" | "finalize"));
+    let (ns, r) = if namespaced {
+        (Some(rest[1].to_string()), &rest[2..])
+    } else {
+        (None, rest)
+    };
     if r.len() > 3 {
         return None;
     }
@@ -703,11 +883,23 @@ pub fn parse_path(path: &str) -> Option<ApiPath> {
     })
 }
 
-const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 impl Core {
     pub fn new(name: &str, crds: &[Arc<registry::CrdSet>], deterministic: bool) -> Core {
-        Core { state: Mutex::new(State::new(crds, deterministic)), name: name.to_string() }
+        Core {
+            state: Mutex::new(State::new(crds, deterministic)),
+            name: name.to_string(),
+        }
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -719,11 +911,17 @@ impl Core {
 
     /// Handles one authenticated request.
     pub fn handle(&self, r: &Request) -> Resp {
-        let path = if r.path.len() > 1 { r.path.trim_end_matches('/') } else { r.path };
+        let path = if r.path.len() > 1 {
+            r.path.trim_end_matches('/')
+        } else {
+            r.path
+        };
         match path {
             "/version" => return Resp::json(200, &version_json()),
             "/healthz" | "/livez" | "/readyz" => return Resp::text(200, "ok"),
-            "/openapi/v2" | "/swagger.json" => return util::simple_status(404, "the server could not find the requested resource"),
+            "/openapi/v2" | "/swagger.json" => {
+                return util::simple_status(404, "the server could not find the requested resource")
+            }
             _ => {}
         }
         let st = self.lock();
@@ -736,7 +934,9 @@ impl Core {
         if let Some(gv) = path.strip_prefix("/openapi/v3/") {
             return match openapi_gv(&st, gv) {
                 Some(v) => Resp::json(200, &v),
-                None => util::simple_status(404, "the server could not find the requested resource"),
+                None => {
+                    util::simple_status(404, "the server could not find the requested resource")
+                }
             };
         }
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -745,7 +945,9 @@ impl Core {
             ["apis", g] => {
                 return match group_json(&st, g) {
                     Some(v) => Resp::json(200, &v),
-                    None => util::simple_status(404, "the server could not find the requested resource"),
+                    None => {
+                        util::simple_status(404, "the server could not find the requested resource")
+                    }
                 }
             }
             ["apis", g, v] => {
@@ -778,22 +980,39 @@ impl Core {
         }
         if let Some(sub) = &p.sub {
             if !rt.subresources().contains(&sub.as_str()) {
-                return util::simple_status(404, "the server could not find the requested resource");
+                return util::simple_status(
+                    404,
+                    "the server could not find the requested resource",
+                );
             }
         }
         if r.content_type.contains("protobuf") {
             return status(415, "UnsupportedMediaType", &format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json"), None);
         }
         let ns = p.ns.clone().unwrap_or_default();
-        let manager_default = r.user_agent.split('/').next().filter(|s| !s.is_empty()).unwrap_or("unknown").to_string();
-        let manager = q.get("fieldManager").map(str::to_string).unwrap_or(manager_default);
+        let manager_default = r
+            .user_agent
+            .split('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("unknown")
+            .to_string();
+        let manager = q
+            .get("fieldManager")
+            .map(str::to_string)
+            .unwrap_or(manager_default);
         let dry_run = q.get("dryRun") == Some("All");
         let strict = q.get("fieldValidation") == Some("Strict");
         let mut warnings = Vec::new();
         let mut resp = match (r.method, &p.name, p.sub.as_deref()) {
             ("GET", None, _) => {
                 if q.flag("watch") {
-                    status(405, "MethodNotAllowed", "watch is not supported by kube-emu", None)
+                    status(
+                        405,
+                        "MethodNotAllowed",
+                        "watch is not supported by kube-emu",
+                        None,
+                    )
                 } else {
                     list(&st, &rt, p.ns.as_deref(), &q)
                 }
@@ -807,7 +1026,17 @@ impl Core {
                     Ok(b) => b,
                     Err(e) => return e,
                 };
-                create(&mut st, &rt, &ns, p.ns.is_some(), body, &manager, dry_run, strict, &mut warnings)
+                create(
+                    &mut st,
+                    &rt,
+                    &ns,
+                    p.ns.is_some(),
+                    body,
+                    &manager,
+                    dry_run,
+                    strict,
+                    &mut warnings,
+                )
             }
             ("POST", Some(name), Some("token")) => token_request(&mut st, &ns, name, r.body),
             ("PUT", Some(name), sub) => {
@@ -824,18 +1053,40 @@ impl Core {
                     Some(o) => o.clone(),
                     None => return State::not_found(&rt, name),
                 };
-                let o = WriteOpts { manager: &manager, sub, dry_run, strict, managed_done: false, seed: false };
+                let o = WriteOpts {
+                    manager: &manager,
+                    sub,
+                    dry_run,
+                    strict,
+                    managed_done: false,
+                    seed: false,
+                };
                 match st.commit(&rt, &ns, name, Some(&old), body, &o, &mut warnings) {
                     Ok((v, _)) => Resp::json(200, &v),
                     Err(e) => e,
                 }
             }
-            ("PATCH", Some(name), sub) => patch(&mut st, &rt, &ns, name, sub, r, &q, &manager, dry_run, strict, &mut warnings),
+            ("PATCH", Some(name), sub) => patch(
+                &mut st,
+                &rt,
+                &ns,
+                name,
+                sub,
+                r,
+                &q,
+                &manager,
+                dry_run,
+                strict,
+                &mut warnings,
+            ),
             ("DELETE", Some(name), None) => {
                 if st.get_obj(&rt, &ns, name).is_none() {
                     State::not_found(&rt, name)
                 } else if dry_run {
-                    Resp::json(200, &State::present(&rt, st.get_obj(&rt, &ns, name).expect("present")))
+                    Resp::json(
+                        200,
+                        &State::present(&rt, st.get_obj(&rt, &ns, name).expect("present")),
+                    )
                 } else {
                     let v = st.remove(&rt, &ns, name).expect("present");
                     if rt.kind == "Namespace" && rt.group.is_empty() {
@@ -857,7 +1108,9 @@ impl Core {
                     .get(&rt.store_key())
                     .map(|m| {
                         m.iter()
-                            .filter(|((n, _), v)| (p.ns.is_none() || *n == ns) && label_match(&sel, v))
+                            .filter(|((n, _), v)| {
+                                (p.ns.is_none() || *n == ns) && label_match(&sel, v)
+                            })
                             .map(|(k, _)| k.clone())
                             .collect()
                     })
@@ -871,22 +1124,34 @@ impl Core {
                     }
                 }
                 let rv = st.rv.to_string();
-                Resp::json(200, &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": {"resourceVersion": rv}, "items": items}))
+                Resp::json(
+                    200,
+                    &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": {"resourceVersion": rv}, "items": items}),
+                )
             }
-            _ => status(405, "MethodNotAllowed", &format!("the server does not allow this method on the requested resource"), None),
+            _ => status(
+                405,
+                "MethodNotAllowed",
+                &format!("the server does not allow this method on the requested resource"),
+                None,
+            ),
         };
         resp.warnings.extend(warnings);
         resp
     }
 }
 
-
 fn label_match(sel: &[util::Req], v: &Value) -> bool {
     if sel.is_empty() {
         return true;
     }
     let labels = v.pointer("/metadata/labels");
-    util::matches(sel, &|k| labels.and_then(|l| l.get(k)).and_then(Value::as_str).map(str::to_string))
+    util::matches(sel, &|k| {
+        labels
+            .and_then(|l| l.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    })
 }
 
 fn list(st: &State, rt: &ResourceType, ns: Option<&str>, q: &Query) -> Resp {
@@ -901,13 +1166,32 @@ fn list(st: &State, rt: &ResourceType, ns: Option<&str>, q: &Query) -> Resp {
     for r in &fsel {
         let k = match r {
             util::Req::Eq(k, _) | util::Req::Ne(k, _) => k,
-            _ => return util::simple_status(400, "invalid field selector: only =, == and != are supported"),
+            _ => {
+                return util::simple_status(
+                    400,
+                    "invalid field selector: only =, == and != are supported",
+                )
+            }
         };
-        if !(k == "metadata.name" || k == "metadata.namespace" || k.starts_with("spec.") || k.starts_with("status.") || k == "type") {
-            return status(400, "BadRequest", &format!("field label not supported: {k}"), None);
+        if !(k == "metadata.name"
+            || k == "metadata.namespace"
+            || k.starts_with("spec.")
+            || k.starts_with("status.")
+            || k == "type")
+        {
+            return status(
+                400,
+                "BadRequest",
+                &format!("field label not supported: {k}"),
+                None,
+            );
         }
     }
-    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let limit: usize = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
     let start: usize = q.get("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
     let all: Vec<&Value> = st
         .objects
@@ -918,18 +1202,30 @@ fn list(st: &State, rt: &ResourceType, ns: Option<&str>, q: &Query) -> Resp {
                 .map(|(_, v)| v)
                 .filter(|v| label_match(&sel, v))
                 .filter(|v| {
-                    util::matches(&fsel, &|k| crate::schema::lookup_path(v, k).and_then(Value::as_str).map(str::to_string))
+                    util::matches(&fsel, &|k| {
+                        crate::schema::lookup_path(v, k)
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    })
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let page: Vec<Value> = all.iter().skip(start).take(limit).map(|v| State::present(rt, v)).collect();
+    let page: Vec<Value> = all
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|v| State::present(rt, v))
+        .collect();
     let mut md = json!({"resourceVersion": st.rv.to_string()});
     if start + page.len() < all.len() {
         md["continue"] = json!((start + page.len()).to_string());
         md["remainingItemCount"] = json!(all.len() - start - page.len());
     }
-    Resp::json(200, &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": md, "items": page}))
+    Resp::json(
+        200,
+        &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": md, "items": page}),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -945,11 +1241,21 @@ fn create(
     warnings: &mut Vec<String>,
 ) -> Resp {
     if rt.namespaced && !has_ns {
-        return util::simple_status(405, "the server does not allow this method on the requested resource");
+        return util::simple_status(
+            405,
+            "the server does not allow this method on the requested resource",
+        );
     }
-    if let (Some(k), Some(av)) = (body.get("kind").and_then(Value::as_str), body.get("apiVersion").and_then(Value::as_str)) {
+    if let (Some(k), Some(av)) = (
+        body.get("kind").and_then(Value::as_str),
+        body.get("apiVersion").and_then(Value::as_str),
+    ) {
         if k != rt.kind || (av != rt.api_version() && !(rt.group.is_empty() && av == "v1")) {
-            if st.type_of(av, k).map(|t| t.store_key() != rt.store_key()).unwrap_or(true) {
+            if st
+                .type_of(av, k)
+                .map(|t| t.store_key() != rt.store_key())
+                .unwrap_or(true)
+            {
                 return status(400, "BadRequest", &format!("the API version in the data ({av}) does not match the expected API version ({})", rt.api_version()), None);
             }
         }
@@ -966,12 +1272,23 @@ fn create(
     }
     let mut name = meta_str(&body, "name").unwrap_or("").to_string();
     if name.is_empty() {
-        if let Some(gn) = meta_str(&body, "generateName").filter(|s| !s.is_empty()).map(str::to_string) {
+        if let Some(gn) = meta_str(&body, "generateName")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+        {
             name = format!("{gn}{}", st.suffix());
         }
     }
     if name.is_empty() {
-        return State::invalid(rt, "", &[FieldError::new("metadata.name", "FieldValueRequired", "Required value: name or generateName is required".into())]);
+        return State::invalid(
+            rt,
+            "",
+            &[FieldError::new(
+                "metadata.name",
+                "FieldValueRequired",
+                "Required value: name or generateName is required".into(),
+            )],
+        );
     }
     if st.get_obj(rt, ns, &name).is_some() {
         return status(
@@ -982,7 +1299,14 @@ fn create(
         );
     }
     ensure_meta(&mut body);
-    let o = WriteOpts { manager, sub: None, dry_run, strict, managed_done: false, seed: false };
+    let o = WriteOpts {
+        manager,
+        sub: None,
+        dry_run,
+        strict,
+        managed_done: false,
+        seed: false,
+    };
     match st.commit(rt, ns, &name, None, body, &o, warnings) {
         Ok((v, _)) => Resp::json(201, &v),
         Err(e) => e,
@@ -1020,11 +1344,23 @@ fn patch(
         };
         if let Some(bn) = meta_str(&cfg, "name") {
             if bn != name {
-                return status(400, "BadRequest", &format!("the name of the object ({bn}) does not match the name on the URL ({name})"), None);
+                return status(
+                    400,
+                    "BadRequest",
+                    &format!(
+                        "the name of the object ({bn}) does not match the name on the URL ({name})"
+                    ),
+                    None,
+                );
             }
         }
         if cfg.get("apiVersion").is_none() || cfg.get("kind").is_none() {
-            return status(400, "BadRequest", "invalid object type: apiVersion and kind must be set", None);
+            return status(
+                400,
+                "BadRequest",
+                "invalid object type: apiVersion and kind must be set",
+                None,
+            );
         }
         if rt.namespaced && old.is_none() && !st.ns_exists(ns) {
             return State::ns_not_found(ns);
@@ -1043,8 +1379,16 @@ fn patch(
             crate::schema::prune(&schema.structural, &mut cfg, "", true, &mut unknown);
             if !unknown.is_empty() {
                 if strict {
-                    let parts: Vec<String> = unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect();
-                    return status(400, "BadRequest", &format!("strict decoding error: {}", parts.join(", ")), None);
+                    let parts: Vec<String> = unknown
+                        .iter()
+                        .map(|u| format!("unknown field \"{u}\""))
+                        .collect();
+                    return status(
+                        400,
+                        "BadRequest",
+                        &format!("strict decoding error: {}", parts.join(", ")),
+                        None,
+                    );
                 }
                 warnings.extend(unknown.iter().map(|u| format!("unknown field \"{u}\"")));
             }
@@ -1055,7 +1399,13 @@ fn patch(
         let live = old.clone().unwrap_or_else(|| json!({"metadata": {}}));
         let now = st.now();
         let av = rt.api_version();
-        let w = WriteInfo { manager: fm, api_version: &av, now: &now, sub, has_status: rt.has_status };
+        let w = WriteInfo {
+            manager: fm,
+            api_version: &av,
+            now: &now,
+            sub,
+            has_status: rt.has_status,
+        };
         let ty = Ty::root(rt.schema.as_ref().map(|s| &s.structural));
         let merged = match fields::apply(&live, &cfg, ty, &w, q.flag("force")) {
             Ok(m) => m,
@@ -1066,30 +1416,53 @@ fn patch(
                     .collect();
                 let msg = if conflicts.len() == 1 {
                     let c = &conflicts[0];
-                    format!("Apply failed with 1 conflict: conflict with \"{}\" using {}: {}", c.manager, c.api_version, c.path)
+                    format!(
+                        "Apply failed with 1 conflict: conflict with \"{}\" using {}: {}",
+                        c.manager, c.api_version, c.path
+                    )
                 } else {
                     let mut s = format!("Apply failed with {} conflicts: ", conflicts.len());
                     let mut by: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
                     for c in &conflicts {
-                        by.entry((c.manager.clone(), c.api_version.clone())).or_default().push(c.path.clone());
+                        by.entry((c.manager.clone(), c.api_version.clone()))
+                            .or_default()
+                            .push(c.path.clone());
                     }
                     let parts: Vec<String> = by
                         .iter()
-                        .map(|((m, a), ps)| format!("conflicts with \"{m}\" using {a}:\n- {}", ps.join("\n- ")))
+                        .map(|((m, a), ps)| {
+                            format!("conflicts with \"{m}\" using {a}:\n- {}", ps.join("\n- "))
+                        })
                         .collect();
                     s.push_str(&parts.join("\n"));
                     s
                 };
-                return status(409, "Conflict", &msg, Some(json!({"name": name, "group": rt.group, "kind": rt.plural, "causes": causes})));
+                return status(
+                    409,
+                    "Conflict",
+                    &msg,
+                    Some(
+                        json!({"name": name, "group": rt.group, "kind": rt.plural, "causes": causes}),
+                    ),
+                );
             }
         };
-        let o = WriteOpts { manager: fm, sub, dry_run, strict, managed_done: true, seed: false };
+        let o = WriteOpts {
+            manager: fm,
+            sub,
+            dry_run,
+            strict,
+            managed_done: true,
+            seed: false,
+        };
         return match st.commit(rt, ns, name, old.as_ref(), merged, &o, warnings) {
             Ok((v, created)) => Resp::json(if created { 201 } else { 200 }, &v),
             Err(e) => e,
         };
     }
-    let Some(old) = old else { return State::not_found(rt, name) };
+    let Some(old) = old else {
+        return State::not_found(rt, name);
+    };
     let patch_body = match body_json(r.body) {
         Ok(b) => b,
         Err(e) => return e,
@@ -1127,7 +1500,14 @@ fn patch(
             md.remove("resourceVersion");
         }
     }
-    let o = WriteOpts { manager, sub, dry_run, strict, managed_done: false, seed: false };
+    let o = WriteOpts {
+        manager,
+        sub,
+        dry_run,
+        strict,
+        managed_done: false,
+        seed: false,
+    };
     match st.commit(rt, ns, name, Some(&old), new, &o, warnings) {
         Ok((v, _)) => Resp::json(200, &v),
         Err(e) => e,
@@ -1135,22 +1515,34 @@ fn patch(
 }
 
 fn token_request(st: &mut State, ns: &str, name: &str, body: &[u8]) -> Resp {
-    let sa_type = st.type_by_plural("", "v1", "serviceaccounts").expect("builtin");
+    let sa_type = st
+        .type_by_plural("", "v1", "serviceaccounts")
+        .expect("builtin");
     let Some(sa) = st.get_obj(&sa_type, ns, name).cloned() else {
         return State::not_found(&sa_type, name);
     };
-    let req = if body.is_empty() { json!({}) } else { body_json(body).unwrap_or_else(|_| json!({})) };
+    let req = if body.is_empty() {
+        json!({})
+    } else {
+        body_json(body).unwrap_or_else(|_| json!({}))
+    };
     let audiences = req
         .pointer("/spec/audiences")
         .and_then(Value::as_array)
         .filter(|a| !a.is_empty())
         .cloned()
         .unwrap_or_else(|| vec![json!("https://kubernetes.default.svc.cluster.local")]);
-    let exp_secs = req.pointer("/spec/expirationSeconds").and_then(Value::as_i64).unwrap_or(3600);
+    let exp_secs = req
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(3600);
     let now = st.now_secs();
     let exp = now + exp_secs;
     let uid = meta_str(&sa, "uid").unwrap_or("").to_string();
-    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap_or_default());
+    let b64 = |v: &Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(v).unwrap_or_default())
+    };
     let header = json!({"alg": "RS256", "kid": "kube-emu"});
     let jti = st.new_uid();
     let claims = json!({
@@ -1159,7 +1551,8 @@ fn token_request(st: &mut State, ns: &str, name: &str, body: &[u8]) -> Resp {
         "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": name, "uid": uid}},
         "sub": format!("system:serviceaccount:{ns}:{name}"),
     });
-    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("kube-emu-signature-{jti}"));
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("kube-emu-signature-{jti}"));
     let token = format!("{}.{}.{}", b64(&header), b64(&claims), sig);
     let mut spec = req.get("spec").cloned().unwrap_or_else(|| json!({}));
     spec["audiences"] = Value::Array(audiences);
@@ -1208,7 +1601,10 @@ fn groups(st: &State) -> Vec<(String, Vec<String>)> {
 }
 
 fn types_in<'a>(st: &'a State, g: &str, v: &str) -> Vec<&'a Arc<ResourceType>> {
-    st.types.iter().filter(|t| t.group == g && t.version == v).collect()
+    st.types
+        .iter()
+        .filter(|t| t.group == g && t.version == v)
+        .collect()
 }
 
 fn resource_list(st: &State, g: &str, v: &str) -> Value {
@@ -1228,21 +1624,35 @@ fn resource_list(st: &State, g: &str, v: &str) -> Value {
             }
         }
     }
-    let gv = if g.is_empty() { v.to_string() } else { format!("{g}/{v}") };
+    let gv = if g.is_empty() {
+        v.to_string()
+    } else {
+        format!("{g}/{v}")
+    };
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": res})
 }
 
 fn group_json(st: &State, g: &str) -> Option<Value> {
-    let (name, vs) = groups(st).into_iter().find(|(n, _)| n == g && !n.is_empty())?;
-    let versions: Vec<Value> = vs.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
-    Some(json!({"kind": "APIGroup", "apiVersion": "v1", "name": name, "versions": versions, "preferredVersion": versions[0]}))
+    let (name, vs) = groups(st)
+        .into_iter()
+        .find(|(n, _)| n == g && !n.is_empty())?;
+    let versions: Vec<Value> = vs
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+        .collect();
+    Some(
+        json!({"kind": "APIGroup", "apiVersion": "v1", "name": name, "versions": versions, "preferredVersion": versions[0]}),
+    )
 }
 
 const AGG_CT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 fn discovery_root(st: &State, core: bool, accept: &str) -> Resp {
     let aggregated = accept.contains("as=APIGroupDiscoveryList") && accept.contains("v=v2");
-    let gs: Vec<(String, Vec<String>)> = groups(st).into_iter().filter(|(g, _)| g.is_empty() == core).collect();
+    let gs: Vec<(String, Vec<String>)> = groups(st)
+        .into_iter()
+        .filter(|(g, _)| g.is_empty() == core)
+        .collect();
     if aggregated {
         let items: Vec<Value> = gs
             .iter()
@@ -1298,16 +1708,25 @@ fn discovery_root(st: &State, core: bool, accept: &str) -> Resp {
         return r;
     }
     if core {
-        return Resp::json(200, &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}));
+        return Resp::json(
+            200,
+            &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}),
+        );
     }
     let groups: Vec<Value> = gs
         .iter()
         .map(|(g, vs)| {
-            let versions: Vec<Value> = vs.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect();
+            let versions: Vec<Value> = vs
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                .collect();
             json!({"name": g, "versions": versions, "preferredVersion": versions[0]})
         })
         .collect();
-    Resp::json(200, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+    Resp::json(
+        200,
+        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+    )
 }
 
 // ---- OpenAPI v3 ----
@@ -1325,7 +1744,11 @@ fn openapi_root(st: &State) -> Value {
     let mut paths = Map::new();
     for (g, vs) in groups(st) {
         for v in vs {
-            let key = if g.is_empty() { format!("api/{v}") } else { format!("apis/{g}/{v}") };
+            let key = if g.is_empty() {
+                format!("api/{v}")
+            } else {
+                format!("apis/{g}/{v}")
+            };
             let url = format!("/openapi/v3/{key}?hash={}", gv_hash(st, &g, &v));
             paths.insert(key, json!({"serverRelativeURL": url}));
         }
@@ -1347,7 +1770,11 @@ fn openapi_gv(st: &State, gv: &str) -> Option<Value> {
     let qp = |n: &str| json!({"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
     for t in ts {
         let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
-        let base = if t.namespaced { format!("{}/namespaces/{{namespace}}/{}", t.prefix(), t.plural) } else { format!("{}/{}", t.prefix(), t.plural) };
+        let base = if t.namespaced {
+            format!("{}/namespaces/{{namespace}}/{}", t.prefix(), t.plural)
+        } else {
+            format!("{}/{}", t.prefix(), t.plural)
+        };
         let op = |action: &str, params: Vec<Value>| {
             json!({"operationId": format!("{action}{}", t.kind), "x-kubernetes-action": action,
                 "x-kubernetes-group-version-kind": gvk, "parameters": params,
@@ -1361,7 +1788,12 @@ fn openapi_gv(st: &State, gv: &str) -> Option<Value> {
             json!({"get": op("get", vec![]), "put": op("put", write_params()), "patch": op("patch", patch_params),
                 "delete": op("delete", vec![qp("dryRun")])}),
         );
-        paths.insert(base, json!({"get": op("list", vec![]), "post": op("post", write_params())}));
+        paths.insert(
+            base,
+            json!({"get": op("list", vec![]), "post": op("post", write_params())}),
+        );
     }
-    Some(json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": GIT_VERSION}, "paths": paths, "components": {"schemas": {}}}))
+    Some(
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": GIT_VERSION}, "paths": paths, "components": {"schemas": {}}}),
+    )
 }

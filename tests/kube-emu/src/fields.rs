@@ -31,7 +31,9 @@ impl<'a> Ty<'a> {
     }
     fn child(self, key: &str, at_root: bool) -> Ty<'a> {
         match self {
-            Ty::Schema(s) if !(at_root && key == "metadata") => s.child(key).map(Ty::Schema).unwrap_or(Ty::Builtin),
+            Ty::Schema(s) if !(at_root && key == "metadata") => {
+                s.child(key).map(Ty::Schema).unwrap_or(Ty::Builtin)
+            }
             _ => Ty::Builtin,
         }
     }
@@ -44,7 +46,9 @@ impl<'a> Ty<'a> {
     fn list_kind(self, field: &str, items: &[Value]) -> ListKind {
         match self {
             Ty::Schema(s) => match s.list_type.as_deref() {
-                Some("map") if !s.list_map_keys.is_empty() => ListKind::Map(s.list_map_keys.clone()),
+                Some("map") if !s.list_map_keys.is_empty() => {
+                    ListKind::Map(s.list_map_keys.clone())
+                }
                 Some("set") => ListKind::Set,
                 _ => ListKind::Atomic,
             },
@@ -66,9 +70,12 @@ pub fn builtin_list_kind(field: &str, items: &[Value]) -> ListKind {
                 ListKind::Atomic
             }
         }
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets" => {
-            keys(&["name"])
-        }
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets" => keys(&["name"]),
         "volumeMounts" => keys(&["mountPath"]),
         "ownerReferences" => keys(&["uid"]),
         "finalizers" => ListKind::Set,
@@ -174,7 +181,11 @@ pub fn to_fields_v1(set: &FieldSet) -> Value {
     for p in set {
         let mut node = &mut root;
         for e in p {
-            node = node.as_object_mut().expect("object").entry(e.clone()).or_insert_with(|| json!({}));
+            node = node
+                .as_object_mut()
+                .expect("object")
+                .entry(e.clone())
+                .or_insert_with(|| json!({}));
         }
     }
     for p in set {
@@ -242,7 +253,9 @@ fn step_mut<'a>(cur: &'a mut Value, e: &str) -> Option<&'a mut Value> {
         cur.get_mut(f)
     } else if let Some(k) = e.strip_prefix("k:") {
         let key: Map<String, Value> = serde_json::from_str(k).ok()?;
-        cur.as_array_mut()?.iter_mut().find(|i| item_matches(i, &key))
+        cur.as_array_mut()?
+            .iter_mut()
+            .find(|i| item_matches(i, &key))
     } else if let Some(vs) = e.strip_prefix("v:") {
         let val: Value = serde_json::from_str(vs).ok()?;
         cur.as_array_mut()?.iter_mut().find(|i| **i == val)
@@ -253,7 +266,9 @@ fn step_mut<'a>(cur: &'a mut Value, e: &str) -> Option<&'a mut Value> {
 
 /// Removes the value at a path.
 pub fn remove_at(v: &mut Value, p: &[String]) {
-    let Some((last, parent)) = p.split_last() else { return };
+    let Some((last, parent)) = p.split_last() else {
+        return;
+    };
     let mut cur = v;
     for e in parent {
         match step_mut(cur, e) {
@@ -266,7 +281,10 @@ pub fn remove_at(v: &mut Value, p: &[String]) {
             m.remove(f);
         }
     } else if let Some(k) = last.strip_prefix("k:") {
-        if let (Ok(key), Some(a)) = (serde_json::from_str::<Map<String, Value>>(k), cur.as_array_mut()) {
+        if let (Ok(key), Some(a)) = (
+            serde_json::from_str::<Map<String, Value>>(k),
+            cur.as_array_mut(),
+        ) {
             a.retain(|i| !item_matches(i, &key));
         }
     } else if let Some(vs) = last.strip_prefix("v:") {
@@ -287,7 +305,9 @@ pub fn merge_apply(live: &mut Value, cfg: &Value, ty: Ty, root: bool) {
                 }
                 let cty = ty.child(k, root);
                 match (l.get_mut(k), cv) {
-                    (Some(lv @ Value::Object(_)), Value::Object(_)) => merge_apply(lv, cv, cty, false),
+                    (Some(lv @ Value::Object(_)), Value::Object(_)) => {
+                        merge_apply(lv, cv, cty, false)
+                    }
                     (Some(Value::Array(la)), Value::Array(ca)) => match cty.list_kind(k, ca) {
                         ListKind::Map(keys) => {
                             let mut out = Vec::new();
@@ -339,7 +359,12 @@ pub struct Managed {
 }
 
 pub fn read_managed(obj: &Value) -> Vec<Managed> {
-    let Some(a) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else { return vec![] };
+    let Some(a) = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
+        return vec![];
+    };
     a.iter()
         .map(|e| Managed {
             manager: e["manager"].as_str().unwrap_or("").into(),
@@ -389,7 +414,9 @@ pub struct WriteInfo<'a> {
 pub fn record_update(old: Option<&Value>, new: &mut Value, ty: Ty, w: &WriteInfo) {
     let mut entries = old.map(read_managed).unwrap_or_default();
     let new_fields = collect(new, ty, w.sub, w.has_status);
-    let old_fields = old.map(|o| collect(o, ty, w.sub, w.has_status)).unwrap_or_default();
+    let old_fields = old
+        .map(|o| collect(o, ty, w.sub, w.has_status))
+        .unwrap_or_default();
     let changed: FieldSet = new_fields
         .iter()
         .filter(|p| !old_fields.contains(*p) || old.and_then(|o| get_at(o, p)) != get_at(new, p))
@@ -398,11 +425,16 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, ty: Ty, w: &WriteInfo
     let all_new = collect(new, ty, None, false);
     let all_new_status = collect(new, ty, Some("status"), true);
     for e in entries.iter_mut() {
-        e.fields.retain(|p| (all_new.contains(p) || all_new_status.contains(p)) && !changed.contains(p));
+        e.fields.retain(|p| {
+            (all_new.contains(p) || all_new_status.contains(p)) && !changed.contains(p)
+        });
     }
     if !changed.is_empty() {
         let sub = w.sub.map(str::to_string);
-        match entries.iter_mut().find(|e| e.manager == w.manager && e.operation == "Update" && e.subresource == sub) {
+        match entries
+            .iter_mut()
+            .find(|e| e.manager == w.manager && e.operation == "Update" && e.subresource == sub)
+        {
             Some(e) => {
                 e.fields.extend(changed);
                 e.time = w.now.into();
@@ -449,11 +481,18 @@ pub fn render_path(p: &[String]) -> String {
 }
 
 /// Server-side apply of `cfg` onto `live` (or a fresh object).
-pub fn apply(live: &Value, cfg: &Value, ty: Ty, w: &WriteInfo, force: bool) -> Result<Value, Vec<Conflict>> {
+pub fn apply(
+    live: &Value,
+    cfg: &Value,
+    ty: Ty,
+    w: &WriteInfo,
+    force: bool,
+) -> Result<Value, Vec<Conflict>> {
     let mut entries = read_managed(live);
     let cfg_fields = collect(cfg, ty, w.sub, w.has_status);
     let sub = w.sub.map(str::to_string);
-    let is_me = |e: &Managed| e.manager == w.manager && e.operation == "Apply" && e.subresource == sub;
+    let is_me =
+        |e: &Managed| e.manager == w.manager && e.operation == "Apply" && e.subresource == sub;
     let mut conflicts = Vec::new();
     let mut lost: Vec<(usize, FPath)> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
@@ -461,12 +500,19 @@ pub fn apply(live: &Value, cfg: &Value, ty: Ty, w: &WriteInfo, force: bool) -> R
             continue;
         }
         for p in e.fields.intersection(&cfg_fields) {
-            let is_item = p.last().map(|l| l.starts_with("k:") || l.starts_with("v:")).unwrap_or(false);
+            let is_item = p
+                .last()
+                .map(|l| l.starts_with("k:") || l.starts_with("v:"))
+                .unwrap_or(false);
             if is_item {
                 continue;
             }
             if get_at(live, p) != get_at(cfg, p) {
-                conflicts.push(Conflict { manager: e.manager.clone(), api_version: e.api_version.clone(), path: render_path(p) });
+                conflicts.push(Conflict {
+                    manager: e.manager.clone(),
+                    api_version: e.api_version.clone(),
+                    path: render_path(p),
+                });
                 lost.push((i, p.clone()));
             }
         }
@@ -477,12 +523,18 @@ pub fn apply(live: &Value, cfg: &Value, ty: Ty, w: &WriteInfo, force: bool) -> R
     for (i, p) in lost {
         entries[i].fields.remove(&p);
     }
-    let my_old: FieldSet = entries.iter().find(|e| is_me(e)).map(|e| e.fields.clone()).unwrap_or_default();
+    let my_old: FieldSet = entries
+        .iter()
+        .find(|e| is_me(e))
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
     let mut result = live.clone();
     merge_apply(&mut result, cfg, ty, true);
     let removed: Vec<&FPath> = my_old.difference(&cfg_fields).collect();
     for p in removed {
-        let owned_by_other = entries.iter().any(|e| !is_me(e) && e.fields.iter().any(|q| q.starts_with(p)));
+        let owned_by_other = entries
+            .iter()
+            .any(|e| !is_me(e) && e.fields.iter().any(|q| q.starts_with(p)));
         let still_applied = cfg_fields.iter().any(|q| q.starts_with(p));
         if !owned_by_other && !still_applied {
             remove_at(&mut result, p);
@@ -493,7 +545,10 @@ pub fn apply(live: &Value, cfg: &Value, ty: Ty, w: &WriteInfo, force: bool) -> R
                 Some(Value::Object(m)) => m.is_empty(),
                 _ => false,
             };
-            let parent_owned = entries.iter().any(|e| !is_me(e) && e.fields.contains(parent)) || cfg_fields.contains(parent);
+            let parent_owned = entries
+                .iter()
+                .any(|e| !is_me(e) && e.fields.contains(parent))
+                || cfg_fields.contains(parent);
             if empty && !parent.is_empty() && !parent_owned {
                 remove_at(&mut result, parent);
             }
@@ -565,12 +620,18 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
             Value::Array(pa) => {
                 let existing = t.get(k).and_then(Value::as_array).cloned();
                 let kind = builtin_list_kind(k, existing.as_deref().unwrap_or(&[]));
-                let kind = if kind == ListKind::Atomic { builtin_list_kind(k, pa) } else { kind };
+                let kind = if kind == ListKind::Atomic {
+                    builtin_list_kind(k, pa)
+                } else {
+                    kind
+                };
                 match (kind, existing) {
                     (ListKind::Map(keys), Some(mut la)) => {
                         let mk = &keys[0];
                         for pi in pa {
-                            let pos = la.iter().position(|li| li.get(mk).is_some() && li.get(mk) == pi.get(mk));
+                            let pos = la
+                                .iter()
+                                .position(|li| li.get(mk).is_some() && li.get(mk) == pi.get(mk));
                             let del = pi.get("$patch").and_then(Value::as_str) == Some("delete");
                             match (pos, del) {
                                 (Some(i), true) => {
@@ -610,7 +671,10 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
 fn strip(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
-            m.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), strip(v))).collect(),
+            m.iter()
+                .filter(|(k, _)| !k.starts_with('$'))
+                .map(|(k, v)| (k.clone(), strip(v)))
+                .collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(strip).collect()),
         o => o.clone(),

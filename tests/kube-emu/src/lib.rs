@@ -34,7 +34,11 @@ impl LoggedRequest {
     /// Whether this is /version, /healthz, discovery or OpenAPI rather than a resource request.
     pub fn is_discovery(&self) -> bool {
         let p = self.path.trim_end_matches('/');
-        if matches!(p, "/version" | "/healthz" | "/livez" | "/readyz" | "/api" | "/apis" | "/api/v1") || p.starts_with("/openapi") {
+        if matches!(
+            p,
+            "/version" | "/healthz" | "/livez" | "/readyz" | "/api" | "/apis" | "/api/v1"
+        ) || p.starts_with("/openapi")
+        {
             return true;
         }
         let segs: Vec<&str> = p.trim_matches('/').split('/').collect();
@@ -51,6 +55,8 @@ pub enum FaultAction {
     Reset,
     /// Sleep, then handle normally.
     Delay(Duration),
+    /// Handle normally (the change is stored), then sleep before answering.
+    StallAfter(Duration),
 }
 
 /// A fault that fires once, on the `nth` (1-based) request matching method and path.
@@ -65,7 +71,12 @@ pub struct Fault {
 impl Fault {
     /// A fault on the first request matching `method` (e.g. "PATCH") and a path fragment.
     pub fn new(method: &str, path_contains: &str, action: FaultAction) -> Fault {
-        Fault { method: Some(method.to_string()), path_contains: Some(path_contains.to_string()), nth: 1, action }
+        Fault {
+            method: Some(method.to_string()),
+            path_contains: Some(path_contains.to_string()),
+            nth: 1,
+            action,
+        }
     }
     /// Fire on the nth matching request instead of the first.
     pub fn nth(mut self, n: usize) -> Fault {
@@ -104,8 +115,18 @@ impl Cluster {
             if f.fired {
                 continue;
             }
-            let m_ok = f.fault.method.as_deref().map(|m| m.eq_ignore_ascii_case(method)).unwrap_or(true);
-            let p_ok = f.fault.path_contains.as_deref().map(|p| path.contains(p)).unwrap_or(true);
+            let m_ok = f
+                .fault
+                .method
+                .as_deref()
+                .map(|m| m.eq_ignore_ascii_case(method))
+                .unwrap_or(true);
+            let p_ok = f
+                .fault
+                .path_contains
+                .as_deref()
+                .map(|p| path.contains(p))
+                .unwrap_or(true);
             if m_ok && p_ok {
                 f.seen += 1;
                 if f.seen >= f.fault.nth.max(1) {
@@ -144,7 +165,12 @@ pub struct Emu {
 
 impl Emu {
     pub fn builder() -> EmuBuilder {
-        EmuBuilder { clusters: vec!["cluster1".into()], crds: Crds::Default, seeds: vec![], deterministic: false }
+        EmuBuilder {
+            clusters: vec!["cluster1".into()],
+            crds: Crds::Default,
+            seeds: vec![],
+            deterministic: false,
+        }
     }
 }
 
@@ -163,7 +189,9 @@ fn seed_docs(core: &api::Core, cluster: &str, docs: &[Value]) -> anyhow::Result<
     docs.sort_by_key(|d| kind_order(d));
     let mut st = core.lock();
     for d in docs {
-        let target = d.pointer("/metadata/annotations/kube-emu~1cluster").and_then(Value::as_str);
+        let target = d
+            .pointer("/metadata/annotations/kube-emu~1cluster")
+            .and_then(Value::as_str);
         if target.map(|t| t != cluster).unwrap_or(false) {
             continue;
         }
@@ -203,7 +231,10 @@ impl EmuBuilder {
     pub fn start(self) -> anyhow::Result<Emu> {
         let sets: Vec<Arc<registry::CrdSet>> = match &self.crds {
             Crds::None => vec![],
-            Crds::Files(fs) => fs.iter().map(|f| registry::crd_file(f)).collect::<anyhow::Result<_>>()?,
+            Crds::Files(fs) => fs
+                .iter()
+                .map(|f| registry::crd_file(f))
+                .collect::<anyhow::Result<_>>()?,
             Crds::Default => match registry::default_crd_path() {
                 Some(p) => vec![registry::crd_file(&p)?],
                 None => vec![registry::builtin_istio_crds()],
@@ -239,37 +270,50 @@ impl EmuBuilder {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
         let cl = clusters.clone();
-        let thread = std::thread::Builder::new().name("kube-emu".into()).spawn(move || {
-            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.into()));
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                for (l, c) in listeners.into_iter().zip(cl) {
-                    match tokio::net::TcpListener::from_std(l) {
-                        Ok(l) => {
-                            tokio::spawn(server::serve(l, c, tls.clone()));
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.into()));
-                            return;
+        let thread = std::thread::Builder::new()
+            .name("kube-emu".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    for (l, c) in listeners.into_iter().zip(cl) {
+                        match tokio::net::TcpListener::from_std(l) {
+                            Ok(l) => {
+                                tokio::spawn(server::serve(l, c, tls.clone()));
+                            }
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e.into()));
+                                return;
+                            }
                         }
                     }
-                }
-                let _ = ready_tx.send(Ok(()));
-                let _ = rx.await;
-            });
-            rt.shutdown_background();
-        })?;
+                    let _ = ready_tx.send(Ok(()));
+                    let _ = rx.await;
+                });
+                rt.shutdown_background();
+            })?;
         ready_rx.recv().context("server thread died")??;
         let dir = tempfile::Builder::new().prefix("kube-emu-").tempdir()?;
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home)?;
         let kubeconfig = dir.path().join("kubeconfig");
-        let emu = Emu { clusters, _dir: dir, kubeconfig, home, shutdown: Some(tx), thread: Some(thread) };
+        let emu = Emu {
+            clusters,
+            _dir: dir,
+            kubeconfig,
+            home,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        };
         std::fs::write(&emu.kubeconfig, emu.kubeconfig_yaml())?;
         Ok(emu)
     }
@@ -331,7 +375,11 @@ impl Emu {
             .iter()
             .map(|c| json!({"name": c.name, "cluster": {"server": self.url(&c.name), "certificate-authority-data": ca}}))
             .collect();
-        let users: Vec<Value> = self.clusters.iter().map(|c| json!({"name": c.name, "user": {"token": self.token(&c.name)}})).collect();
+        let users: Vec<Value> = self
+            .clusters
+            .iter()
+            .map(|c| json!({"name": c.name, "user": {"token": self.token(&c.name)}}))
+            .collect();
         let contexts: Vec<Value> = self
             .clusters
             .iter()
@@ -347,7 +395,10 @@ impl Emu {
     /// A kube client for a cluster (call from any tokio runtime).
     pub async fn client(&self, cluster: &str) -> anyhow::Result<kube::Client> {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
-        let opts = kube::config::KubeConfigOptions { context: Some(cluster.to_string()), ..Default::default() };
+        let opts = kube::config::KubeConfigOptions {
+            context: Some(cluster.to_string()),
+            ..Default::default()
+        };
         let cfg = kube::Config::from_custom_kubeconfig(kc, &opts).await?;
         Ok(kube::Client::try_from(cfg)?)
     }
@@ -364,7 +415,11 @@ impl Emu {
     }
 
     pub fn inject(&self, cluster: &str, fault: Fault) {
-        lock(&self.cluster(cluster).faults).push(FaultState { fault, seen: 0, fired: false });
+        lock(&self.cluster(cluster).faults).push(FaultState {
+            fault,
+            seen: 0,
+            fired: false,
+        });
     }
 
     pub fn clear_faults(&self) {

@@ -95,7 +95,15 @@ pub fn version_priority(v: &str) -> i64 {
     }
 }
 
-fn builtin(group: &str, version: &str, kind: &str, plural: &str, short: &[&str], namespaced: bool, status: bool) -> ResourceType {
+fn builtin(
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+    short: &[&str],
+    namespaced: bool,
+    status: bool,
+) -> ResourceType {
     ResourceType {
         group: group.into(),
         version: version.into(),
@@ -103,7 +111,11 @@ fn builtin(group: &str, version: &str, kind: &str, plural: &str, short: &[&str],
         plural: plural.into(),
         singular: kind.to_lowercase(),
         short_names: short.iter().map(|s| s.to_string()).collect(),
-        categories: if matches!(plural, "services" | "pods" | "deployments") { vec!["all".into()] } else { vec![] },
+        categories: if matches!(plural, "services" | "pods" | "deployments") {
+            vec!["all".into()]
+        } else {
+            vec![]
+        },
         namespaced,
         has_status: status,
         is_crd: false,
@@ -120,11 +132,35 @@ pub fn builtins() -> Vec<ResourceType> {
         builtin("", "v1", "Endpoints", "endpoints", &["ep"], true, false),
         builtin("", "v1", "ConfigMap", "configmaps", &["cm"], true, false),
         builtin("", "v1", "Secret", "secrets", &[], true, false),
-        builtin("", "v1", "ServiceAccount", "serviceaccounts", &["sa"], true, false),
+        builtin(
+            "",
+            "v1",
+            "ServiceAccount",
+            "serviceaccounts",
+            &["sa"],
+            true,
+            false,
+        ),
         builtin("", "v1", "Pod", "pods", &["po"], true, true),
         builtin("", "v1", "Node", "nodes", &["no"], false, true),
-        builtin("apps", "v1", "Deployment", "deployments", &["deploy"], true, true),
-        builtin("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", &[], true, false),
+        builtin(
+            "apps",
+            "v1",
+            "Deployment",
+            "deployments",
+            &["deploy"],
+            true,
+            true,
+        ),
+        builtin(
+            "discovery.k8s.io",
+            "v1",
+            "EndpointSlice",
+            "endpointslices",
+            &[],
+            true,
+            false,
+        ),
         builtin(
             "apiextensions.k8s.io",
             "v1",
@@ -139,14 +175,31 @@ pub fn builtins() -> Vec<ResourceType> {
 
 /// Turns a CRD object into resource types, one per served version.
 pub fn crd_types(crd: &Value) -> anyhow::Result<Vec<ResourceType>> {
-    let spec = crd.get("spec").ok_or_else(|| anyhow::anyhow!("CRD without spec"))?;
-    let group = spec["group"].as_str().ok_or_else(|| anyhow::anyhow!("CRD without spec.group"))?;
+    let spec = crd
+        .get("spec")
+        .ok_or_else(|| anyhow::anyhow!("CRD without spec"))?;
+    let group = spec["group"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("CRD without spec.group"))?;
     let names = &spec["names"];
-    let kind = names["kind"].as_str().ok_or_else(|| anyhow::anyhow!("CRD without spec.names.kind"))?;
-    let plural = names["plural"].as_str().ok_or_else(|| anyhow::anyhow!("CRD without spec.names.plural"))?;
-    let singular = names["singular"].as_str().map(str::to_string).unwrap_or_else(|| kind.to_lowercase());
+    let kind = names["kind"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("CRD without spec.names.kind"))?;
+    let plural = names["plural"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("CRD without spec.names.plural"))?;
+    let singular = names["singular"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| kind.to_lowercase());
     let strs = |v: &Value| -> Vec<String> {
-        v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     let namespaced = spec["scope"].as_str() != Some("Cluster");
     let mut out = Vec::new();
@@ -155,7 +208,9 @@ pub fn crd_types(crd: &Value) -> anyhow::Result<Vec<ResourceType>> {
             continue;
         }
         let name = v["name"].as_str().unwrap_or("v1").to_string();
-        let schema = v.pointer("/schema/openAPIV3Schema").map(|s| Arc::new(CrdSchema::compile(s)));
+        let schema = v
+            .pointer("/schema/openAPIV3Schema")
+            .map(|s| Arc::new(CrdSchema::compile(s)));
         out.push(ResourceType {
             group: group.into(),
             version: name.clone(),
@@ -201,7 +256,8 @@ pub fn parse_multi_yaml(text: &str) -> anyhow::Result<Vec<Value>> {
 }
 
 fn load_crd_file(path: &Path) -> anyhow::Result<CrdSet> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     let docs = parse_multi_yaml(&text)?;
     let mut crds = Vec::new();
     let mut types = Vec::new();
@@ -220,11 +276,18 @@ pub fn crd_file(path: &Path) -> anyhow::Result<Arc<CrdSet>> {
     static CACHE: OnceLock<Mutex<HashMap<PathBuf, Arc<CrdSet>>>> = OnceLock::new();
     let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(s) = cache.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.get(&key) {
+    if let Some(s) = cache
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .get(&key)
+    {
         return Ok(s.clone());
     }
     let set = Arc::new(load_crd_file(&key)?);
-    cache.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(key, set.clone());
+    cache
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .insert(key, set.clone());
     Ok(set)
 }
 

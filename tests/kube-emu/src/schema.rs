@@ -59,7 +59,10 @@ impl Schema {
             s.items = Some(Box::new(Schema::compile(i)));
         }
         if let Some(r) = o.get("required").and_then(Value::as_array) {
-            s.required = r.iter().filter_map(|x| x.as_str().map(str::to_string)).collect();
+            s.required = r
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect();
         }
         s.enum_ = o.get("enum").and_then(Value::as_array).cloned();
         let f = |k: &str| o.get(k).and_then(Value::as_f64);
@@ -85,12 +88,24 @@ impl Schema {
         s.int_or_string = b("x-kubernetes-int-or-string");
         s.embedded = b("x-kubernetes-embedded-resource");
         s.unique_items = b("uniqueItems");
-        s.list_type = o.get("x-kubernetes-list-type").and_then(Value::as_str).map(str::to_string);
-        if let Some(k) = o.get("x-kubernetes-list-map-keys").and_then(Value::as_array) {
-            s.list_map_keys = k.iter().filter_map(|x| x.as_str().map(str::to_string)).collect();
+        s.list_type = o
+            .get("x-kubernetes-list-type")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if let Some(k) = o
+            .get("x-kubernetes-list-map-keys")
+            .and_then(Value::as_array)
+        {
+            s.list_map_keys = k
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect();
         }
         let arr = |k: &str| -> Vec<Schema> {
-            o.get(k).and_then(Value::as_array).map(|a| a.iter().map(Schema::compile).collect()).unwrap_or_default()
+            o.get(k)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().map(Schema::compile).collect())
+                .unwrap_or_default()
         };
         s.one_of = arr("oneOf");
         s.any_of = arr("anyOf");
@@ -116,7 +131,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: &str, reason: &'static str, detail: String) -> Self {
-        FieldError { field: field.to_string(), reason, detail }
+        FieldError {
+            field: field.to_string(),
+            reason,
+            detail,
+        }
     }
     pub fn message(&self) -> String {
         if self.field.is_empty() {
@@ -140,7 +159,10 @@ fn join(path: &str, key: &str) -> String {
 pub fn prune(schema: &Schema, v: &mut Value, path: &str, root: bool, unknown: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
-            if schema.preserve_unknown && schema.properties.is_empty() && schema.additional.is_none() {
+            if schema.preserve_unknown
+                && schema.properties.is_empty()
+                && schema.additional.is_none()
+            {
                 return;
             }
             let keys: Vec<String> = m.keys().cloned().collect();
@@ -215,7 +237,10 @@ pub fn validate(s: &Schema, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::new(
                 path,
                 "FieldValueTypeInvalid",
-                format!("Invalid value: \"null\": {path} in body must be of type {}: \"null\"", s.ty.as_deref().unwrap_or("")),
+                format!(
+                    "Invalid value: \"null\": {path} in body must be of type {}: \"null\"",
+                    s.ty.as_deref().unwrap_or("")
+                ),
             ));
         }
         return;
@@ -236,7 +261,9 @@ pub fn validate(s: &Schema, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::new(
                 path,
                 "FieldValueTypeInvalid",
-                format!("Invalid value: \"{actual}\": {path} in body must be of type {t}: \"{actual}\""),
+                format!(
+                    "Invalid value: \"{actual}\": {path} in body must be of type {t}: \"{actual}\""
+                ),
             ));
             return;
         }
@@ -247,7 +274,11 @@ pub fn validate(s: &Schema, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::new(
                 path,
                 "FieldValueNotSupported",
-                format!("Unsupported value: {}: supported values: {}", v, sup.join(", ")),
+                format!(
+                    "Unsupported value: {}: supported values: {}",
+                    v,
+                    sup.join(", ")
+                ),
             ));
         }
     }
@@ -256,21 +287,35 @@ pub fn validate(s: &Schema, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
             let x = n.as_f64().unwrap_or(0.0);
             if let Some(min) = s.minimum {
                 if x < min || (s.exclusive_minimum && x <= min) {
-                    let rel = if s.exclusive_minimum { "greater than" } else { "greater than or equal to" };
+                    let rel = if s.exclusive_minimum {
+                        "greater than"
+                    } else {
+                        "greater than or equal to"
+                    };
                     errs.push(FieldError::new(
                         path,
                         "FieldValueInvalid",
-                        format!("Invalid value: {v}: {path} in body should be {rel} {}", fmt_num(min)),
+                        format!(
+                            "Invalid value: {v}: {path} in body should be {rel} {}",
+                            fmt_num(min)
+                        ),
                     ));
                 }
             }
             if let Some(max) = s.maximum {
                 if x > max || (s.exclusive_maximum && x >= max) {
-                    let rel = if s.exclusive_maximum { "less than" } else { "less than or equal to" };
+                    let rel = if s.exclusive_maximum {
+                        "less than"
+                    } else {
+                        "less than or equal to"
+                    };
                     errs.push(FieldError::new(
                         path,
                         "FieldValueInvalid",
-                        format!("Invalid value: {v}: {path} in body should be {rel} {}", fmt_num(max)),
+                        format!(
+                            "Invalid value: {v}: {path} in body should be {rel} {}",
+                            fmt_num(max)
+                        ),
                     ));
                 }
             }
@@ -279,7 +324,11 @@ pub fn validate(s: &Schema, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
             let len = st.chars().count() as u64;
             if let Some(m) = s.max_length {
                 if len > m {
-                    errs.push(FieldError::new(path, "FieldValueTooLong", format!("Too long: may not be more than {m} bytes")));
+                    errs.push(FieldError::new(
+                        path,
+                        "FieldValueTooLong",
+                        format!("Too long: may not be more than {m} bytes"),
+                    ));
                 }
             }
             if let Some(m) = s.min_length {
@@ -287,7 +336,9 @@ pub fn validate(s: &Schema, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
                     errs.push(FieldError::new(
                         path,
                         "FieldValueInvalid",
-                        format!("Invalid value: {v}: {path} in body should be at least {m} chars long"),
+                        format!(
+                            "Invalid value: {v}: {path} in body should be at least {m} chars long"
+                        ),
                     ));
                 }
             }
@@ -316,7 +367,10 @@ pub fn validate(s: &Schema, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
                     errs.push(FieldError::new(
                         path,
                         "FieldValueInvalid",
-                        format!("Invalid value: {}: {path} in body should have at least {m} items", a.len()),
+                        format!(
+                            "Invalid value: {}: {path} in body should have at least {m} items",
+                            a.len()
+                        ),
                     ));
                 }
             }
@@ -339,18 +393,27 @@ pub fn validate(s: &Schema, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
             if s.list_type.as_deref() == Some("map") && !s.list_map_keys.is_empty() {
                 let mut seen: Vec<Vec<Option<&Value>>> = Vec::new();
                 for (i, x) in a.iter().enumerate() {
-                    let key: Vec<Option<&Value>> = s.list_map_keys.iter().map(|k| x.get(k)).collect();
+                    let key: Vec<Option<&Value>> =
+                        s.list_map_keys.iter().map(|k| x.get(k)).collect();
                     if seen.contains(&key) {
                         let shown: Vec<String> = s
                             .list_map_keys
                             .iter()
                             .zip(&key)
-                            .map(|(k, v)| format!("\"{k}\":{}", v.map(|v| v.to_string()).unwrap_or("null".into())))
+                            .map(|(k, v)| {
+                                format!(
+                                    "\"{k}\":{}",
+                                    v.map(|v| v.to_string()).unwrap_or("null".into())
+                                )
+                            })
                             .collect();
                         errs.push(FieldError::new(
                             &format!("{path}[{i}]"),
                             "FieldValueDuplicate",
-                            format!("Duplicate value: map[string]interface {{}}{{{}}}", shown.join(", ")),
+                            format!(
+                                "Duplicate value: map[string]interface {{}}{{{}}}",
+                                shown.join(", ")
+                            ),
                         ));
                     }
                     seen.push(key);
@@ -360,7 +423,11 @@ pub fn validate(s: &Schema, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
         Value::Object(m) => {
             for r in &s.required {
                 if !m.contains_key(r) {
-                    errs.push(FieldError::new(&join(path, r), "FieldValueRequired", "Required value".into()));
+                    errs.push(FieldError::new(
+                        &join(path, r),
+                        "FieldValueRequired",
+                        "Required value".into(),
+                    ));
                 }
             }
             if let Some(mx) = s.max_properties {
@@ -412,7 +479,11 @@ pub fn validate(s: &Schema, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
         errs.push(FieldError::new(
             path,
             "FieldValueInvalid",
-            format!("Invalid value: {}: {}must validate at least one schema (anyOf)", show(v), prefix(path)),
+            format!(
+                "Invalid value: {}: {}must validate at least one schema (anyOf)",
+                show(v),
+                prefix(path)
+            ),
         ));
     }
     if let Some(n) = &s.not {
@@ -420,7 +491,11 @@ pub fn validate(s: &Schema, v: &Value, path: &str, errs: &mut Vec<FieldError>) {
             errs.push(FieldError::new(
                 path,
                 "FieldValueInvalid",
-                format!("Invalid value: {}: {}must not validate the schema (not)", show(v), prefix(path)),
+                format!(
+                    "Invalid value: {}: {}must not validate the schema (not)",
+                    show(v),
+                    prefix(path)
+                ),
             ));
         }
     }
@@ -463,18 +538,35 @@ fn has_cel(v: &Value) -> bool {
 
 impl CrdSchema {
     pub fn compile(raw: &Value) -> CrdSchema {
-        let cel = if has_cel(raw) { Some(kube_cel::compile_schema(raw)) } else { None };
-        CrdSchema { structural: Schema::compile(raw), cel, raw: raw.clone() }
+        let cel = if has_cel(raw) {
+            Some(kube_cel::compile_schema(raw))
+        } else {
+            None
+        };
+        CrdSchema {
+            structural: Schema::compile(raw),
+            cel,
+            raw: raw.clone(),
+        }
     }
 
     /// Validates an object (already pruned): structural checks first, then CEL when those pass.
-    pub fn validate(&self, obj: &Value, old: Option<&Value>, ctx: &kube_cel::RootContext) -> Vec<FieldError> {
+    pub fn validate(
+        &self,
+        obj: &Value,
+        old: Option<&Value>,
+        ctx: &kube_cel::RootContext,
+    ) -> Vec<FieldError> {
         let mut errs = Vec::new();
         // Only spec/status etc. are covered by the schema; metadata is checked elsewhere.
         if let Value::Object(m) = obj {
             for r in &self.structural.required {
                 if !m.contains_key(r) && r != "metadata" {
-                    errs.push(FieldError::new(r, "FieldValueRequired", "Required value".into()));
+                    errs.push(FieldError::new(
+                        r,
+                        "FieldValueRequired",
+                        "Required value".into(),
+                    ));
                 }
             }
             for (k, v) in m {
@@ -511,7 +603,9 @@ impl CrdSchema {
                 let obj_s = slim(obj);
                 let old_s = old.map(slim);
                 VALIDATOR.with(|val| {
-                    if let Err(e) = val.validate_compiled_with_context(cel, &obj_s, old_s.as_ref(), Some(ctx)) {
+                    if let Err(e) =
+                        val.validate_compiled_with_context(cel, &obj_s, old_s.as_ref(), Some(ctx))
+                    {
                         for ve in e.into_vec() {
                             let field = ve.field_path.trim_start_matches('.').to_string();
                             let reason = match ve.reason.as_deref() {
@@ -520,7 +614,9 @@ impl CrdSchema {
                                 Some("FieldValueDuplicate") => "FieldValueDuplicate",
                                 _ => "FieldValueInvalid",
                             };
-                            let value = lookup_path(obj, &field).map(show).unwrap_or_else(|| "\"object\"".into());
+                            let value = lookup_path(obj, &field)
+                                .map(show)
+                                .unwrap_or_else(|| "\"object\"".into());
                             let detail = match reason {
                                 "FieldValueForbidden" => format!("Forbidden: {}", ve.message),
                                 "FieldValueRequired" => format!("Required value: {}", ve.message),

@@ -13,27 +13,44 @@ struct Tls {
 }
 
 fn make_tls() -> anyhow::Result<Tls> {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "kube-emu-ca");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-emu-ca");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
     let leaf_key = KeyPair::generate()?;
     let mut lp = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
     lp.is_ca = IsCa::ExplicitNoCa;
     lp.distinguished_name.push(DnType::CommonName, "kube-emu");
     lp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    lp.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    lp.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     let leaf = lp.signed_by(&leaf_key, &ca)?;
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Tls { ca_pem: ca.pem(), config: Arc::new(config) })
+    Ok(Tls {
+        ca_pem: ca.pem(),
+        config: Arc::new(config),
+    })
 }
 
 fn tls() -> anyhow::Result<&'static Tls> {
@@ -54,15 +71,23 @@ pub(crate) fn tls_config() -> anyhow::Result<Arc<rustls::ServerConfig>> {
     Ok(tls()?.config.clone())
 }
 
-pub(crate) async fn serve(listener: tokio::net::TcpListener, cluster: Arc<Cluster>, tls: Arc<rustls::ServerConfig>) {
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    cluster: Arc<Cluster>,
+    tls: Arc<rustls::ServerConfig>,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let cluster = cluster.clone();
         tokio::spawn(async move {
-            let Ok(stream) = acceptor.accept(tcp).await else { return };
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
             let svc = hyper::service::service_fn(move |req| handle(cluster.clone(), req));
             let _ = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
@@ -82,10 +107,16 @@ impl std::fmt::Display for ResetConnection {
 impl std::error::Error for ResetConnection {}
 
 fn header<'a>(req: &'a Request<hyper::body::Incoming>, name: &str) -> &'a str {
-    req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
-async fn handle(cluster: Arc<Cluster>, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, ResetConnection> {
+async fn handle(
+    cluster: Arc<Cluster>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, ResetConnection> {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
@@ -97,21 +128,31 @@ async fn handle(cluster: Arc<Cluster>, req: Request<hyper::body::Incoming>) -> R
         Ok(b) => b.to_bytes(),
         Err(_) => return Err(ResetConnection),
     };
-    let mut entry = LoggedRequest { method: method.clone(), path: path.clone(), query: query.clone(), status: 0, user_agent };
+    let mut entry = LoggedRequest {
+        method: method.clone(),
+        path: path.clone(),
+        query: query.clone(),
+        status: 0,
+        user_agent,
+    };
     let fault = cluster.take_fault(&method, &path);
-    let resp = match fault {
+    let resp = match fault.clone() {
         Some(FaultAction::Reset) => {
             lock(&cluster.log).push(entry);
             return Err(ResetConnection);
         }
-        Some(FaultAction::Status(code)) => {
-            crate::util::simple_status(code, &format!("injected fault: {}", crate::util::reason_for(code)))
-        }
+        Some(FaultAction::Status(code)) => crate::util::simple_status(
+            code,
+            &format!("injected fault: {}", crate::util::reason_for(code)),
+        ),
         other => {
             if let Some(FaultAction::Delay(d)) = other {
                 tokio::time::sleep(d).await;
             }
-            let anonymous_ok = matches!(path.as_str(), "/version" | "/healthz" | "/livez" | "/readyz");
+            let anonymous_ok = matches!(
+                path.as_str(),
+                "/version" | "/healthz" | "/livez" | "/readyz"
+            );
             let expected = format!("Bearer {}", lock(&cluster.token));
             if !anonymous_ok && auth != expected {
                 crate::util::status(401, "Unauthorized", "Unauthorized", None)
@@ -131,10 +172,19 @@ async fn handle(cluster: Arc<Cluster>, req: Request<hyper::body::Incoming>) -> R
     };
     entry.status = resp.status;
     lock(&cluster.log).push(entry);
-    let mut b = Response::builder().status(resp.status).header("content-type", resp.content_type).header("cache-control", "no-cache, private");
+    if let Some(FaultAction::StallAfter(d)) = fault {
+        // The request took effect; only the answer is late, as when a client times out
+        // on a server that is slow to reply.
+        tokio::time::sleep(d).await;
+    }
+    let mut b = Response::builder()
+        .status(resp.status)
+        .header("content-type", resp.content_type)
+        .header("cache-control", "no-cache, private");
     for w in &resp.warnings {
         let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
         b = b.header("warning", format!("299 - \"{escaped}\""));
     }
-    Ok(b.body(Full::new(Bytes::from(resp.body))).unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+    Ok(b.body(Full::new(Bytes::from(resp.body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
 }

@@ -18,26 +18,49 @@ pub fn rfc3339(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", y, m, d, rem / 3600, (rem % 3600) / 60, rem % 60)
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        y,
+        m,
+        d,
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 /// The fixed clock of deterministic mode: 2026-01-01T00:00:00Z.
 pub const FIXED_EPOCH: i64 = 1_767_225_600;
 
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// 64 random bits.
 pub fn random_u64() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.finish()
 }
 
 pub fn uuid_from(a: u64, b: u64) -> String {
     let hex = format!("{a:016x}{b:016x}");
-    format!("{}-{}-4{}-8{}-{}", &hex[0..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
 }
 
 /// Percent-decodes a query component (`+` is a space).
@@ -49,7 +72,8 @@ pub fn pct_decode(s: &str) -> String {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
                     Ok(v) => {
                         out.push(v);
                         i += 2;
@@ -81,7 +105,11 @@ impl Query {
         )
     }
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.as_str())
     }
     pub fn flag(&self, k: &str) -> bool {
         matches!(self.get(k), Some("true" | "1" | ""))
@@ -120,7 +148,10 @@ fn split_top(s: &str) -> Vec<String> {
         }
     }
     out.push(cur);
-    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Parses a label selector (`a=b,c!=d,e in (f,g),h notin (i),j,!k`).
@@ -130,8 +161,15 @@ pub fn parse_selector(s: &str) -> Result<Vec<Req>, String> {
         let p = part.as_str();
         let set = |rest: &str| -> Result<Vec<String>, String> {
             let r = rest.trim();
-            let inner = r.strip_prefix('(').and_then(|r| r.strip_suffix(')')).ok_or_else(|| format!("unable to parse requirement: {p}"))?;
-            Ok(inner.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+            let inner = r
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .ok_or_else(|| format!("unable to parse requirement: {p}"))?;
+            Ok(inner
+                .split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect())
         };
         if let Some(k) = p.strip_prefix('!') {
             out.push(Req::NotExists(k.trim().into()));
@@ -146,10 +184,23 @@ pub fn parse_selector(s: &str) -> Result<Vec<Req>, String> {
         } else if let Some(i) = p.find(" in ").or_else(|| p.find(" in(")) {
             out.push(Req::In(p[..i].trim().into(), set(&p[i + 3..])?));
         } else if let Some((k, v)) = p.split_once('>') {
-            out.push(Req::Gt(k.trim().into(), v.trim().parse().map_err(|_| format!("invalid selector: {p}"))?));
+            out.push(Req::Gt(
+                k.trim().into(),
+                v.trim()
+                    .parse()
+                    .map_err(|_| format!("invalid selector: {p}"))?,
+            ));
         } else if let Some((k, v)) = p.split_once('<') {
-            out.push(Req::Lt(k.trim().into(), v.trim().parse().map_err(|_| format!("invalid selector: {p}"))?));
-        } else if p.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+            out.push(Req::Lt(
+                k.trim().into(),
+                v.trim()
+                    .parse()
+                    .map_err(|_| format!("invalid selector: {p}"))?,
+            ));
+        } else if p
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
             out.push(Req::Exists(p.into()));
         } else {
             return Err(format!("unable to parse requirement: {p}"));
@@ -167,8 +218,14 @@ pub fn matches(reqs: &[Req], get: &dyn Fn(&str) -> Option<String>) -> bool {
         Req::NotIn(k, vs) => get(k).map(|x| !vs.contains(&x)).unwrap_or(true),
         Req::Exists(k) => get(k).is_some(),
         Req::NotExists(k) => get(k).is_none(),
-        Req::Gt(k, n) => get(k).and_then(|x| x.parse::<i64>().ok()).map(|x| x > *n).unwrap_or(false),
-        Req::Lt(k, n) => get(k).and_then(|x| x.parse::<i64>().ok()).map(|x| x < *n).unwrap_or(false),
+        Req::Gt(k, n) => get(k)
+            .and_then(|x| x.parse::<i64>().ok())
+            .map(|x| x > *n)
+            .unwrap_or(false),
+        Req::Lt(k, n) => get(k)
+            .and_then(|x| x.parse::<i64>().ok())
+            .map(|x| x < *n)
+            .unwrap_or(false),
     })
 }
 
@@ -183,10 +240,20 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(status: u16, v: &Value) -> Resp {
-        Resp { status, content_type: "application/json", body: serde_json::to_vec(v).unwrap_or_default(), warnings: vec![] }
+        Resp {
+            status,
+            content_type: "application/json",
+            body: serde_json::to_vec(v).unwrap_or_default(),
+            warnings: vec![],
+        }
     }
     pub fn text(status: u16, s: &str) -> Resp {
-        Resp { status, content_type: "text/plain; charset=utf-8", body: s.as_bytes().to_vec(), warnings: vec![] }
+        Resp {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: s.as_bytes().to_vec(),
+            warnings: vec![],
+        }
     }
 }
 

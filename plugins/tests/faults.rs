@@ -1,0 +1,349 @@
+//! Fault injection for every command that writes: for each request index of the command, the
+//! server fails exactly that request (500, 409, a reset connection, or an answer stalled beyond
+//! `--request-timeout` after the change was stored). Each time the command must exit with a
+//! failure code and one `error:` line naming the verb and the object, or succeed; and the
+//! cluster must end either exactly as it was or exactly as a clean run leaves it.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{plugin, Emu, Fault, FaultAction, Run, ISTIO};
+use serde_json::{json, Value};
+
+struct Case {
+    plugin: &'static str,
+    clusters: &'static [&'static str],
+    seed: &'static str,
+    args: &'static [&'static str],
+    /// API paths (cluster, path) whose objects make up the state to compare.
+    watch: &'static [(&'static str, &'static str)],
+    /// Exit codes a failed run may give (besides 0).
+    failure_codes: &'static [i32],
+}
+
+/// The parts of an object a command is responsible for; server bookkeeping is left out.
+fn normalize(v: Value) -> Value {
+    let mut out = json!({});
+    for key in ["spec", "data", "subsets"] {
+        if let Some(x) = v.get(key) {
+            out[key] = x.clone();
+        }
+    }
+    if let Some(spec) = out.get_mut("spec").and_then(Value::as_object_mut) {
+        for k in [
+            "clusterIP",
+            "clusterIPs",
+            "ipFamilies",
+            "ipFamilyPolicy",
+            "internalTrafficPolicy",
+            "sessionAffinity",
+            "type",
+        ] {
+            spec.remove(k);
+        }
+    }
+    for key in ["labels", "annotations"] {
+        if let Some(x) = v["metadata"].get(key) {
+            out[key] = x.clone();
+        }
+    }
+    out
+}
+
+fn state(emu: &Emu, case: &Case) -> Vec<Option<Value>> {
+    case.watch
+        .iter()
+        .map(|(c, p)| emu.get_json(c, p).map(normalize))
+        .collect()
+}
+
+fn start(case: &Case) -> Emu {
+    Emu::builder()
+        .clusters(case.clusters)
+        .seed_yaml(case.seed)
+        .start()
+        .expect("emu")
+}
+
+fn run(emu: &Emu, case: &Case, extra: &[&str]) -> Run {
+    let mut args: Vec<&str> = case.args.to_vec();
+    args.extend_from_slice(extra);
+    plugin(Some(emu), case.plugin, &args)
+}
+
+fn sweep(case: &Case) {
+    // A clean run tells how many requests each cluster sees and what the new state is.
+    let emu = start(case);
+    let before = state(&emu, case);
+    emu.clear_requests();
+    let clean = run(&emu, case, &[]);
+    assert_eq!(clean.code, 0, "clean run failed: {}", clean.stderr);
+    let after = state(&emu, case);
+    assert_ne!(before, after, "the command must change something");
+    let counts: Vec<(&str, usize)> = case
+        .clusters
+        .iter()
+        .map(|c| (*c, emu.requests(c).len()))
+        .collect();
+    drop(emu);
+
+    let actions = [
+        FaultAction::Status(500),
+        FaultAction::Status(409),
+        FaultAction::Reset,
+        FaultAction::StallAfter(Duration::from_millis(2500)),
+    ];
+    let mut runs = 0;
+    for (cluster, n) in counts {
+        for i in 1..=n {
+            for action in &actions {
+                let emu = start(case);
+                emu.inject(
+                    cluster,
+                    Fault {
+                        method: None,
+                        path_contains: None,
+                        nth: i,
+                        action: action.clone(),
+                    },
+                );
+                let r = run(&emu, case, &["--request-timeout=1s"]);
+                let label = format!(
+                    "{} {:?}: request {i} of {n} in {cluster} fails with {action:?}",
+                    case.plugin, case.args
+                );
+                assert!(!r.stderr.contains("panicked"), "{label}: {}", r.stderr);
+                if r.code != 0 {
+                    assert!(
+                        case.failure_codes.contains(&r.code),
+                        "{label}: exit {}\n{}",
+                        r.code,
+                        r.stderr
+                    );
+                    let first = r
+                        .stderr
+                        .lines()
+                        .find(|l| l.starts_with("error: "))
+                        .unwrap_or_default();
+                    assert!(
+                        first.contains("cannot "),
+                        "{label}: the message must name the verb and object: {}",
+                        r.stderr
+                    );
+                }
+                let now = state(&emu, case);
+                assert!(
+                    now == before || now == after,
+                    "{label}: half-written cluster\nexit {}\n{}\nstate: {now:#?}",
+                    r.code,
+                    r.stderr
+                );
+                runs += 1;
+            }
+        }
+    }
+    assert!(runs >= 4, "too few runs");
+}
+
+const REGISTER_WATCH: &[(&str, &str)] = &[
+    ("cluster1", "/api/v1/namespaces/default/services/productcatalog"),
+    ("cluster1", "/apis/networking.istio.io/v1/namespaces/default/serviceentries/mesh-expansion-productcatalog"),
+    ("cluster1", "/apis/networking.istio.io/v1/namespaces/default/workloadentries/productcatalog-10-0-0-1"),
+    ("cluster1", "/apis/networking.istio.io/v1/namespaces/default/workloadentries/productcatalog-10-0-0-2"),
+    ("cluster1", "/api/v1/namespaces/default/endpoints/productcatalog"),
+];
+
+#[test]
+fn register_serviceentry_survives_every_fault() {
+    sweep(&Case {
+        plugin: "register",
+        clusters: &["cluster1"],
+        seed: "",
+        args: &["productcatalog", "10.0.0.1", "grpc:3550"],
+        watch: REGISTER_WATCH,
+        failure_codes: &[1],
+    });
+}
+
+const REGISTERED: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: productcatalog, namespace: default, labels: {app: productcatalog, app.kubernetes.io/managed-by: kubectl-mesh}}
+spec: {selector: {app: productcatalog}, ports: [{name: grpc, port: 3550, targetPort: 3550, protocol: TCP}]}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: productcatalog-10-0-0-1, namespace: default, labels: {app: productcatalog, app.kubernetes.io/managed-by: kubectl-mesh}}
+spec: {address: 10.0.0.1, labels: {app: productcatalog}, serviceAccount: default, ports: {grpc: 3550}}
+"#;
+
+#[test]
+fn register_workloadentry_second_ip_survives_every_fault() {
+    sweep(&Case {
+        plugin: "register",
+        clusters: &["cluster1"],
+        seed: REGISTERED,
+        args: &[
+            "productcatalog",
+            "10.0.0.1,10.0.0.2",
+            "grpc:3550",
+            "--mode",
+            "workloadentry",
+        ],
+        watch: REGISTER_WATCH,
+        failure_codes: &[1],
+    });
+}
+
+#[test]
+fn deregister_last_ip_survives_every_fault() {
+    sweep(&Case {
+        plugin: "register",
+        clusters: &["cluster1"],
+        seed: REGISTERED,
+        args: &["--delete", "productcatalog", "10.0.0.1"],
+        watch: REGISTER_WATCH,
+        failure_codes: &[1],
+    });
+}
+
+#[test]
+fn register_endpoints_survives_every_fault() {
+    sweep(&Case {
+        plugin: "register",
+        clusters: &["cluster1"],
+        seed: "",
+        args: &[
+            "productcatalog",
+            "10.0.0.1",
+            "http:8080",
+            "--mode",
+            "endpoints",
+        ],
+        watch: REGISTER_WATCH,
+        failure_codes: &[1],
+    });
+}
+
+#[test]
+fn vm_group_survives_every_fault() {
+    sweep(&Case {
+        plugin: "vm",
+        clusters: &["cluster1"],
+        seed: "apiVersion: v1\nkind: Namespace\nmetadata: {name: vm}\n",
+        args: &[
+            "group",
+            "analytics",
+            "-n",
+            "vm",
+            "--ports",
+            "http=8080",
+            "-s",
+            "analytics",
+        ],
+        watch: &[
+            (
+                "cluster1",
+                "/apis/networking.istio.io/v1/namespaces/vm/workloadgroups/analytics",
+            ),
+            (
+                "cluster1",
+                "/api/v1/namespaces/vm/serviceaccounts/analytics",
+            ),
+        ],
+        failure_codes: &[1],
+    });
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// `mesh-vm files` writes no cluster object; its all-or-nothing promise is about the directory.
+#[test]
+fn vm_files_writes_all_five_files_or_none_under_every_fault() {
+    let seed = format!("{ISTIO}---\napiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {{name: analytics, namespace: vm}}\nspec: {{template: {{serviceAccount: default}}}}\n");
+    let seed: &'static str = Box::leak(seed.into_boxed_str());
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let emu = Emu::builder().seed_yaml(seed).start().expect("emu");
+    let out = scratch.path().join("clean");
+    let out_s = out.to_string_lossy().into_owned();
+    emu.clear_requests();
+    plugin(
+        Some(&emu),
+        "vm",
+        &["files", "analytics", "-n", "vm", "--out-dir", &out_s],
+    )
+    .ok();
+    let all = files_in(&out);
+    assert_eq!(
+        all,
+        vec![
+            "cluster.env",
+            "hosts",
+            "istio-token",
+            "mesh.yaml",
+            "root-cert.pem"
+        ]
+    );
+    let n = emu.requests("cluster1").len();
+    drop(emu);
+    for i in 1..=n {
+        for action in [
+            FaultAction::Status(500),
+            FaultAction::Reset,
+            FaultAction::StallAfter(Duration::from_millis(2500)),
+        ] {
+            let emu = Emu::builder().seed_yaml(seed).start().expect("emu");
+            emu.inject(
+                "cluster1",
+                Fault {
+                    method: None,
+                    path_contains: None,
+                    nth: i,
+                    action: action.clone(),
+                },
+            );
+            let out = scratch
+                .path()
+                .join(format!("run-{i}-{action:?}").replace(['(', ')', ' ', ':'], "_"));
+            let out_s = out.to_string_lossy().into_owned();
+            let r = plugin(
+                Some(&emu),
+                "vm",
+                &[
+                    "files",
+                    "analytics",
+                    "-n",
+                    "vm",
+                    "--out-dir",
+                    &out_s,
+                    "--request-timeout=1s",
+                ],
+            );
+            let label = format!("request {i} of {n} fails with {action:?}");
+            assert!(!r.stderr.contains("panicked"), "{label}: {}", r.stderr);
+            let got = files_in(&out);
+            if r.code == 0 {
+                assert_eq!(got, all, "{label}");
+            } else {
+                assert_eq!(r.code, 1, "{label}: {}", r.stderr);
+                assert!(
+                    got.is_empty(),
+                    "{label}: partial files {got:?}\n{}",
+                    r.stderr
+                );
+            }
+        }
+    }
+}
