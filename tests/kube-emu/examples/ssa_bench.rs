@@ -12,9 +12,15 @@ use std::time::Instant;
 const IN_FLIGHT: usize = 16;
 
 fn main() -> anyhow::Result<()> {
-    let total: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let total: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000);
     let emu = kube_emu::Emu::builder().start()?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let client = emu.client("cluster1").await?;
         let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("networking.istio.io", "v1", "ServiceEntry"), "serviceentries");

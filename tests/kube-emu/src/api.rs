@@ -455,10 +455,8 @@ impl State {
                     obj["type"] = json!("Opaque");
                 }
             }
-            ("", "Pod") => {
-                if create && obj.get("status").is_none() {
-                    obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
-                }
+            ("", "Pod") if create && obj.get("status").is_none() => {
+                obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
             }
             ("apps", "Deployment") => {
                 let spec = obj
@@ -496,6 +494,8 @@ impl State {
     }
 
     /// Validates, versions and stores an object. Returns the stored object and whether it was created.
+    // The arguments are the parts of one write request; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     fn commit(
         &mut self,
         rt: &Arc<ResourceType>,
@@ -972,7 +972,7 @@ impl Core {
         let Some(rt) = st.type_by_plural(&p.group, &p.version, &p.plural) else {
             return util::simple_status(404, "the server could not find the requested resource");
         };
-        if rt.namespaced == false && p.ns.is_some() {
+        if !rt.namespaced && p.ns.is_some() {
             return util::simple_status(404, "the server could not find the requested resource");
         }
         if rt.namespaced && p.ns.is_none() && p.name.is_some() {
@@ -987,7 +987,7 @@ impl Core {
             }
         }
         if r.content_type.contains("protobuf") {
-            return status(415, "UnsupportedMediaType", &format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json"), None);
+            return status(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json", None);
         }
         let ns = p.ns.clone().unwrap_or_default();
         let manager_default = r
@@ -1132,7 +1132,7 @@ impl Core {
             _ => status(
                 405,
                 "MethodNotAllowed",
-                &format!("the server does not allow this method on the requested resource"),
+                "the server does not allow this method on the requested resource",
                 None,
             ),
         };
@@ -1250,14 +1250,13 @@ fn create(
         body.get("kind").and_then(Value::as_str),
         body.get("apiVersion").and_then(Value::as_str),
     ) {
-        if k != rt.kind || (av != rt.api_version() && !(rt.group.is_empty() && av == "v1")) {
-            if st
+        if (k != rt.kind || (av != rt.api_version() && !(rt.group.is_empty() && av == "v1")))
+            && st
                 .type_of(av, k)
                 .map(|t| t.store_key() != rt.store_key())
                 .unwrap_or(true)
-            {
-                return status(400, "BadRequest", &format!("the API version in the data ({av}) does not match the expected API version ({})", rt.api_version()), None);
-            }
+        {
+            return status(400, "BadRequest", &format!("the API version in the data ({av}) does not match the expected API version ({})", rt.api_version()), None);
         }
     }
     if rt.namespaced {

@@ -15,7 +15,11 @@ fn main() -> anyhow::Result<()> {
             "--kubeconfig" => kubeconfig = Some(val("--kubeconfig")?),
             "--clusters" => {
                 let v = val("--clusters")?;
-                let names: Vec<&str> = v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+                let names: Vec<&str> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect();
                 builder = builder.clusters(&names);
             }
             "--crds" => builder = builder.crds_file(val("--crds")?),
@@ -36,13 +40,18 @@ fn main() -> anyhow::Result<()> {
     if no_crds {
         builder = builder.no_crds();
     }
-    let Some(kubeconfig) = kubeconfig else { bail!("--kubeconfig PATH is required") };
+    let Some(kubeconfig) = kubeconfig else {
+        bail!("--kubeconfig PATH is required")
+    };
     let emu = builder.start()?;
-    std::fs::write(&kubeconfig, emu.kubeconfig_yaml()).with_context(|| format!("writing {kubeconfig}"))?;
+    std::fs::write(&kubeconfig, emu.kubeconfig_yaml())
+        .with_context(|| format!("writing {kubeconfig}"))?;
     println!("ready {kubeconfig}");
     use std::io::Write;
     std::io::stdout().flush()?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);

@@ -9,7 +9,10 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 fn se_api(client: kube::Client, ns: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("networking.istio.io", "v1", "ServiceEntry"), "serviceentries");
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("networking.istio.io", "v1", "ServiceEntry"),
+        "serviceentries",
+    );
     Api::namespaced_with(client, ns, &ar)
 }
 
@@ -52,21 +55,81 @@ async fn create_get_list_selectors_and_pages() {
     let e = api_status(cms.create(&PostParams::default(), &dup).await.unwrap_err());
     assert_eq!((e.code, e.reason.as_str()), (409, "AlreadyExists"));
     // generateName.
-    let gen: ConfigMap = serde_json::from_value(json!({"metadata": {"generateName": "gen-"}})).unwrap();
+    let gen: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"generateName": "gen-"}})).unwrap();
     let g = cms.create(&PostParams::default(), &gen).await.unwrap();
     assert!(g.metadata.name.unwrap().starts_with("gen-"));
-    let names = |l: kube::core::ObjectList<ConfigMap>| l.items.into_iter().map(|c| c.metadata.name.unwrap()).collect::<Vec<_>>();
-    assert_eq!(names(cms.list(&ListParams::default().labels("tier=web")).await.unwrap()), ["cm0", "cm1"]);
-    assert_eq!(names(cms.list(&ListParams::default().labels("tier in (db,cache)")).await.unwrap()), ["cm2", "cm3"]);
-    assert_eq!(names(cms.list(&ListParams::default().labels("tier notin (web),tier")).await.unwrap()), ["cm2", "cm3"]);
-    assert_eq!(names(cms.list(&ListParams::default().labels("tier!=web,idx")).await.unwrap()), ["cm2", "cm3"]);
-    assert_eq!(names(cms.list(&ListParams::default().labels("!idx")).await.unwrap()).len(), 2); // gen-* and kube-root-ca.crt
-    assert_eq!(names(cms.list(&ListParams::default().fields("metadata.name=cm3")).await.unwrap()), ["cm3"]);
+    let names = |l: kube::core::ObjectList<ConfigMap>| {
+        l.items
+            .into_iter()
+            .map(|c| c.metadata.name.unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(
+            cms.list(&ListParams::default().labels("tier=web"))
+                .await
+                .unwrap()
+        ),
+        ["cm0", "cm1"]
+    );
+    assert_eq!(
+        names(
+            cms.list(&ListParams::default().labels("tier in (db,cache)"))
+                .await
+                .unwrap()
+        ),
+        ["cm2", "cm3"]
+    );
+    assert_eq!(
+        names(
+            cms.list(&ListParams::default().labels("tier notin (web),tier"))
+                .await
+                .unwrap()
+        ),
+        ["cm2", "cm3"]
+    );
+    assert_eq!(
+        names(
+            cms.list(&ListParams::default().labels("tier!=web,idx"))
+                .await
+                .unwrap()
+        ),
+        ["cm2", "cm3"]
+    );
+    assert_eq!(
+        names(
+            cms.list(&ListParams::default().labels("!idx"))
+                .await
+                .unwrap()
+        )
+        .len(),
+        2
+    ); // gen-* and kube-root-ca.crt
+    assert_eq!(
+        names(
+            cms.list(&ListParams::default().fields("metadata.name=cm3"))
+                .await
+                .unwrap()
+        ),
+        ["cm3"]
+    );
     // Pages.
-    let p1 = cms.list(&ListParams::default().labels("tier").limit(3)).await.unwrap();
+    let p1 = cms
+        .list(&ListParams::default().labels("tier").limit(3))
+        .await
+        .unwrap();
     assert_eq!(p1.items.len(), 3);
     let token = p1.metadata.continue_.clone().unwrap();
-    let p2 = cms.list(&ListParams::default().labels("tier").limit(3).continue_token(&token)).await.unwrap();
+    let p2 = cms
+        .list(
+            &ListParams::default()
+                .labels("tier")
+                .limit(3)
+                .continue_token(&token),
+        )
+        .await
+        .unwrap();
     assert_eq!(names(p2), ["cm3"]);
     // Cluster-wide list.
     let all: Api<ConfigMap> = Api::all(client.clone());
@@ -76,13 +139,26 @@ async fn create_get_list_selectors_and_pages() {
     assert_eq!((e.code, e.reason.as_str()), (404, "NotFound"));
     assert_eq!(e.message, "configmaps \"nope\" not found");
     let missing_ns: Api<ConfigMap> = Api::namespaced(client.clone(), "nowhere");
-    let e = api_status(missing_ns.create(&PostParams::default(), &dup).await.unwrap_err());
+    let e = api_status(
+        missing_ns
+            .create(&PostParams::default(), &dup)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 404);
-    assert!(e.message.contains("namespaces \"nowhere\" not found"), "{}", e.message);
+    assert!(
+        e.message.contains("namespaces \"nowhere\" not found"),
+        "{}",
+        e.message
+    );
     // Delete.
     cms.delete("cm0", &DeleteParams::default()).await.unwrap();
-    assert!(emu.get_json("cluster1", "/api/v1/namespaces/default/configmaps/cm0").is_none());
-    assert!(emu.get_json("cluster1", "/api/v1/namespaces/default/configmaps/cm1").is_some());
+    assert!(emu
+        .get_json("cluster1", "/api/v1/namespaces/default/configmaps/cm0")
+        .is_none());
+    assert!(emu
+        .get_json("cluster1", "/api/v1/namespaces/default/configmaps/cm1")
+        .is_some());
 }
 
 #[tokio::test]
@@ -90,7 +166,8 @@ async fn stale_update_conflicts_and_noop_keeps_resource_version() {
     let emu = Emu::builder().start().unwrap();
     let client = emu.client("cluster1").await.unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "a"}, "data": {"x": "1"}})).unwrap();
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "a"}, "data": {"x": "1"}})).unwrap();
     let v1 = cms.create(&PostParams::default(), &cm).await.unwrap();
     let mut v2 = v1.clone();
     v2.data.as_mut().unwrap().insert("x".into(), "2".into());
@@ -99,14 +176,29 @@ async fn stale_update_conflicts_and_noop_keeps_resource_version() {
     // Stale.
     let mut stale = v1.clone();
     stale.data.as_mut().unwrap().insert("x".into(), "3".into());
-    let e = api_status(cms.replace("a", &PostParams::default(), &stale).await.unwrap_err());
+    let e = api_status(
+        cms.replace("a", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
-    assert!(e.message.contains("the object has been modified"), "{}", e.message);
+    assert!(
+        e.message.contains("the object has been modified"),
+        "{}",
+        e.message
+    );
     // No-op.
     let v3 = cms.replace("a", &PostParams::default(), &v2).await.unwrap();
     assert_eq!(v2.metadata.resource_version, v3.metadata.resource_version);
     // Merge patch, JSON patch and strategic merge patch.
-    let p = cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"y": "9"}}))).await.unwrap();
+    let p = cms
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"y": "9"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(p.data.as_ref().unwrap().len(), 2);
     let req = http::Request::patch("/api/v1/namespaces/default/configmaps/a")
         .header("content-type", "application/json-patch+json")
@@ -114,7 +206,14 @@ async fn stale_update_conflicts_and_noop_keeps_resource_version() {
         .unwrap();
     let p: ConfigMap = client.request(req).await.unwrap();
     assert_eq!(p.data.as_ref().unwrap().keys().collect::<Vec<_>>(), ["y"]);
-    let p = cms.patch("a", &PatchParams::default(), &Patch::Strategic(json!({"data": {"z": "1"}, "metadata": {"labels": {"l": "v"}}}))).await.unwrap();
+    let p = cms
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"data": {"z": "1"}, "metadata": {"labels": {"l": "v"}}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(p.data.as_ref().unwrap().len(), 2);
     assert_eq!(p.metadata.labels.unwrap()["l"], "v");
 }
@@ -124,29 +223,71 @@ async fn service_defaults_and_strategic_ports() {
     let emu = Emu::builder().start().unwrap();
     let client = emu.client("cluster1").await.unwrap();
     let svcs: Api<Service> = Api::namespaced(client, "default");
-    let s: Service = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {"ports": [{"name": "http", "port": 80}]}})).unwrap();
+    let s: Service = serde_json::from_value(
+        json!({"metadata": {"name": "web"}, "spec": {"ports": [{"name": "http", "port": 80}]}}),
+    )
+    .unwrap();
     let s = svcs.create(&PostParams::default(), &s).await.unwrap();
     let spec = s.spec.unwrap();
     assert!(spec.cluster_ip.unwrap().starts_with("10.96."));
-    assert_eq!(spec.ports.as_ref().unwrap()[0].protocol.as_deref(), Some("TCP"));
+    assert_eq!(
+        spec.ports.as_ref().unwrap()[0].protocol.as_deref(),
+        Some("TCP")
+    );
     let p = svcs
-        .patch("web", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"ports": [{"name": "grpc", "port": 9090}]}})))
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"ports": [{"name": "grpc", "port": 9090}]}})),
+        )
         .await
         .unwrap();
-    let ports: Vec<i32> = p.spec.unwrap().ports.unwrap().iter().map(|p| p.port).collect();
+    let ports: Vec<i32> = p
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| p.port)
+        .collect();
     assert_eq!(ports, [80, 9090]);
     let p = svcs
-        .patch("web", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"ports": [{"port": 80, "$patch": "delete"}]}})))
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"ports": [{"port": 80, "$patch": "delete"}]}})),
+        )
         .await
         .unwrap();
-    let ports: Vec<i32> = p.spec.unwrap().ports.unwrap().iter().map(|p| p.port).collect();
+    let ports: Vec<i32> = p
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| p.port)
+        .collect();
     assert_eq!(ports, [9090]);
     // Status subresource only changes status; main resource keeps status.
     let st = json!({"status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}});
-    svcs.patch_status("web", &PatchParams::default(), &Patch::Merge(&st)).await.unwrap();
+    svcs.patch_status("web", &PatchParams::default(), &Patch::Merge(&st))
+        .await
+        .unwrap();
     let got = svcs.get("web").await.unwrap();
-    assert_eq!(got.status.unwrap().load_balancer.unwrap().ingress.unwrap()[0].ip.as_deref(), Some("1.2.3.4"));
-    let p = svcs.patch("web", &PatchParams::default(), &Patch::Merge(json!({"status": {"loadBalancer": {}}}))).await.unwrap();
+    assert_eq!(
+        got.status.unwrap().load_balancer.unwrap().ingress.unwrap()[0]
+            .ip
+            .as_deref(),
+        Some("1.2.3.4")
+    );
+    let p = svcs
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"loadBalancer": {}}})),
+        )
+        .await
+        .unwrap();
     assert!(p.status.unwrap().load_balancer.unwrap().ingress.is_some());
 }
 
@@ -158,42 +299,94 @@ async fn server_side_apply_conflicts_force_and_removal() {
     let spec = json!({"hosts": ["a.example.com"], "location": "MESH_EXTERNAL", "resolution": "DNS",
         "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}]});
     let obj = se("s1", spec.clone());
-    let created = api.patch("s1", &PatchParams::apply("alice"), &Patch::Apply(&obj)).await.unwrap();
+    let created = api
+        .patch("s1", &PatchParams::apply("alice"), &Patch::Apply(&obj))
+        .await
+        .unwrap();
     let rv = created.metadata.resource_version.clone();
     let mf = created.metadata.managed_fields.clone().unwrap();
     assert_eq!(mf.len(), 1);
     assert_eq!(mf[0].manager.as_deref(), Some("alice"));
     assert_eq!(mf[0].operation.as_deref(), Some("Apply"));
     let fields = serde_json::to_value(&mf[0].fields_v1).unwrap();
-    assert!(fields.pointer("/f:spec/f:ports/k:{\"name\":\"http\"}/f:number").is_some(), "{fields}");
+    assert!(
+        fields
+            .pointer("/f:spec/f:ports/k:{\"name\":\"http\"}/f:number")
+            .is_some(),
+        "{fields}"
+    );
     // Same apply again: no change, same resourceVersion.
-    let again = api.patch("s1", &PatchParams::apply("alice"), &Patch::Apply(&obj)).await.unwrap();
+    let again = api
+        .patch("s1", &PatchParams::apply("alice"), &Patch::Apply(&obj))
+        .await
+        .unwrap();
     assert_eq!(again.metadata.resource_version, rv);
     // Bob applies a different resolution: conflict.
     let bob = se("s1", json!({"resolution": "STATIC"}));
-    let e = api_status(api.patch("s1", &PatchParams::apply("bob"), &Patch::Apply(&bob)).await.unwrap_err());
+    let e = api_status(
+        api.patch("s1", &PatchParams::apply("bob"), &Patch::Apply(&bob))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 409);
-    assert!(e.message.contains("conflict with \"alice\""), "{}", e.message);
+    assert!(
+        e.message.contains("conflict with \"alice\""),
+        "{}",
+        e.message
+    );
     let causes = e.details.unwrap().causes;
     assert_eq!(causes[0].field, ".spec.resolution");
     assert_eq!(causes[0].reason, "FieldManagerConflict");
     // Bob applies the same value: shared ownership, no conflict.
-    api.patch("s1", &PatchParams::apply("bob"), &Patch::Apply(&se("s1", json!({"location": "MESH_EXTERNAL"})))).await.unwrap();
+    api.patch(
+        "s1",
+        &PatchParams::apply("bob"),
+        &Patch::Apply(&se("s1", json!({"location": "MESH_EXTERNAL"}))),
+    )
+    .await
+    .unwrap();
     // Force takes ownership.
-    let forced = api.patch("s1", &PatchParams::apply("bob").force(), &Patch::Apply(&bob)).await.unwrap();
+    let forced = api
+        .patch(
+            "s1",
+            &PatchParams::apply("bob").force(),
+            &Patch::Apply(&bob),
+        )
+        .await
+        .unwrap();
     assert_eq!(forced.data["spec"]["resolution"], "STATIC");
     assert_eq!(forced.metadata.generation, Some(2));
     // Alice drops `ports` (sole owner): removed. Drops resolution (now Bob's): kept.
-    let alice2 = se("s1", json!({"hosts": ["a.example.com"], "location": "MESH_EXTERNAL"}));
-    let after = api.patch("s1", &PatchParams::apply("alice"), &Patch::Apply(&alice2)).await.unwrap();
+    let alice2 = se(
+        "s1",
+        json!({"hosts": ["a.example.com"], "location": "MESH_EXTERNAL"}),
+    );
+    let after = api
+        .patch("s1", &PatchParams::apply("alice"), &Patch::Apply(&alice2))
+        .await
+        .unwrap();
     assert!(after.data["spec"].get("ports").is_none(), "{}", after.data);
     assert_eq!(after.data["spec"]["resolution"], "STATIC");
     // dryRun stores nothing.
-    let dry = PatchParams { dry_run: true, ..PatchParams::apply("carol") };
-    api.patch("s2", &dry, &Patch::Apply(&se("s2", spec))).await.unwrap();
-    assert!(emu.get_json("cluster1", "/apis/networking.istio.io/v1/namespaces/default/serviceentries/s2").is_none());
+    let dry = PatchParams {
+        dry_run: true,
+        ..PatchParams::apply("carol")
+    };
+    api.patch("s2", &dry, &Patch::Apply(&se("s2", spec)))
+        .await
+        .unwrap();
+    assert!(emu
+        .get_json(
+            "cluster1",
+            "/apis/networking.istio.io/v1/namespaces/default/serviceentries/s2"
+        )
+        .is_none());
     // fieldManager is required for apply.
-    let e = api_status(api.patch("s1", &PatchParams::default(), &Patch::Apply(&alice2)).await.unwrap_err());
+    let e = api_status(
+        api.patch("s1", &PatchParams::default(), &Patch::Apply(&alice2))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 422);
 }
 
@@ -203,29 +396,96 @@ async fn crd_validation_rejects_with_422_and_strict_unknown_fields() {
     let client = emu.client("cluster1").await.unwrap();
     let api = se_api(client, "default");
     let missing_hosts = se("bad", json!({"resolution": "DNS"}));
-    let e = api_status(api.create(&PostParams::default(), &serde_json::from_value(missing_hosts.clone()).unwrap()).await.unwrap_err());
+    let e = api_status(
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(missing_hosts.clone()).unwrap(),
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
-    assert!(e.message.contains("spec.hosts: Required value"), "{}", e.message);
-    let e = api_status(api.patch("bad", &PatchParams::apply("t"), &Patch::Apply(&missing_hosts)).await.unwrap_err());
+    assert!(
+        e.message.contains("spec.hosts: Required value"),
+        "{}",
+        e.message
+    );
+    let e = api_status(
+        api.patch(
+            "bad",
+            &PatchParams::apply("t"),
+            &Patch::Apply(&missing_hosts),
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!(e.code, 422);
-    let none_with_endpoints = se("bad", json!({"hosts": ["x.example.com"], "resolution": "NONE", "endpoints": [{"address": "1.1.1.1"}]}));
-    let e = api_status(api.patch("bad", &PatchParams::apply("t"), &Patch::Apply(&none_with_endpoints)).await.unwrap_err());
+    let none_with_endpoints = se(
+        "bad",
+        json!({"hosts": ["x.example.com"], "resolution": "NONE", "endpoints": [{"address": "1.1.1.1"}]}),
+    );
+    let e = api_status(
+        api.patch(
+            "bad",
+            &PatchParams::apply("t"),
+            &Patch::Apply(&none_with_endpoints),
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!(e.code, 422);
-    assert!(e.message.contains("NONE mode cannot set endpoints"), "{}", e.message);
+    assert!(
+        e.message.contains("NONE mode cannot set endpoints"),
+        "{}",
+        e.message
+    );
     // Several faults are all named.
-    let multi = se("bad", json!({"hosts": "notalist", "resolution": "SOMETIMES", "ports": [{"number": 99999999999u64, "name": "x"}]}));
-    let e = api_status(api.patch("bad", &PatchParams::apply("t"), &Patch::Apply(&multi)).await.unwrap_err());
-    let fields: Vec<String> = e.details.unwrap().causes.iter().map(|c| c.field.clone()).collect();
+    let multi = se(
+        "bad",
+        json!({"hosts": "notalist", "resolution": "SOMETIMES", "ports": [{"number": 99999999999u64, "name": "x"}]}),
+    );
+    let e = api_status(
+        api.patch("bad", &PatchParams::apply("t"), &Patch::Apply(&multi))
+            .await
+            .unwrap_err(),
+    );
+    let fields: Vec<String> = e
+        .details
+        .unwrap()
+        .causes
+        .iter()
+        .map(|c| c.field.clone())
+        .collect();
     assert!(fields.contains(&"spec.hosts".to_string()), "{fields:?}");
-    assert!(fields.contains(&"spec.resolution".to_string()), "{fields:?}");
-    assert!(fields.iter().any(|f| f.starts_with("spec.ports[0]")), "{fields:?}");
+    assert!(
+        fields.contains(&"spec.resolution".to_string()),
+        "{fields:?}"
+    );
+    assert!(
+        fields.iter().any(|f| f.starts_with("spec.ports[0]")),
+        "{fields:?}"
+    );
     // Unknown fields: 400 under Strict, pruned with a warning otherwise.
     let unknown = se("u", json!({"hosts": ["u.example.com"], "bogus": 1}));
-    let strict = PatchParams { field_validation: Some(kube::api::ValidationDirective::Strict), ..PatchParams::apply("t") };
-    let e = api_status(api.patch("u", &strict, &Patch::Apply(&unknown)).await.unwrap_err());
+    let strict = PatchParams {
+        field_validation: Some(kube::api::ValidationDirective::Strict),
+        ..PatchParams::apply("t")
+    };
+    let e = api_status(
+        api.patch("u", &strict, &Patch::Apply(&unknown))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 400);
-    assert!(e.message.contains("unknown field \"spec.bogus\""), "{}", e.message);
-    let ok = api.patch("u", &PatchParams::apply("t"), &Patch::Apply(&unknown)).await.unwrap();
+    assert!(
+        e.message.contains("unknown field \"spec.bogus\""),
+        "{}",
+        e.message
+    );
+    let ok = api
+        .patch("u", &PatchParams::apply("t"), &Patch::Apply(&unknown))
+        .await
+        .unwrap();
     assert!(ok.data["spec"].get("bogus").is_none());
 }
 
@@ -252,8 +512,12 @@ async fn tokens_namespaces_and_service_accounts() {
     let token = resp["status"]["token"].as_str().unwrap();
     assert_eq!(token.split('.').count(), 3);
     use base64::Engine;
-    let claims: serde_json::Value =
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(claims["aud"], json!(["istio-ca"]));
     assert_eq!(claims["kubernetes.io"]["namespace"], "vm");
     assert_eq!(claims["kubernetes.io"]["serviceaccount"]["name"], "default");
@@ -272,10 +536,19 @@ async fn discovery_both_modes_and_runtime_crds() {
     let client = emu.client("cluster1").await.unwrap();
     for d in [
         kube::Discovery::new(client.clone()).run().await.unwrap(),
-        kube::Discovery::new(client.clone()).run_aggregated().await.unwrap(),
+        kube::Discovery::new(client.clone())
+            .run_aggregated()
+            .await
+            .unwrap(),
     ] {
         assert!(d.has_group("networking.istio.io"));
-        let (ar, caps) = d.resolve_gvk(&GroupVersionKind::gvk("networking.istio.io", "v1", "ServiceEntry")).unwrap();
+        let (ar, caps) = d
+            .resolve_gvk(&GroupVersionKind::gvk(
+                "networking.istio.io",
+                "v1",
+                "ServiceEntry",
+            ))
+            .unwrap();
         assert_eq!(ar.plural, "serviceentries");
         assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
     }
@@ -291,17 +564,36 @@ async fn discovery_both_modes_and_runtime_crds() {
     });
     let crds: Api<DynamicObject> = Api::all_with(
         client.clone(),
-        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"), "customresourcedefinitions"),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
     );
-    crds.create(&PostParams::default(), &serde_json::from_value(crd).unwrap()).await.unwrap();
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1", "Widget"), "widgets");
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(crd).unwrap(),
+    )
+    .await
+    .unwrap();
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Widget"),
+        "widgets",
+    );
     let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
     let w = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 0}});
-    let e = api_status(widgets.create(&PostParams::default(), &serde_json::from_value(w).unwrap()).await.unwrap_err());
+    let e = api_status(
+        widgets
+            .create(&PostParams::default(), &serde_json::from_value(w).unwrap())
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.code, 422);
     assert!(e.message.contains("spec.size"), "{}", e.message);
     let w = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 2}});
-    widgets.create(&PostParams::default(), &serde_json::from_value(w).unwrap()).await.unwrap();
+    widgets
+        .create(&PostParams::default(), &serde_json::from_value(w).unwrap())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -310,24 +602,59 @@ async fn faults_log_auth_and_deterministic_mode() {
     let client = emu.client("cluster1").await.unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     emu.clear_requests();
-    emu.inject("cluster1", Fault::new("GET", "/configmaps/x", FaultAction::Status(500)).nth(2));
+    emu.inject(
+        "cluster1",
+        Fault::new("GET", "/configmaps/x", FaultAction::Status(500)).nth(2),
+    );
     assert_eq!(err_code(&cms.get("x").await.unwrap_err()), 404);
     assert_eq!(err_code(&cms.get("x").await.unwrap_err()), 500);
     assert_eq!(err_code(&cms.get("x").await.unwrap_err()), 404);
-    emu.inject("cluster1", Fault::new("GET", "/configmaps/y", FaultAction::Reset));
-    assert!(!matches!(cms.get("y").await.unwrap_err(), kube::Error::Api(_)));
-    emu.inject("cluster1", Fault::new("GET", "/configmaps/z", FaultAction::Delay(Duration::from_millis(300))));
+    emu.inject(
+        "cluster1",
+        Fault::new("GET", "/configmaps/y", FaultAction::Reset),
+    );
+    assert!(!matches!(
+        cms.get("y").await.unwrap_err(),
+        kube::Error::Api(_)
+    ));
+    emu.inject(
+        "cluster1",
+        Fault::new(
+            "GET",
+            "/configmaps/z",
+            FaultAction::Delay(Duration::from_millis(300)),
+        ),
+    );
     let t = Instant::now();
     assert_eq!(err_code(&cms.get("z").await.unwrap_err()), 404);
     assert!(t.elapsed() >= Duration::from_millis(300));
-    emu.inject("cluster1", Fault::new("POST", "/configmaps", FaultAction::Status(403)));
+    emu.inject(
+        "cluster1",
+        Fault::new("POST", "/configmaps", FaultAction::Status(403)),
+    );
     let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "c"}})).unwrap();
-    assert_eq!(err_code(&cms.create(&PostParams::default(), &cm).await.unwrap_err()), 403);
-    assert!(emu.get_json("cluster1", "/api/v1/namespaces/default/configmaps/c").is_none());
+    assert_eq!(
+        err_code(&cms.create(&PostParams::default(), &cm).await.unwrap_err()),
+        403
+    );
+    assert!(emu
+        .get_json("cluster1", "/api/v1/namespaces/default/configmaps/c")
+        .is_none());
     let c = cms.create(&PostParams::default(), &cm).await.unwrap();
-    assert_eq!(c.metadata.creation_timestamp.unwrap().0.to_string(), "2026-01-01T00:00:00Z");
-    assert!(c.metadata.uid.unwrap().starts_with("00000000-0000-4000-8000-"));
-    let log: Vec<_> = emu.requests("cluster1").into_iter().filter(|r| !r.is_discovery()).collect();
+    assert_eq!(
+        c.metadata.creation_timestamp.unwrap().0.to_string(),
+        "2026-01-01T00:00:00Z"
+    );
+    assert!(c
+        .metadata
+        .uid
+        .unwrap()
+        .starts_with("00000000-0000-4000-8000-"));
+    let log: Vec<_> = emu
+        .requests("cluster1")
+        .into_iter()
+        .filter(|r| !r.is_discovery())
+        .collect();
     let statuses: Vec<u16> = log.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [404, 500, 404, 0, 404, 403, 201]);
     assert_eq!(log[6].method, "POST");
@@ -355,23 +682,42 @@ metadata:
 spec: {address: 10.0.0.5}
 status: {conditions: [{type: Healthy, status: "True"}]}
 "#;
-    let emu = Emu::builder().clusters(&["cluster1", "cluster2"]).seed_yaml(seed).start().unwrap();
+    let emu = Emu::builder()
+        .clusters(&["cluster1", "cluster2"])
+        .seed_yaml(seed)
+        .start()
+        .unwrap();
     for c in ["cluster1", "cluster2"] {
-        let svc = emu.get_json(c, "/api/v1/namespaces/istio-system/services/gw").unwrap();
-        assert_eq!(svc["status"]["loadBalancer"]["ingress"][0]["ip"], "203.0.113.7");
+        let svc = emu
+            .get_json(c, "/api/v1/namespaces/istio-system/services/gw")
+            .unwrap();
+        assert_eq!(
+            svc["status"]["loadBalancer"]["ingress"][0]["ip"],
+            "203.0.113.7"
+        );
     }
     let we = "/apis/networking.istio.io/v1/namespaces/vms/workloadentries/vm1";
     assert!(emu.get_json("cluster1", we).is_none());
     let got = emu.get_json("cluster2", we).unwrap();
     assert_eq!(got["status"]["conditions"][0]["type"], "Healthy");
     assert!(got["metadata"].get("annotations").is_none());
-    assert_eq!(emu.list_json("cluster2", "/apis/networking.istio.io/v1/workloadentries").len(), 1);
+    assert_eq!(
+        emu.list_json("cluster2", "/apis/networking.istio.io/v1/workloadentries")
+            .len(),
+        1
+    );
     // Through kube-rs, on the second context.
     let client = emu.client("cluster2").await.unwrap();
     let sas: Api<ServiceAccount> = Api::namespaced(client, "vms");
     sas.get("default").await.unwrap();
-    emu.apply_yaml("cluster1", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late}\ndata: {a: b}\n").unwrap();
-    assert!(emu.get_json("cluster1", "/api/v1/namespaces/default/configmaps/late").is_some());
+    emu.apply_yaml(
+        "cluster1",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late}\ndata: {a: b}\n",
+    )
+    .unwrap();
+    assert!(emu
+        .get_json("cluster1", "/api/v1/namespaces/default/configmaps/late")
+        .is_some());
     assert!(emu.delete_path("cluster1", "/api/v1/namespaces/default/configmaps/late"));
     assert!(!emu.delete_path("cluster1", "/api/v1/namespaces/default/configmaps/late"));
 }
@@ -380,8 +726,14 @@ status: {conditions: [{type: Healthy, status: "True"}]}
 async fn no_crds_means_no_istio() {
     let emu = Emu::builder().no_crds().start().unwrap();
     let client = emu.client("cluster1").await.unwrap();
-    let d = kube::Discovery::new(client.clone()).run_aggregated().await.unwrap();
+    let d = kube::Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .unwrap();
     assert!(!d.has_group("networking.istio.io"));
-    let e = se_api(client, "default").list(&ListParams::default()).await.unwrap_err();
+    let e = se_api(client, "default")
+        .list(&ListParams::default())
+        .await
+        .unwrap_err();
     assert_eq!(err_code(&e), 404);
 }
