@@ -263,7 +263,7 @@ fn group_server_dry_run_validates_and_stores_nothing() {
     let emu = istio();
     let run = vm(
         &emu,
-        &[&ANALYTICS_ARGS[..], &["--dry-run=server", "-o", "name"]].concat(),
+        &[ANALYTICS_ARGS, &["--dry-run=server", "-o", "name"]].concat(),
     )
     .ok();
     assert_eq!(run.stdout, "workloadgroup.networking.istio.io/analytics\n");

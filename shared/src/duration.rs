@@ -86,6 +86,24 @@ pub fn age(elapsed: Duration) -> String {
     }
 }
 
+/// Age of an object from its `metadata.creationTimestamp`, as `kubectl get` shows it; `<unknown>`
+/// when the timestamp is missing or malformed.
+pub fn age_of(obj: &serde_json::Value) -> String {
+    let Some(ts) = obj["metadata"]["creationTimestamp"].as_str() else {
+        return "<unknown>".to_string();
+    };
+    match ts.parse::<jiff::Timestamp>() {
+        Ok(t) => {
+            let secs = jiff::Timestamp::now()
+                .as_second()
+                .saturating_sub(t.as_second())
+                .max(0);
+            age(Duration::from_secs(secs as u64))
+        }
+        Err(_) => "<unknown>".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,23 +151,5 @@ mod tests {
         assert_eq!(age(Duration::from_secs(600)), "10m");
         assert_eq!(age(Duration::from_secs(3 * 3600)), "3h");
         assert_eq!(age(Duration::from_secs(3 * 86_400)), "3d");
-    }
-}
-
-/// Age of an object from its `metadata.creationTimestamp`, as `kubectl get` shows it; `<unknown>`
-/// when the timestamp is missing or malformed.
-pub fn age_of(obj: &serde_json::Value) -> String {
-    let Some(ts) = obj["metadata"]["creationTimestamp"].as_str() else {
-        return "<unknown>".to_string();
-    };
-    match ts.parse::<jiff::Timestamp>() {
-        Ok(t) => {
-            let secs = jiff::Timestamp::now()
-                .as_second()
-                .saturating_sub(t.as_second())
-                .max(0);
-            age(Duration::from_secs(secs as u64))
-        }
-        Err(_) => "<unknown>".to_string(),
     }
 }
