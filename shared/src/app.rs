@@ -66,22 +66,24 @@ where
         .and_then(|m| A::from_arg_matches(&m))
     {
         Ok(a) => Ok(a),
-        Err(e)
-            if matches!(
-                e.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) =>
-        {
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
-            Err(ExitCode::from(
-                if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                    EXIT_USAGE
-                } else {
-                    0
-                },
-            ))
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // A bare `kubectl mesh-vm` is a usage error like any other: one line, naming the choices.
+            let cmd = A::command();
+            let subs: Vec<&str> = cmd
+                .get_subcommands()
+                .filter(|s| !s.is_hide_set())
+                .map(|s| s.get_name())
+                .collect();
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: a subcommand is required: {} (see --help)",
+                subs.join(", ")
+            );
+            Err(ExitCode::from(EXIT_USAGE))
         }
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {}", clap_one_line(&e));
