@@ -76,3 +76,131 @@ proptest! {
         }
     }
 }
+
+mod plugins {
+    //! The parsers that live with their plugins: weights, CIDR pools, WorkloadGroup files, and
+    //! the cluster.env writer's quoting.
+    use std::process::Command;
+    use std::str::FromStr;
+
+    use mesh_shared::link::Pool;
+    use mesh_shared::split::Weights;
+    use mesh_shared::vm::{bootstrap::shell_quote, group};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn weights_never_panic_and_round_trip(s in prop_oneof![
+            any::<String>(),
+            "[0-9/:=,a-z -]{0,30}",
+            "([0-9]{1,3}/){1,4}[0-9]{1,3}",
+            "([a-z0-9]{1,4}=[0-9]{1,3},){0,3}[a-z0-9]{1,4}=[0-9]{1,3}",
+        ]) {
+            if let Ok(w) = Weights::from_str(&s) {
+                let printed = w.to_string();
+                prop_assert_eq!(Weights::from_str(&printed), Ok(w));
+            }
+        }
+
+        #[test]
+        fn ordered_weights_must_add_up_to_100(ws in proptest::collection::vec(0u32..=100, 1..6)) {
+            let text = ws.iter().map(ToString::to_string).collect::<Vec<_>>().join("/");
+            let sum: u32 = ws.iter().sum();
+            let ok = Weights::from_str(&text).is_ok();
+            if sum != 100 {
+                prop_assert!(!ok, "{} accepted", text);
+            } else if ws.len() >= 2 {
+                prop_assert!(ok, "{} refused", text);
+            }
+        }
+
+        #[test]
+        fn pools_never_panic_and_round_trip(s in prop_oneof![
+            any::<String>(),
+            "[0-9./]{0,20}",
+            "2[0-9]{2}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}/[0-9]{1,2}",
+        ]) {
+            if let Ok(p) = Pool::from_str(&s) {
+                prop_assert!(p.capacity() >= 1);
+                let printed = p.to_string();
+                prop_assert_eq!(Pool::from_str(&printed).map(|q| q.to_string()), Ok(printed));
+            }
+        }
+
+        #[test]
+        fn workload_group_files_never_panic(text in prop_oneof![
+            any::<String>(),
+            "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: \\{name: [a-z]{1,8}\\}\nspec:\n  template:\n    ports: \\{[a-z]{1,5}: [0-9]{1,6}\\}\n",
+            "kind: WorkloadGroup\nspec: [\\[\\]{}:a-z0-9 ,\n]{0,60}",
+        ]) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("wg.yaml");
+            std::fs::write(&path, &text).expect("write");
+            let _ = group::from_file(&path, "default");
+        }
+    }
+
+    fn sh_round_trip(values: &[String]) -> Vec<String> {
+        // Source a cluster.env-like file in a POSIX shell and print each value back, NUL-separated.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = dir.path().join("cluster.env");
+        let mut text = String::new();
+        for (i, v) in values.iter().enumerate() {
+            text.push_str(&format!("V{i}={}\n", shell_quote(v)));
+        }
+        std::fs::write(&env, text).expect("write");
+        let mut script = format!(". '{}'", env.display());
+        for i in 0..values.len() {
+            script.push_str(&format!("; printf '%s\\0' \"$V{i}\""));
+        }
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("sh");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut parts: Vec<String> = text.split('\0').map(String::from).collect();
+        parts.pop();
+        parts
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever a value holds (quotes, `$`, backticks, backslashes, newlines), a POSIX shell
+        /// reading cluster.env gets it back unchanged.
+        #[test]
+        fn cluster_env_values_survive_a_posix_shell(values in proptest::collection::vec("[^\u{0}]{0,20}", 1..8)) {
+            prop_assert_eq!(sh_round_trip(&values), values);
+        }
+    }
+
+    #[test]
+    fn cluster_env_tricky_values() {
+        let values: Vec<String> = [
+            "",
+            "it's",
+            "$HOME",
+            "`id`",
+            "a\\b",
+            "\\",
+            "w",
+            "x\ny",
+            "'",
+            "\"",
+            "*",
+            "a b",
+            "--",
+            "=",
+            "\\w@%+=:,./-",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(sh_round_trip(&values), values);
+    }
+}

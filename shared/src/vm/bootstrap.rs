@@ -81,17 +81,13 @@ pub fn hosts(addr: Option<IpAddr>, istio_namespace: &str, revision: Option<&str>
 }
 
 /// istioctl's `shellescape.Quote`: empty → `''`; anything outside its (mis-escaped) safe set
-/// `\ w @ % + = : , . / -` → single-quoted, so in practice every value is quoted.
+/// `w @ % + = : , . / -` → single-quoted, so in practice every value is quoted. istioctl also
+/// leaves `\` unquoted, which a shell then eats (`\` alone reads back as nothing); we quote it.
 pub fn shell_quote(s: &str) -> String {
     if s.is_empty() {
         return "''".into();
     }
-    let safe = |c: char| {
-        matches!(
-            c,
-            '\\' | 'w' | '@' | '%' | '+' | '=' | ':' | ',' | '.' | '/' | '-'
-        )
-    };
+    let safe = |c: char| matches!(c, 'w' | '@' | '%' | '+' | '=' | ':' | ',' | '.' | '/' | '-');
     if s.chars().all(safe) {
         return s.to_string();
     }
