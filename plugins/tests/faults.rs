@@ -347,3 +347,62 @@ fn vm_files_writes_all_five_files_or_none_under_every_fault() {
         }
     }
 }
+
+const SPLIT_SEED: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: productcatalog-migration, namespace: default, annotations: {kube-emu/cluster: cluster1}}
+spec:
+  hosts: [productcatalogservice]
+  http:
+  - route:
+    - destination: {host: productcatalogservice}
+      weight: 100
+    - destination: {host: productcatalogservice-gke.default.global}
+      weight: 0
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: productcatalog-migration, namespace: default, annotations: {kube-emu/cluster: cluster2}}
+spec:
+  hosts: [productcatalogservice]
+  http:
+  - route:
+    - destination: {host: productcatalogservice}
+      weight: 100
+    - destination: {host: productcatalogservice-gke}
+      weight: 0
+"#;
+
+const SPLIT_WATCH: &[(&str, &str)] = &[
+    (
+        "cluster1",
+        "/apis/networking.istio.io/v1/namespaces/default/virtualservices/productcatalog-migration",
+    ),
+    (
+        "cluster2",
+        "/apis/networking.istio.io/v1/namespaces/default/virtualservices/productcatalog-migration",
+    ),
+];
+
+/// Two clusters: a failure anywhere leaves both at 100/0 (exit 1 before any write, exit 4 after
+/// a rollback) or both at 80/20.
+#[test]
+fn split_across_two_clusters_survives_every_fault() {
+    sweep(&Case {
+        plugin: "split",
+        clusters: &["cluster1", "cluster2"],
+        seed: SPLIT_SEED,
+        args: &[
+            "80/20",
+            "--context",
+            "cluster1",
+            "--context",
+            "cluster2",
+            "-n",
+            "default",
+        ],
+        watch: SPLIT_WATCH,
+        failure_codes: &[1, 3, 4],
+    });
+}

@@ -16,7 +16,7 @@ use super::route::{self, Route, RouteError, RouteKind, RouteRef, RouteSelector};
 use super::steps::Interrupt;
 use super::target::{self, Target};
 use super::weights::{self, slash};
-use crate::api::{self, Applied, Cluster, Outcome, WriteMode};
+use crate::api::{self, Applied, Cluster, InDoubt, Outcome, WriteMode};
 use crate::cli::{DryRun, KubeArgs};
 use crate::duration::HumanDuration;
 use crate::error::{one_line, usage, MeshError};
@@ -433,7 +433,23 @@ async fn commit(
             .await
         {
             Ok(a) => done.push(a),
-            Err(err) => return Err(fail(sites, &done, i, want, err, mode, io).await),
+            Err(err) => {
+                // No answer is not "not written": the write may have landed, so undo it too.
+                let in_doubt = err.downcast_ref::<InDoubt>().is_some().then(|| Applied {
+                    object: desired.clone(),
+                    outcome: if site.live.is_some() {
+                        Outcome::Configured
+                    } else {
+                        Outcome::Created
+                    },
+                });
+                let failure = Failure {
+                    at: i,
+                    in_doubt,
+                    err,
+                };
+                return Err(fail(sites, &done, failure, want, mode, io).await);
+            }
         }
     }
     if mode.dry_run == DryRun::None {
@@ -475,15 +491,26 @@ async fn restore(site: &Site, applied: &Applied) -> Result<String> {
     Ok(format!("restored to {}", slash(&site.route.weights)))
 }
 
+/// The write that failed: which site, the error, and what may have landed when no answer came.
+struct Failure {
+    at: usize,
+    in_doubt: Option<Applied>,
+    err: anyhow::Error,
+}
+
 async fn fail(
     sites: &[Site],
     done: &[Applied],
-    failed: usize,
+    failure: Failure,
     want: &[Vec<u32>],
-    err: anyhow::Error,
     mode: WriteMode,
     io: &mut Io,
 ) -> anyhow::Error {
+    let Failure {
+        at: failed,
+        in_doubt,
+        err,
+    } = failure;
     if mode.dry_run != DryRun::None {
         return err; // nothing was stored anywhere
     }
@@ -513,7 +540,20 @@ async fn fail(
                 }
             }
         } else if j == failed {
-            format!("FAILED: {}", one_line(&err))
+            match &in_doubt {
+                Some(applied) => match restore(site, applied).await {
+                    Ok(s) => format!("FAILED: {}; it may have landed, so {s}", one_line(&err)),
+                    Err(e) => {
+                        restored_all = false;
+                        format!(
+                            "FAILED: {}; it may have landed and could NOT be put back: {}",
+                            one_line(&err),
+                            one_line(&e)
+                        )
+                    }
+                },
+                None => format!("FAILED: {}", one_line(&err)),
+            }
         } else {
             format!("unchanged ({now}), not attempted")
         };
