@@ -1,0 +1,128 @@
+//! Security checks as tests: refused credentials are reported with the verb and the resource,
+//! and no credential (the kubeconfig's bearer token, a minted VM token) is ever printed.
+
+mod common;
+
+use common::{plugin, Emu, Fault, FaultAction, ISTIO};
+
+/// Enough for every command to reach its first write: an Istio install, a WorkloadGroup, a
+/// gateway and a Service to link, and a VirtualService to split in both clusters.
+const EXTRA: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: WorkloadGroup
+metadata: {name: analytics, namespace: vm}
+spec: {template: {serviceAccount: default}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: istio-ingressgateway, namespace: istio-system, annotations: {kube-emu/cluster: cluster1}}
+spec: {type: LoadBalancer, ports: [{name: tls, port: 15443}]}
+status: {loadBalancer: {ingress: [{ip: 35.0.0.1}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: productcatalogservice, namespace: default, annotations: {kube-emu/cluster: cluster1}}
+spec: {ports: [{name: grpc, port: 3550}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: productcatalog-migration, namespace: default}
+spec:
+  hosts: [productcatalogservice]
+  http:
+  - route:
+    - destination: {host: productcatalogservice}
+      weight: 100
+    - destination: {host: productcatalogservice-gke}
+      weight: 0
+"#;
+
+fn two_clusters() -> Emu {
+    let seed = format!("{ISTIO}---{EXTRA}");
+    Emu::builder()
+        .clusters(&["cluster1", "cluster2"])
+        .seed_yaml(&seed)
+        .start()
+        .expect("emu")
+}
+
+fn commands(out_dir: &str) -> Vec<(&'static str, Vec<String>)> {
+    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    vec![
+        ("register", v(&["productcatalog", "10.0.0.1", "grpc:3550"])),
+        ("register", v(&["--list"])),
+        (
+            "vm",
+            v(&["group", "analytics", "-n", "vm", "--ports", "http=8080"]),
+        ),
+        (
+            "vm",
+            v(&["files", "analytics", "-n", "vm", "--out-dir", out_dir]),
+        ),
+        (
+            "link",
+            v(&["--from", "cluster1", "--to", "cluster2", "--all"]),
+        ),
+        (
+            "split",
+            v(&["80/20", "--context", "cluster1", "--context", "cluster2"]),
+        ),
+    ]
+}
+
+#[test]
+fn a_refused_token_names_the_verb_and_resource_and_is_never_printed() {
+    let emu = two_clusters();
+    let token = emu.token("cluster1");
+    // The server now expects another token: every request with the kubeconfig's gets 401.
+    emu.set_token("cluster1", "rotated-token");
+    emu.set_token("cluster2", "rotated-token");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("vm").to_string_lossy().into_owned();
+    for (p, args) in commands(&out) {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = plugin(Some(&emu), p, &refs);
+        let label = format!("mesh-{p} {}", args.join(" "));
+        assert_eq!(run.code, 1, "{label}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("cannot "),
+            "{label}: no verb named: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("Unauthorized"),
+            "{label}: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains(&token) && !run.stdout.contains(&token),
+            "{label} printed the token"
+        );
+    }
+}
+
+#[test]
+fn forbidden_writes_name_the_verb_and_resource() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("vm").to_string_lossy().into_owned();
+    for (p, args) in commands(&out) {
+        if args.contains(&"--list".to_string()) {
+            continue;
+        }
+        let emu = two_clusters();
+        for c in ["cluster1", "cluster2"] {
+            emu.inject(c, Fault::new("PATCH", "", FaultAction::Status(403)));
+            emu.inject(c, Fault::new("POST", "", FaultAction::Status(403)));
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = plugin(Some(&emu), p, &refs);
+        let label = format!("mesh-{p} {}", args.join(" "));
+        assert_ne!(run.code, 0, "{label}");
+        assert!(
+            run.stderr.contains("cannot apply ") || run.stderr.contains("cannot create "),
+            "{label}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("403"), "{label}: {}", run.stderr);
+    }
+}
