@@ -1019,3 +1019,130 @@ fn a_link_from_another_cluster_is_not_taken_over() {
         .expect("se");
     assert_eq!(se["spec"]["endpoints"][0]["address"], GW1);
 }
+
+/// Services to link at scale: the source gateway plus `n` two-port Services in cluster1.
+fn many_services(n: usize) -> String {
+    let mut y = istio("cluster1", GW1);
+    y.push_str("---\n");
+    y.push_str(&istio("cluster2", GW2));
+    for i in 0..n {
+        y.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: svc-{i:05}, namespace: default, annotations: {{kube-emu/cluster: cluster1}}}}\nspec: {{ports: [{{name: grpc, port: 3550}}, {{name: http-metrics, port: 9090}}]}}\n"
+        ));
+    }
+    y
+}
+
+/// Runs a command under `/usr/bin/time -v`: (wall seconds, peak RSS MiB, stdout).
+fn timed(emu: &Emu, program: &std::path::Path, args: &[&str]) -> (f64, f64, String) {
+    let (wall, rss, _cpu, out) = timed_cpu(emu, program, args);
+    (wall, rss, out)
+}
+
+/// [`timed`] plus the child's user+system CPU seconds.
+fn timed_cpu(emu: &Emu, program: &std::path::Path, args: &[&str]) -> (f64, f64, f64, String) {
+    let start = std::time::Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(program)
+        .args(args)
+        .env("KUBECONFIG", emu.kubeconfig())
+        .env("HOME", emu.home())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run /usr/bin/time");
+    let wall = start.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{program:?} {args:?} failed: {stderr}"
+    );
+    let rss_kib: f64 = stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let secs = |key: &str| -> f64 {
+        stderr
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let cpu = secs("User time (seconds): ") + secs("System time (seconds): ");
+    (
+        wall,
+        rss_kib / 1024.0,
+        cpu,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The scaling benchmark behind docs/link.md: `cargo test -p kubectl-mesh --test link --release
+/// -- --ignored --nocapture bench` (LINK_BENCH_N=100,1000 to choose the sizes). Needs GNU time.
+#[test]
+#[ignore = "benchmark: run explicitly"]
+fn bench_link_scaling_against_kubectl_apply() {
+    let sizes: Vec<usize> = std::env::var("LINK_BENCH_N")
+        .unwrap_or_else(|_| "100,1000,5000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let link_bin = common::bin("link");
+    let kubectl_bin = std::path::PathBuf::from("kubectl");
+    println!("| N | mesh-link | its CPU | requests | peak RSS | kubectl apply --server-side | its CPU | requests | peak RSS | speed-up |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for n in sizes {
+        let args = ["--from", "cluster1", "--to", "cluster2", "--all"];
+        let emu = Emu::builder()
+            .clusters(&["cluster1", "cluster2"])
+            .seed_yaml(&many_services(n))
+            .start()
+            .expect("emu");
+        emu.clear_requests();
+        let (t_link, rss_link, cpu_link, out) = timed_cpu(&emu, &link_bin, &args);
+        assert_eq!(out.matches(" created").count(), n);
+        let link_requests = emu.requests("cluster1").len() + emu.requests("cluster2").len();
+        // Re-run: nothing to write.
+        emu.clear_requests();
+        let (t_rerun, _, _) = timed(&emu, &link_bin, &args);
+        assert!(writes(&emu, "cluster2").is_empty());
+
+        // The same objects, applied by kubectl into a fresh target.
+        let fresh = Emu::builder()
+            .clusters(&["cluster1", "cluster2"])
+            .seed_yaml(&many_services(n))
+            .start()
+            .expect("emu");
+        let mut dry = args.to_vec();
+        dry.extend(["--dry-run=client", "-o", "yaml"]);
+        let (_, _, yaml) = timed(&fresh, &link_bin, &dry);
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("objects.yaml");
+        std::fs::write(&file, yaml).expect("write");
+        fresh.clear_requests();
+        let (t_kubectl, rss_kubectl, cpu_kubectl, _) = timed_cpu(
+            &fresh,
+            &kubectl_bin,
+            &[
+                "apply",
+                "--server-side",
+                "--context",
+                "cluster2",
+                "-f",
+                file.to_str().unwrap_or_default(),
+            ],
+        );
+        let kubectl_requests = fresh.requests("cluster2").len();
+        assert_eq!(addresses(&fresh, "cluster2"), addresses(&emu, "cluster2"));
+        println!(
+            "| {n} | {:.2} s (re-run {:.2} s) | {cpu_link:.2} s | {link_requests} | {rss_link:.1} MiB | {t_kubectl:.2} s | {cpu_kubectl:.2} s | {kubectl_requests} | {rss_kubectl:.1} MiB | {:.1}x |",
+            t_link,
+            t_rerun,
+            t_kubectl / t_link
+        );
+    }
+}

@@ -58,6 +58,8 @@ pub struct Report {
     warnings: Vec<String>,
     failures: Vec<String>,
     changed: bool,
+    /// Keep the written objects (only `-o` prints them; 5,000 server objects are tens of MiB).
+    keep_objects: bool,
 }
 
 impl Report {
@@ -69,13 +71,24 @@ impl Report {
         }
     }
 
+    /// A report; `keep_objects` when the objects are printed (`-o`).
+    pub fn new(keep_objects: bool) -> Self {
+        Report {
+            keep_objects,
+            ..Report::default()
+        }
+    }
+
     fn record(&mut self, applied: &Applied) {
-        if applied.outcome != Outcome::Unchanged {
+        self.record_outcome(applied.outcome, Some(&applied.object));
+    }
+
+    fn record_outcome(&mut self, outcome: Outcome, object: Option<&Value>) {
+        if outcome != Outcome::Unchanged {
             self.changed = true;
         }
-        if applied.outcome != Outcome::Deleted {
-            self.objects
-                .push(objects::for_display(applied.object.clone()));
+        if let (true, true, Some(obj)) = (self.keep_objects, outcome != Outcome::Deleted, object) {
+            self.objects.push(objects::for_display(obj.clone()));
         }
     }
 
@@ -154,7 +167,9 @@ impl Report {
 
     /// Adds an object to the `-o` output.
     pub fn object(&mut self, obj: Value) {
-        self.objects.push(obj);
+        if self.keep_objects {
+            self.objects.push(obj);
+        }
     }
 }
 
@@ -246,9 +261,15 @@ async fn gather<'a>(
         Some(gateway_address(src, &opts.gateway, opts.gateway_address.as_ref(), report).await?)
     };
     let version = dst.istio_version().await?;
-    let ses = dst
+    let mut ses = dst
         .list(&objects::istio("ServiceEntry", &version), None, None)
         .await?;
+    // managedFields are most of a listed object and nothing here reads them.
+    for se in &mut ses {
+        if let Some(meta) = se.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+    }
     Ok(Facts {
         src,
         dst,
@@ -303,13 +324,15 @@ async fn gateway_address(
 }
 
 /// Applies ServiceEntries with at most [`CONCURRENCY`] requests in flight; results in input order.
+/// Each result is the outcome, with the server's object when `keep` (for `-o`).
 async fn apply_all(
     dst: &Cluster,
     items: Vec<(Value, Option<Value>)>,
     mode: WriteMode,
-) -> Vec<Result<Applied>> {
+    keep: bool,
+) -> Vec<Result<(Outcome, Option<Value>)>> {
     let n = items.len();
-    let mut results: Vec<Option<Result<Applied>>> = (0..n).map(|_| None).collect();
+    let mut results: Vec<Option<Result<(Outcome, Option<Value>)>>> = (0..n).map(|_| None).collect();
     let mut pending = items.into_iter().enumerate();
     let mut set = JoinSet::new();
     loop {
@@ -318,7 +341,11 @@ async fn apply_all(
                 break;
             };
             let c = dst.clone();
-            set.spawn(async move { (i, c.apply_over(&desired, existing.as_ref(), mode).await) });
+            set.spawn(async move {
+                let r = c.apply_over(&desired, existing.as_ref(), mode).await;
+                // Drop the server's copy as soon as possible unless it is printed.
+                (i, r.map(|a| (a.outcome, keep.then_some(a.object))))
+            });
         }
         match set.join_next().await {
             Some(Ok((i, r))) => results[i] = Some(r),
@@ -365,6 +392,14 @@ async fn write_direction(
         .map(|se| (objects::name(se), se))
         .collect();
 
+    // Hand-written entries by host, looked up once per Service (not a scan per Service).
+    let mut foreign: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for se in ses.iter().filter(|se| !service_entry::is_link(se)) {
+        for h in service_entry::hosts(se) {
+            foreign.entry(h).or_default().push(se);
+        }
+    }
+
     // Services whose ServiceEntry name is taken by something that is not this pair's link.
     let mut to_link = Vec::new();
     for s in &linkable {
@@ -393,17 +428,13 @@ async fn write_direction(
                 ));
             }
             _ => {
-                for se in &ses {
-                    if !service_entry::is_link(se)
-                        && service_entry::hosts(se).contains(&host.as_str())
-                    {
-                        report.warnings.push(format!(
-                            "{host} is also defined by serviceentry {}/{} in {} (not created by kubectl mesh-link): its address is kept; delete that entry once the link works",
-                            objects::namespace(se).unwrap_or(""),
-                            objects::name(se),
-                            dst.context
-                        ));
-                    }
+                for se in foreign.get(host.as_str()).into_iter().flatten() {
+                    report.warnings.push(format!(
+                        "{host} is also defined by serviceentry {}/{} in {} (not created by kubectl mesh-link): its address is kept; delete that entry once the link works",
+                        objects::namespace(se).unwrap_or(""),
+                        objects::name(se),
+                        dst.context
+                    ));
                 }
                 to_link.push(s);
             }
@@ -469,7 +500,7 @@ async fn write_direction(
         }
     }
     for (s, host, address, desired) in unchanged {
-        report.objects.push(desired);
+        report.object(desired);
         report.rows.push(row(
             src,
             dst,
@@ -487,19 +518,20 @@ async fn write_direction(
         dst,
         items.into_iter().map(|(_, _, _, d, c)| (d, c)).collect(),
         mode,
+        report.keep_objects,
     )
     .await;
     for ((service, host, address), result) in meta.into_iter().zip(results) {
         match result {
-            Ok(applied) => {
-                report.record(&applied);
+            Ok((outcome, object)) => {
+                report.record_outcome(outcome, object.as_ref());
                 report.rows.push(row(
                     src,
                     dst,
                     &service,
                     &host,
                     &address,
-                    &outcome_text(applied.outcome, mode),
+                    &outcome_text(outcome, mode),
                 ));
             }
             Err(e) => {

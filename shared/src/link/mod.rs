@@ -179,7 +179,7 @@ pub async fn run(args: Args, io: &mut Io) -> Result<()> {
         gateway_address: args.gateway_address.clone(),
         mode,
     };
-    let mut report = links::Report::default();
+    let mut report = links::Report::new(args.write.output.is_some());
     let mut dns_lines = Vec::new();
     let two_way = plan.bidirectional;
     match (&plan.action, &src) {
