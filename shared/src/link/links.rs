@@ -324,15 +324,18 @@ async fn gateway_address(
 }
 
 /// Applies ServiceEntries with at most [`CONCURRENCY`] requests in flight; results in input order.
+/// One apply's outcome, with the server's object when it is kept for `-o`.
+type ApplyResult = Result<(Outcome, Option<Value>)>;
+
 /// Each result is the outcome, with the server's object when `keep` (for `-o`).
 async fn apply_all(
     dst: &Cluster,
     items: Vec<(Value, Option<Value>)>,
     mode: WriteMode,
     keep: bool,
-) -> Vec<Result<(Outcome, Option<Value>)>> {
+) -> Vec<ApplyResult> {
     let n = items.len();
-    let mut results: Vec<Option<Result<(Outcome, Option<Value>)>>> = (0..n).map(|_| None).collect();
+    let mut results: Vec<Option<ApplyResult>> = (0..n).map(|_| None).collect();
     let mut pending = items.into_iter().enumerate();
     let mut set = JoinSet::new();
     loop {
