@@ -323,11 +323,11 @@ async fn gateway_address(
     }
 }
 
-/// Applies ServiceEntries with at most [`CONCURRENCY`] requests in flight; results in input order.
 /// One apply's outcome, with the server's object when it is kept for `-o`.
 type ApplyResult = Result<(Outcome, Option<Value>)>;
 
-/// Each result is the outcome, with the server's object when `keep` (for `-o`).
+/// Applies ServiceEntries with at most [`CONCURRENCY`] requests in flight; results in input
+/// order. Each result is the outcome, with the server's object when `keep` (for `-o`).
 async fn apply_all(
     dst: &Cluster,
     items: Vec<(Value, Option<Value>)>,
