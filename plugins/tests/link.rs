@@ -190,6 +190,7 @@ fn link(emu: &Emu, args: &[&str]) -> common::Run {
 #[test]
 fn dual_control_plane_both_ways_then_rerun_then_one_more() {
     let emu = emu();
+    let kubeconfig = std::fs::read_to_string(emu.kubeconfig()).expect("kubeconfig");
     let run = link(
         &emu,
         &[
@@ -328,6 +329,11 @@ fn dual_control_plane_both_ways_then_rerun_then_one_more() {
     }
     assert_eq!(after["quoteservice.default.global"], "240.0.0.7");
     assert_eq!(ledger(&emu, "cluster2").len(), 7);
+    // Both contexts were named; the kubeconfig (and its current context) is untouched.
+    assert_eq!(
+        std::fs::read_to_string(emu.kubeconfig()).expect("kubeconfig"),
+        kubeconfig
+    );
 }
 
 #[test]
@@ -613,10 +619,14 @@ fn gateway_problems() {
 fn malformed_input_exits_2_and_sends_nothing() {
     let emu = emu();
     emu.clear_requests();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &["--from", "nope", "--to", "cluster2", "adservice"],
-            "--context",
+            "--from",
+        ),
+        (
+            &["--from", "cluster1", "--to", "nope", "adservice"],
+            "--to: context \"nope\" not found",
         ),
         (
             &["--from", "cluster1", "--to", "cluster1", "adservice"],

@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 
 use crate::api::{self, Cluster, WriteMode};
 use crate::cli::{KubeArgs, WriteArgs};
+use crate::kubeconfig;
 use crate::names;
 use crate::Io;
 use plan::Action;
@@ -151,7 +152,23 @@ pub async fn run(args: Args, io: &mut Io) -> Result<()> {
     let mut contexts = Vec::new();
     contexts.extend(plan.from.clone());
     contexts.push(plan.to.clone());
-    // Unknown contexts and a bad -n fail here, as usage errors, before any connection.
+    // Unknown contexts and a bad -n fail here, as usage errors naming the flag, before any
+    // connection.
+    let known = kubeconfig::context_names(&kubeconfig::load(&args.kube)?);
+    for (flag, ctx) in [
+        ("--from", plan.from.as_deref()),
+        ("--to", Some(plan.to.as_str())),
+    ] {
+        if let Some(ctx) = ctx.filter(|c| !known.iter().any(|k| k == c)) {
+            return Err(crate::error::usage(
+                flag,
+                format!(
+                    "context {ctx:?} not found in the kubeconfig (known: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
     let (kc, targets) = api::resolve_targets(&args.kube, &contexts)?;
     let (src_target, dst_target) = match targets.as_slice() {
         [s, d] => (Some(s), d),

@@ -20,17 +20,17 @@ const RESERVED: [(Ipv4Addr, u8, &str); 3] = [
     (
         Ipv4Addr::new(240, 240, 0, 0),
         16,
-        "Istio's DNS auto-allocation hands out 240.240.0.0/16",
+        "the range Istio's DNS auto-allocation hands out",
     ),
     (
         Ipv4Addr::new(127, 0, 0, 0),
         8,
-        "loopback addresses are captured by the sidecar's inbound listener",
+        "loopback, which the sidecar's inbound listener captures",
     ),
     (
         Ipv4Addr::new(224, 0, 0, 0),
         4,
-        "multicast addresses are not routed to the sidecar",
+        "multicast, which is not routed to the sidecar",
     ),
 ];
 
@@ -155,7 +155,7 @@ impl FromStr for Pool {
         for (r_net, r_prefix, why) in RESERVED {
             if overlaps(network, prefix, u32::from(r_net), r_prefix) {
                 return Err(format!(
-                    "{s:?} overlaps {r_net}/{r_prefix}: {why}; use a range such as {DEFAULT_POOL}"
+                    "{s:?} overlaps {r_net}/{r_prefix} ({why}): use a range such as {DEFAULT_POOL}"
                 ));
             }
         }
