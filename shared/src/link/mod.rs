@@ -56,7 +56,9 @@ const EXAMPLES: &str = "Examples:
     name = "kubectl mesh-link",
     bin_name = "kubectl mesh-link",
     version,
-    after_help = EXAMPLES
+    after_help = EXAMPLES,
+    // Both clusters are named with --from and --to; --context is refused, so not advertised.
+    mut_arg("contexts", |a| a.hide(true))
 )]
 pub struct Args {
     #[allow(missing_docs)]
