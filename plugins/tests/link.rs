@@ -1156,3 +1156,63 @@ fn bench_link_scaling_against_kubectl_apply() {
         );
     }
 }
+
+#[test]
+fn label_selectors_pick_the_services() {
+    let emu = emu();
+    let run = link(
+        &emu,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "-l",
+            "app in (adservice,emailservice)",
+        ],
+    )
+    .ok();
+    assert_eq!(run.stdout.matches(" created").count(), 2, "{}", run.stdout);
+    let names: Vec<String> = addresses(&emu, "cluster2").into_keys().collect();
+    assert_eq!(
+        names,
+        vec!["adservice.default.global", "emailservice.default.global"]
+    );
+    let run = link(
+        &emu,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "--unlink",
+            "-l",
+            "app=adservice",
+            "-o",
+            "name",
+        ],
+    )
+    .ok();
+    assert!(
+        run.stdout.is_empty(),
+        "deleted objects are not printed: {}",
+        run.stdout
+    );
+    assert_eq!(addresses(&emu, "cluster2").len(), 1);
+    let run = link(
+        &emu,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "emailservice",
+            "-o",
+            "json",
+        ],
+    )
+    .ok();
+    let obj: Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(obj["kind"], "ServiceEntry");
+    assert_eq!(obj["spec"]["addresses"], json!(["240.0.0.2"]));
+}
