@@ -191,15 +191,20 @@ fn is_api_server(svc: &Value) -> bool {
     objects::name(svc) == "kubernetes" && objects::namespace(svc) == Some("default")
 }
 
-/// Reads everything one direction needs; fails before any write when a prerequisite is missing.
-async fn gather<'a>(
-    src: &'a Cluster,
-    dst: &'a Cluster,
+/// The source side of a direction: every Service name of the namespace, the selected Services
+/// that can be linked, the gateway address, and notes for stderr.
+async fn read_source(
+    src: &Cluster,
     plan: &Plan,
     opts: &Options,
     prune: bool,
-    report: &mut Report,
-) -> Result<Facts<'a>> {
+) -> Result<(
+    BTreeSet<String>,
+    Vec<SourceService>,
+    Option<GatewayAddress>,
+    Report,
+)> {
+    let mut report = Report::default();
     let ns = opts.namespace.as_str();
     let svc_kind = objects::core("Service");
     let (selected, all_services): (Vec<Value>, BTreeSet<String>) = match &plan.selection {
@@ -254,22 +259,51 @@ async fn gather<'a>(
         }
     }
     linkable.sort_by(|a, b| a.name.cmp(&b.name));
-
     let gateway = if linkable.is_empty() {
         None
     } else {
-        Some(gateway_address(src, &opts.gateway, opts.gateway_address.as_ref(), report).await?)
+        Some(
+            gateway_address(
+                src,
+                &opts.gateway,
+                opts.gateway_address.as_ref(),
+                &mut report,
+            )
+            .await?,
+        )
     };
+    Ok((all_services, linkable, gateway, report))
+}
+
+/// The target side of a direction: the served Istio version and every ServiceEntry, in every
+/// namespace, without their managedFields (most of a listed object, and nothing here reads them).
+async fn read_target(dst: &Cluster) -> Result<(String, Vec<Value>)> {
     let version = dst.istio_version().await?;
     let mut ses = dst
         .list(&objects::istio("ServiceEntry", &version), None, None)
         .await?;
-    // managedFields are most of a listed object and nothing here reads them.
     for se in &mut ses {
         if let Some(meta) = se.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.remove("managedFields");
         }
     }
+    Ok((version, ses))
+}
+
+/// Reads everything one direction needs; fails before any write when a prerequisite is missing.
+async fn gather<'a>(
+    src: &'a Cluster,
+    dst: &'a Cluster,
+    plan: &Plan,
+    opts: &Options,
+    prune: bool,
+    report: &mut Report,
+) -> Result<Facts<'a>> {
+    // The two clusters are read at the same time: neither read depends on the other.
+    let ((all_services, linkable, gateway, notes), (version, ses)) =
+        tokio::try_join!(read_source(src, plan, opts, prune), read_target(dst))?;
+    report.notes.extend(notes.notes);
+    report.warnings.extend(notes.warnings);
     Ok(Facts {
         src,
         dst,
