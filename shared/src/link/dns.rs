@@ -144,11 +144,7 @@ fn drop_backup(cm: &mut Value) {
 }
 
 fn clean(cm: &Value) -> Value {
-    let mut cm = cm.clone();
-    if let Some(meta) = cm.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("managedFields");
-    }
-    cm
+    objects::for_display(cm.clone())
 }
 
 /// The ConfigMap with `global` pointed at `ip`; `Ok(None)` when it already is.

@@ -53,7 +53,7 @@ impl Ledger {
     /// resourceVersion, so the write is a compare-and-swap.
     pub fn to_configmap(&self, base: Option<&Value>) -> Value {
         let mut cm = match base {
-            Some(b) => b.clone(),
+            Some(b) => objects::for_display(b.clone()),
             None => {
                 let mut cm =
                     objects::new_object(&objects::core("ConfigMap"), Some(NAMESPACE), NAME);
@@ -68,9 +68,6 @@ impl Ledger {
                 cm
             }
         };
-        if let Some(meta) = cm.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("managedFields");
-        }
         let data: serde_json::Map<String, Value> = self
             .0
             .iter()

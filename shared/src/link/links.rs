@@ -279,14 +279,12 @@ async fn read_source(
 /// namespace, without their managedFields (most of a listed object, and nothing here reads them).
 async fn read_target(dst: &Cluster) -> Result<(String, Vec<Value>)> {
     let version = dst.istio_version().await?;
-    let mut ses = dst
+    let ses = dst
         .list(&objects::istio("ServiceEntry", &version), None, None)
-        .await?;
-    for se in &mut ses {
-        if let Some(meta) = se.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("managedFields");
-        }
-    }
+        .await?
+        .into_iter()
+        .map(objects::for_display)
+        .collect();
     Ok((version, ses))
 }
 
