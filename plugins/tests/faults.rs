@@ -406,3 +406,39 @@ fn split_across_two_clusters_survives_every_fault() {
         failure_codes: &[1, 3, 4],
     });
 }
+
+const LINK_SEED: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: istio-ingressgateway, namespace: istio-system, annotations: {kube-emu/cluster: cluster1}}
+spec: {type: LoadBalancer, ports: [{name: tls, port: 15443}]}
+status: {loadBalancer: {ingress: [{ip: 203.0.113.1}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: checkoutservice, namespace: default, annotations: {kube-emu/cluster: cluster1}}
+spec: {ports: [{name: grpc, port: 5050}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: emailservice, namespace: default, annotations: {kube-emu/cluster: cluster1}}
+spec: {ports: [{name: grpc, port: 5000}, {name: http-metrics, port: 9090}]}
+"#;
+
+/// Linking two services: the ServiceEntries and the address ledger in the target cluster are
+/// all there or none is.
+#[test]
+fn link_survives_every_fault() {
+    sweep(&Case {
+        plugin: "link",
+        clusters: &["cluster1", "cluster2"],
+        seed: LINK_SEED,
+        args: &["--from", "cluster1", "--to", "cluster2", "checkoutservice", "emailservice"],
+        watch: &[
+            ("cluster2", "/apis/networking.istio.io/v1/namespaces/default/serviceentries/checkoutservice-global"),
+            ("cluster2", "/apis/networking.istio.io/v1/namespaces/default/serviceentries/emailservice-global"),
+            ("cluster2", "/api/v1/namespaces/istio-system/configmaps/kubectl-mesh-addresses"),
+        ],
+        failure_codes: &[1],
+    });
+}

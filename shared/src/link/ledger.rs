@@ -245,6 +245,42 @@ pub async fn update<T>(
     )
 }
 
+/// Takes back the addresses handed to `hosts` by a run that then failed, so a failed run leaves
+/// the ledger as it found it. A ledger left empty is deleted (it is rebuilt from the entries).
+pub async fn release(cluster: &Cluster, mode: WriteMode, hosts: &BTreeSet<String>) -> Result<()> {
+    if hosts.is_empty() || mode.dry_run != DryRun::None {
+        return Ok(());
+    }
+    let kind = objects::core("ConfigMap");
+    for attempt in 1..=ATTEMPTS {
+        let Some(current) = cluster.get(&kind, Some(NAMESPACE), NAME).await? else {
+            return Ok(());
+        };
+        let (ledger, _) = Ledger::from_configmap(&current);
+        let mut next = ledger.clone();
+        next.0.retain(|h, _| !hosts.contains(h));
+        if next == ledger {
+            return Ok(());
+        }
+        if next.0.is_empty() {
+            cluster.delete(&kind, Some(NAMESPACE), NAME, mode).await?;
+            return Ok(());
+        }
+        if cluster
+            .replace(&next.to_configmap(Some(&current)), mode)
+            .await?
+            .is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+    }
+    anyhow::bail!(
+        "configmap {NAMESPACE}/{NAME} in context {:?} kept changing while its addresses were released",
+        cluster.context
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use super::ledger::{self, Ledger};
 use super::plan::{Plan, Selection};
 use super::pool::Pool;
 use super::service_entry::{self, Link, SourceService};
-use crate::api::{Applied, Cluster, Outcome, WriteMode};
+use crate::api::{Applied, Cluster, InDoubt, Outcome, WriteMode};
 use crate::cli::{DryRun, OutputFormat};
 use crate::error::MeshError;
 use crate::objects;
@@ -399,6 +399,76 @@ async fn apply_all(
         .collect()
 }
 
+/// Puts back every entry a failed run wrote (or may have written, when no answer came), then
+/// releases the addresses it handed out; returns what the report should say.
+async fn roll_back(
+    dst: &Cluster,
+    sent: &[(Value, Option<Value>)],
+    results: &[ApplyResult],
+    fresh: &BTreeSet<String>,
+) -> String {
+    let mut steps = Vec::new();
+    for ((desired, current), result) in sent.iter().zip(results) {
+        let landed = match result {
+            Ok((outcome, _)) => *outcome != Outcome::Unchanged,
+            Err(e) => e.downcast_ref::<InDoubt>().is_some(),
+        };
+        if landed {
+            steps.push((desired, current));
+        }
+    }
+    let mut failed = Vec::new();
+    for (desired, current) in steps {
+        let undone = match current {
+            None => {
+                let kind = objects::Kind::of(desired);
+                match kind {
+                    Some(k) => dst
+                        .delete(
+                            &k,
+                            objects::namespace(desired),
+                            objects::name(desired),
+                            WriteMode::default(),
+                        )
+                        .await
+                        .map(|_| ()),
+                    None => Ok(()),
+                }
+            }
+            Some(old) => dst
+                .apply_over(
+                    &crate::write::restorable(old),
+                    Some(desired),
+                    WriteMode::default(),
+                )
+                .await
+                .map(|_| ()),
+        };
+        if let Err(e) = undone {
+            failed.push(format!(
+                "{} ({})",
+                output::type_and_name(desired),
+                crate::error::one_line(&e)
+            ));
+        }
+    }
+    if let Err(e) = ledger::release(dst, WriteMode::default(), fresh).await {
+        failed.push(format!(
+            "the address ledger ({})",
+            crate::error::one_line(&e)
+        ));
+    }
+    if failed.is_empty() {
+        format!("nothing was linked into {}: the entries written were rolled back and their addresses released", dst.context)
+    } else {
+        format!(
+            "could NOT roll back in {}: {}: check them by hand",
+            dst.context,
+            failed.join(", ")
+        )
+    }
+}
+
 fn outcome_text(outcome: Outcome, mode: WriteMode) -> String {
     format!("{}{}", outcome.word(), Report::suffix(mode))
 }
@@ -482,21 +552,46 @@ async fn write_direction(
         .collect();
     let mut ledger_warnings = Vec::new();
     let pool = opts.pool;
-    let allocation = ledger::update(
+    // What this run hands out, kept outside the closure so a ledger write with no answer (it may
+    // have landed) can be taken back.
+    let mut tried: BTreeSet<String> = BTreeSet::new();
+    let allocation = match ledger::update(
         dst,
         mode,
         |l| {
             let a = ledger::allocate(&pool, &hosts, &ses, l)?;
+            tried = a.fresh.clone();
             Ok((Some(a.ledger.clone()), a))
         },
         &mut ledger_warnings,
     )
-    .await?;
+    .await
+    {
+        Ok(a) => a,
+        Err(e) if e.downcast_ref::<InDoubt>().is_some() => {
+            let undo = match ledger::release(dst, mode, &tried).await {
+                Ok(()) => "the addresses it may have recorded were released".to_string(),
+                Err(r) => format!(
+                    "releasing the addresses it may have recorded failed too: {}",
+                    crate::error::one_line(&r)
+                ),
+            };
+            return Err(e.context(undo));
+        }
+        Err(e) => return Err(e),
+    };
     report.warnings.extend(ledger_warnings);
     report.warnings.extend(allocation.warnings.iter().cloned());
 
     if !to_link.is_empty() {
-        if let Some(created) = dst.ensure_namespace(ns, true, mode).await? {
+        let ensured = match dst.ensure_namespace(ns, true, mode).await {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = ledger::release(dst, mode, &allocation.fresh).await;
+                return Err(e);
+            }
+        };
+        if let Some(created) = ensured {
             report.note(format!(
                 "namespace/{ns} created in {}{}",
                 dst.context,
@@ -549,13 +644,30 @@ async fn write_direction(
         .iter()
         .map(|(s, h, a, _, _)| (s.name.clone(), h.clone(), a.to_string()))
         .collect();
-    let results = apply_all(
-        dst,
-        items.into_iter().map(|(_, _, _, d, c)| (d, c)).collect(),
-        mode,
-        report.keep_objects,
-    )
-    .await;
+    let sent: Vec<(Value, Option<Value>)> =
+        items.into_iter().map(|(_, _, _, d, c)| (d, c)).collect();
+    let results = apply_all(dst, sent.clone(), mode, report.keep_objects).await;
+    if mode.dry_run == DryRun::None && results.iter().any(Result::is_err) {
+        // All or nothing: take back the entries this run wrote and the addresses it handed out.
+        let undo = roll_back(dst, &sent, &results, &allocation.fresh).await;
+        for ((service, host, address), result) in meta.into_iter().zip(&results) {
+            let state = match result {
+                Ok(_) => "rolled back".to_string(),
+                Err(e) => {
+                    report.failures.push(crate::error::one_line(e));
+                    "failed".to_string()
+                }
+            };
+            report
+                .rows
+                .push(row(src, dst, &service, &host, &address, &state));
+        }
+        report.failures.push(undo);
+        report
+            .rows
+            .sort_by(|a, b| (&a.from, &a.service).cmp(&(&b.from, &b.service)));
+        return Ok(());
+    }
     for ((service, host, address), result) in meta.into_iter().zip(results) {
         match result {
             Ok((outcome, object)) => {
