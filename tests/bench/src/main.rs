@@ -18,28 +18,56 @@ struct Sample {
     status: ExitStatus,
 }
 
-/// Runs a command to completion, measuring wall time and the child's peak RSS (wait4).
+/// Runs a command to completion, measuring wall time and the child's peak RSS.
+///
+/// The child is started by a fresh, small `mesh-bench __measure` process: a child forked straight
+/// from this process (which holds kube-emu and its CRDs) would report this process's memory as
+/// its own peak, since Linux keeps the pre-exec high-water mark in `ru_maxrss`.
 fn measure(cmd: &mut Command) -> Result<Sample> {
+    let mut tramp = Command::new(std::env::current_exe()?);
+    tramp
+        .arg("__measure")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => tramp.env(k, v),
+            None => tramp.env_remove(k),
+        };
+    }
+    let out = tramp.stdin(Stdio::null()).stderr(Stdio::null()).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text.split_whitespace().map(|p| p.parse::<i64>());
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(ns)), Some(Ok(rss)), Some(Ok(status))) => Ok(Sample {
+            wall: Duration::from_nanos(ns.max(0) as u64),
+            max_rss_kib: rss,
+            status: ExitStatus::from_raw(status as i32),
+        }),
+        _ => bail!("measuring {:?} failed: {text}", cmd.get_program()),
+    }
+}
+
+/// The `__measure` trampoline: runs argv, prints `wall_ns max_rss_kib raw_status`.
+fn trampoline(argv: &[String]) -> Result<()> {
+    let (program, args) = argv.split_first().context("__measure needs a command")?;
     let start = Instant::now();
-    let child = cmd
+    let child = Command::new(program)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .stdin(Stdio::null())
         .spawn()?;
     let pid = child.id() as libc::pid_t;
     let mut status: libc::c_int = 0;
-    // SAFETY-free alternative does not exist in std: wait4 is the only way to get a child's rusage.
     let mut usage: libc::rusage = unsafe_zeroed_rusage();
     let rc = wait4(pid, &mut status, &mut usage);
     let wall = start.elapsed();
     if rc < 0 {
         bail!("wait4 failed: {}", std::io::Error::last_os_error());
     }
-    Ok(Sample {
-        wall,
-        max_rss_kib: usage.ru_maxrss,
-        status: ExitStatus::from_raw(status),
-    })
+    println!("{} {} {status}", wall.as_nanos(), usage.ru_maxrss);
+    Ok(())
 }
 
 #[allow(unsafe_code)]
@@ -394,62 +422,94 @@ fn services_yaml(n: usize) -> String {
     y
 }
 
+/// One mesh-link run and one kubectl apply of the same objects, each into a fresh cluster.
+struct LinkRun {
+    link: Sample,
+    link_requests: usize,
+    kubectl: Sample,
+    kubectl_requests: usize,
+}
+
+fn link_once(b: &Bench, n: usize) -> Result<LinkRun> {
+    let emu = Emu::builder()
+        .clusters(&["cluster1", "cluster2"])
+        .seed_yaml(&services_yaml(n))
+        .start()?;
+    let link = b.bin("kubectl-mesh_link");
+    let args = [
+        "--from", "cluster1", "--to", "cluster2", "-n", "default", "--all",
+    ];
+    emu.clear_requests();
+    let s = measure(b.cmd(&link, Some(&emu)).args(args))?;
+    if !s.status.success() {
+        bail!("mesh-link of {n} services failed: {}", s.status);
+    }
+    let link_requests = count_requests(&emu, "cluster2").0 + count_requests(&emu, "cluster1").0;
+    // The same objects, applied by kubectl into a fresh cluster.
+    let out = b
+        .cmd(&link, Some(&emu))
+        .args(args)
+        .args(["--dry-run=client", "-o", "yaml"])
+        .stderr(Stdio::null())
+        .output()?;
+    let dir = tempdir::Dir::new("link")?;
+    let file = dir.path().join("objects.yaml");
+    std::fs::write(&file, &out.stdout).context("writing the dry-run objects")?;
+    let fresh = Emu::builder().clusters(&["cluster1", "cluster2"]).start()?;
+    fresh.clear_requests();
+    let k = measure(
+        b.cmd(Path::new("kubectl"), Some(&fresh))
+            .args(["apply", "--server-side", "--context", "cluster2", "-f"])
+            .arg(&file),
+    )?;
+    if !k.status.success() {
+        bail!("kubectl apply of {n} ServiceEntries failed: {}", k.status);
+    }
+    Ok(LinkRun {
+        link: s,
+        link_requests,
+        kubectl: k,
+        kubectl_requests: count_requests(&fresh, "cluster2").0,
+    })
+}
+
 fn link_scaling(b: &Bench) -> Result<()> {
     let sizes: &[usize] = if b.quick { &[100] } else { &[100, 1000, 5000] };
-    println!("\n### mesh-link of N services vs `kubectl apply --server-side -f` of the same ServiceEntries\n");
+    let reps = if b.quick { 1 } else { 3 };
+    println!("\n### mesh-link of N services vs `kubectl apply --server-side -f` of the same ServiceEntries (median of {reps})\n");
     println!("| N | mesh-link time | requests | peak RSS | kubectl apply time | requests | peak RSS | speed-up |");
     println!("|---|---|---|---|---|---|---|---|");
     for &n in sizes {
-        let emu = Emu::builder()
-            .clusters(&["cluster1", "cluster2"])
-            .seed_yaml(&services_yaml(n))
-            .start()?;
-        let link = b.bin("kubectl-mesh_link");
-        let args = [
-            "--from", "cluster1", "--to", "cluster2", "-n", "default", "--all",
-        ];
-        emu.clear_requests();
-        let s = measure(b.cmd(&link, Some(&emu)).args(args))?;
-        if !s.status.success() {
-            bail!("mesh-link of {n} services failed: {}", s.status);
-        }
-        let (link_req, _) = count_requests(&emu, "cluster2");
-        let (src_req, _) = count_requests(&emu, "cluster1");
-        // The same objects, applied by kubectl into a fresh cluster.
-        let out = b
-            .cmd(&link, Some(&emu))
-            .args(args)
-            .args(["--dry-run=client", "-o", "yaml"])
-            .stderr(Stdio::null())
-            .output()?;
-        let dir = tempdir::Dir::new("link")?;
-        let file = dir.path().join("objects.yaml");
-        std::fs::write(&file, &out.stdout).context("writing the dry-run objects")?;
-        let fresh = Emu::builder().clusters(&["cluster1", "cluster2"]).start()?;
-        fresh.clear_requests();
-        let k = measure(
-            b.cmd(Path::new("kubectl"), Some(&fresh))
-                .args(["apply", "--server-side", "--context", "cluster2", "-f"])
-                .arg(&file),
-        )?;
-        if !k.status.success() {
-            bail!("kubectl apply of {n} ServiceEntries failed: {}", k.status);
-        }
-        let (k_req, _) = count_requests(&fresh, "cluster2");
+        let runs = (0..reps)
+            .map(|_| link_once(b, n))
+            .collect::<Result<Vec<_>>>()?;
+        let link = median(runs.iter().map(|r| r.link.wall).collect());
+        let kubectl = median(runs.iter().map(|r| r.kubectl.wall).collect());
+        let link_rss = runs.iter().map(|r| r.link.max_rss_kib).max().unwrap_or(0);
+        let kubectl_rss = runs
+            .iter()
+            .map(|r| r.kubectl.max_rss_kib)
+            .max()
+            .unwrap_or(0);
         println!(
-            "| {n} | {} | {} | {} | {} | {k_req} | {} | {:.1}x |",
-            ms(s.wall),
-            link_req + src_req,
-            mib(s.max_rss_kib),
-            ms(k.wall),
-            mib(k.max_rss_kib),
-            k.wall.as_secs_f64() / s.wall.as_secs_f64()
+            "| {n} | {} | {} | {} | {} | {} | {} | {:.1}x |",
+            ms(link),
+            runs[0].link_requests,
+            mib(link_rss),
+            ms(kubectl),
+            runs[0].kubectl_requests,
+            mib(kubectl_rss),
+            kubectl.as_secs_f64() / link.as_secs_f64()
         );
     }
     Ok(())
 }
 
 fn main() -> Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("__measure") {
+        return trampoline(&argv[2..]);
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let bins = std::env::var_os("MESH_BIN_DIR")
