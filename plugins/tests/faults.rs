@@ -21,6 +21,8 @@ struct Case {
     watch: &'static [(&'static str, &'static str)],
     /// Exit codes a failed run may give (besides 0).
     failure_codes: &'static [i32],
+    /// Commands run first (they must succeed) to reach the state the command starts from.
+    prepare: &'static [&'static [&'static str]],
 }
 
 /// The parts of an object a command is responsible for; server bookkeeping is left out.
@@ -60,11 +62,17 @@ fn state(emu: &Emu, case: &Case) -> Vec<Option<Value>> {
 }
 
 fn start(case: &Case) -> Emu {
-    Emu::builder()
+    let emu = Emu::builder()
         .clusters(case.clusters)
         .seed_yaml(case.seed)
         .start()
-        .expect("emu")
+        .expect("emu");
+    for args in case.prepare {
+        let r = plugin(Some(&emu), case.plugin, args);
+        assert_eq!(r.code, 0, "preparing with {args:?}: {}", r.stderr);
+    }
+    emu.clear_requests();
+    emu
 }
 
 fn run(emu: &Emu, case: &Case, extra: &[&str]) -> Run {
@@ -93,7 +101,7 @@ fn sweep(case: &Case) {
         FaultAction::Status(500),
         FaultAction::Status(409),
         FaultAction::Reset,
-        FaultAction::StallAfter(Duration::from_millis(2500)),
+        FaultAction::StallAfter(Duration::from_millis(4000)),
     ];
     let mut runs = 0;
     for (cluster, n) in counts {
@@ -109,7 +117,7 @@ fn sweep(case: &Case) {
                         action: action.clone(),
                     },
                 );
-                let r = run(&emu, case, &["--request-timeout=1s"]);
+                let r = run(&emu, case, &["--request-timeout=2s"]);
                 let label = format!(
                     "{} {:?}: request {i} of {n} in {cluster} fails with {action:?}",
                     case.plugin, case.args
@@ -164,6 +172,7 @@ fn register_serviceentry_survives_every_fault() {
         args: &["productcatalog", "10.0.0.1", "grpc:3550"],
         watch: REGISTER_WATCH,
         failure_codes: &[1],
+        prepare: &[],
     });
 }
 
@@ -194,6 +203,7 @@ fn register_workloadentry_second_ip_survives_every_fault() {
         ],
         watch: REGISTER_WATCH,
         failure_codes: &[1],
+        prepare: &[],
     });
 }
 
@@ -206,6 +216,7 @@ fn deregister_last_ip_survives_every_fault() {
         args: &["--delete", "productcatalog", "10.0.0.1"],
         watch: REGISTER_WATCH,
         failure_codes: &[1],
+        prepare: &[],
     });
 }
 
@@ -224,6 +235,7 @@ fn register_endpoints_survives_every_fault() {
         ],
         watch: REGISTER_WATCH,
         failure_codes: &[1],
+        prepare: &[],
     });
 }
 
@@ -254,6 +266,7 @@ fn vm_group_survives_every_fault() {
             ),
         ],
         failure_codes: &[1],
+        prepare: &[],
     });
 }
 
@@ -302,7 +315,7 @@ fn vm_files_writes_all_five_files_or_none_under_every_fault() {
         for action in [
             FaultAction::Status(500),
             FaultAction::Reset,
-            FaultAction::StallAfter(Duration::from_millis(2500)),
+            FaultAction::StallAfter(Duration::from_millis(4000)),
         ] {
             let emu = Emu::builder().seed_yaml(seed).start().expect("emu");
             emu.inject(
@@ -328,7 +341,7 @@ fn vm_files_writes_all_five_files_or_none_under_every_fault() {
                     "vm",
                     "--out-dir",
                     &out_s,
-                    "--request-timeout=1s",
+                    "--request-timeout=2s",
                 ],
             );
             let label = format!("request {i} of {n} fails with {action:?}");
@@ -404,6 +417,7 @@ fn split_across_two_clusters_survives_every_fault() {
         ],
         watch: SPLIT_WATCH,
         failure_codes: &[1, 3, 4],
+        prepare: &[],
     });
 }
 
@@ -440,5 +454,54 @@ fn link_survives_every_fault() {
             ("cluster2", "/api/v1/namespaces/istio-system/configmaps/kubectl-mesh-addresses"),
         ],
         failure_codes: &[1],
+        prepare: &[],
+    });
+}
+
+/// Undo across two clusters after an 80/20: both back at 100/0, or both left at 80/20.
+#[test]
+fn split_undo_across_two_clusters_survives_every_fault() {
+    sweep(&Case {
+        plugin: "split",
+        clusters: &["cluster1", "cluster2"],
+        seed: SPLIT_SEED,
+        args: &[
+            "undo",
+            "--context",
+            "cluster1",
+            "--context",
+            "cluster2",
+            "-n",
+            "default",
+        ],
+        watch: SPLIT_WATCH,
+        failure_codes: &[1, 3, 4],
+        prepare: &[&[
+            "80/20",
+            "--context",
+            "cluster1",
+            "--context",
+            "cluster2",
+            "-n",
+            "default",
+        ]],
+    });
+}
+
+/// Unlinking what a link created: every entry and the ledger go, or nothing does.
+#[test]
+fn unlink_survives_every_fault() {
+    sweep(&Case {
+        plugin: "link",
+        clusters: &["cluster1", "cluster2"],
+        seed: LINK_SEED,
+        args: &["--from", "cluster1", "--to", "cluster2", "--unlink", "--all"],
+        watch: &[
+            ("cluster2", "/apis/networking.istio.io/v1/namespaces/default/serviceentries/checkoutservice-global"),
+            ("cluster2", "/apis/networking.istio.io/v1/namespaces/default/serviceentries/emailservice-global"),
+            ("cluster2", "/api/v1/namespaces/istio-system/configmaps/kubectl-mesh-addresses"),
+        ],
+        failure_codes: &[1],
+        prepare: &[&["--from", "cluster1", "--to", "cluster2", "checkoutservice", "emailservice"]],
     });
 }

@@ -275,13 +275,18 @@ impl Cluster {
         }
         let uri = with_query(&kind.path(ns, Some(name)), &query);
         let body = serde_json::to_vec(obj)?;
-        let req = Request::patch(uri)
-            .header("Content-Type", "application/apply-patch+yaml")
-            .body(body)?;
-        let object = self
-            .send(req)
-            .await
-            .map_err(|e| self.fail(e, "apply", &what(&kind, ns, name)))?;
+        let send = || async {
+            let req = Request::patch(uri.clone())
+                .header("Content-Type", "application/apply-patch+yaml")
+                .body(body.clone())?;
+            Ok::<_, anyhow::Error>(self.send(req).await)
+        };
+        // An apply is idempotent: one that got no answer is sent once more, never more.
+        let mut answer = send().await?;
+        if matches!(answer, Err(ref e) if !matches!(e, kube::Error::Api(_))) {
+            answer = send().await?;
+        }
+        let object = answer.map_err(|e| self.fail(e, "apply", &what(&kind, ns, name)))?;
         let outcome = match existing {
             None => Outcome::Created,
             Some(old) if mode.dry_run == DryRun::Server => {
@@ -364,10 +369,19 @@ impl Cluster {
         if mode.dry_run == DryRun::Server {
             query.push(("dryRun".to_string(), "All".to_string()));
         }
-        let req = Request::delete(with_query(&kind.path(namespace, Some(name)), &query))
-            .header("Content-Type", "application/json")
-            .body(Vec::new())?;
-        match self.send(req).await {
+        let uri = with_query(&kind.path(namespace, Some(name)), &query);
+        let send = || async {
+            let req = Request::delete(uri.clone())
+                .header("Content-Type", "application/json")
+                .body(Vec::new())?;
+            Ok::<_, anyhow::Error>(self.send(req).await)
+        };
+        // A delete is idempotent too (a second one finds 404): one retry when no answer came.
+        let mut answer = send().await?;
+        if matches!(answer, Err(ref e) if !matches!(e, kube::Error::Api(_))) {
+            answer = send().await?;
+        }
+        match answer {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
             Err(e) => Err(self.fail(e, "delete", &what(kind, namespace, name))),

@@ -738,56 +738,110 @@ async fn delete_links(
 ) -> Result<()> {
     let kind = objects::istio("ServiceEntry", version);
     let mut freed = BTreeSet::new();
+    let mut deleted: Vec<&Value> = Vec::new();
+    let mut failure: Option<anyhow::Error> = None;
     for se in ses {
-        let ns = objects::namespace(se);
-        let name = objects::name(se);
-        let service = service_entry::service_of(se).unwrap_or(name).to_string();
-        let host = service_entry::hosts(se)
-            .first()
-            .map(|h| h.to_string())
-            .unwrap_or_default();
-        let address = service_entry::ipv4_addresses(se)
-            .first()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        match dst.delete(&kind, ns, name, mode).await {
+        match dst
+            .delete(&kind, objects::namespace(se), objects::name(se), mode)
+            .await
+        {
             Ok(_) => {
-                report.changed = true;
+                deleted.push(se);
                 freed.extend(service_entry::hosts(se).into_iter().map(String::from));
-                report.rows.push(row(
-                    src,
-                    dst,
-                    &service,
-                    &host,
-                    &address,
-                    &format!("{word}{}", Report::suffix(mode)),
-                ));
             }
             Err(e) => {
-                report.failures.push(crate::error::one_line(&e));
-                report
-                    .rows
-                    .push(row(src, dst, &service, &host, &address, "failed"));
+                if e.downcast_ref::<InDoubt>().is_some() {
+                    deleted.push(se); // it may be gone: put it back with the others
+                }
+                failure = Some(e);
+                break;
             }
         }
     }
-    if freed.is_empty() {
-        return Ok(());
+    if failure.is_none() && !freed.is_empty() {
+        let mut warnings = Vec::new();
+        let mut released = Ok(());
+        // Releasing addresses is idempotent, so a write that got no answer is simply tried again.
+        for _ in 0..2 {
+            released = ledger::update(
+                dst,
+                mode,
+                |l: &Ledger| {
+                    let mut next = l.clone();
+                    next.0.retain(|h, _| !freed.contains(h));
+                    Ok((Some(next), ()))
+                },
+                &mut warnings,
+            )
+            .await;
+            match &released {
+                Err(e) if e.downcast_ref::<InDoubt>().is_some() => continue,
+                _ => break,
+            }
+        }
+        report.warnings.extend(warnings);
+        if let Err(e) = released {
+            failure = Some(e);
+        }
     }
-    let mut warnings = Vec::new();
-    ledger::update(
-        dst,
-        mode,
-        |l: &Ledger| {
-            let mut next = l.clone();
-            next.0.retain(|h, _| !freed.contains(h));
-            Ok((Some(next), ()))
-        },
-        &mut warnings,
-    )
-    .await?;
-    report.warnings.extend(warnings);
+    let Some(err) = failure else {
+        for se in &deleted {
+            report.changed = true;
+            push_row(
+                src,
+                dst,
+                se,
+                &format!("{word}{}", Report::suffix(mode)),
+                report,
+            );
+        }
+        return Ok(());
+    };
+    // All or nothing: put back what this run deleted, so the entries and the ledger agree.
+    let mut not_restored = Vec::new();
+    if mode.dry_run == DryRun::None {
+        for se in &deleted {
+            let restored = dst
+                .apply_over(&crate::write::restorable(se), None, WriteMode::default())
+                .await;
+            if let Err(e) = restored {
+                not_restored.push(format!(
+                    "{} ({})",
+                    objects::name(se),
+                    crate::error::one_line(&e)
+                ));
+            }
+        }
+    }
+    for se in ses {
+        push_row(src, dst, se, "failed: nothing unlinked", report);
+    }
+    report.failures.push(crate::error::one_line(&err));
+    if !not_restored.is_empty() {
+        report.failures.push(format!(
+            "could NOT put back in {}: {}: check them by hand",
+            dst.context,
+            not_restored.join(", ")
+        ));
+    }
     Ok(())
+}
+
+fn push_row(src: &Cluster, dst: &Cluster, se: &Value, state: &str, report: &mut Report) {
+    let service = service_entry::service_of(se)
+        .unwrap_or(objects::name(se))
+        .to_string();
+    let host = service_entry::hosts(se)
+        .first()
+        .map(|h| h.to_string())
+        .unwrap_or_default();
+    let address = service_entry::ipv4_addresses(se)
+        .first()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    report
+        .rows
+        .push(row(src, dst, &service, &host, &address, state));
 }
 
 /// The directions of a run: `(source, target)` pairs.
