@@ -138,6 +138,29 @@ impl Cluster {
         self.client.request::<Value>(req).await
     }
 
+    /// Sends an idempotent write (server-side apply, delete). One that got no answer (timeout,
+    /// reset) may or may not have landed, and sending it again is harmless, so it is sent once
+    /// more, never more. An answer from the server, error or not, is returned as it is.
+    async fn send_idempotent(
+        &self,
+        method: http::Method,
+        uri: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<std::result::Result<Value, kube::Error>> {
+        let request = || {
+            Request::builder()
+                .method(method.clone())
+                .uri(uri)
+                .header("Content-Type", content_type)
+                .body(body.to_vec())
+        };
+        Ok(match self.send(request()?).await {
+            Err(e) if !matches!(e, kube::Error::Api(_)) => self.send(request()?).await,
+            answer => answer,
+        })
+    }
+
     fn fail(&self, err: kube::Error, verb: &str, what: &str) -> anyhow::Error {
         let detail = match &err {
             kube::Error::Api(s) if s.code == 401 => {
@@ -275,17 +298,14 @@ impl Cluster {
         }
         let uri = with_query(&kind.path(ns, Some(name)), &query);
         let body = serde_json::to_vec(obj)?;
-        let send = || async {
-            let req = Request::patch(uri.clone())
-                .header("Content-Type", "application/apply-patch+yaml")
-                .body(body.clone())?;
-            Ok::<_, anyhow::Error>(self.send(req).await)
-        };
-        // An apply is idempotent: one that got no answer is sent once more, never more.
-        let mut answer = send().await?;
-        if matches!(answer, Err(ref e) if !matches!(e, kube::Error::Api(_))) {
-            answer = send().await?;
-        }
+        let answer = self
+            .send_idempotent(
+                http::Method::PATCH,
+                &uri,
+                "application/apply-patch+yaml",
+                &body,
+            )
+            .await?;
         let object = answer.map_err(|e| self.fail(e, "apply", &what(&kind, ns, name)))?;
         let outcome = match existing {
             None => Outcome::Created,
@@ -370,17 +390,9 @@ impl Cluster {
             query.push(("dryRun".to_string(), "All".to_string()));
         }
         let uri = with_query(&kind.path(namespace, Some(name)), &query);
-        let send = || async {
-            let req = Request::delete(uri.clone())
-                .header("Content-Type", "application/json")
-                .body(Vec::new())?;
-            Ok::<_, anyhow::Error>(self.send(req).await)
-        };
-        // A delete is idempotent too (a second one finds 404): one retry when no answer came.
-        let mut answer = send().await?;
-        if matches!(answer, Err(ref e) if !matches!(e, kube::Error::Api(_))) {
-            answer = send().await?;
-        }
+        let answer = self
+            .send_idempotent(http::Method::DELETE, &uri, "application/json", &[])
+            .await?;
         match answer {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),

@@ -636,6 +636,27 @@ fn print_table(sites: &[Site], after: &[Vec<u32>], io: &mut Io) -> Result<()> {
     Ok(())
 }
 
+/// The TARGET given, else the one VirtualService of the first context that fits (a pick-list
+/// on a terminal); `for_undo` looks for recorded previous weights instead of split routes.
+async fn target_or_choose(
+    plan: &Plan,
+    clusters: &[Cluster],
+    io: &Io,
+    prompter: &mut dyn Prompter,
+    for_undo: bool,
+    hint: &str,
+) -> Result<Target> {
+    if let Some(t) = &plan.target {
+        return Ok(t.clone());
+    }
+    let first = clusters
+        .first()
+        .ok_or_else(|| anyhow!("no context to work on"))?;
+    let kind = vs_kind(first).await?;
+    let may = prompt::may_prompt(io.terminal, plan.write.yes);
+    choose(first, &kind, for_undo, hint, may, prompter).await
+}
+
 async fn split(
     plan: &Plan,
     set: &SetPlan,
@@ -643,25 +664,8 @@ async fn split(
     io: &mut Io,
     prompter: &mut dyn Prompter,
 ) -> Result<()> {
-    let target = match &plan.target {
-        Some(t) => t.clone(),
-        None => {
-            let first = clusters
-                .first()
-                .ok_or_else(|| anyhow!("no context to work on"))?;
-            let kind = vs_kind(first).await?;
-            let may = prompt::may_prompt(io.terminal, plan.write.yes);
-            choose(
-                first,
-                &kind,
-                false,
-                &format!(" {}", set.weights),
-                may,
-                prompter,
-            )
-            .await?
-        }
-    };
+    let hint = format!(" {}", set.weights);
+    let target = target_or_choose(plan, &clusters, io, prompter, false, &hint).await?;
     let (mut sites, finals) = read_for_split(plan, set, clusters, &target).await?;
     let create = set.create.as_ref();
 
@@ -849,17 +853,7 @@ async fn undo(
     io: &mut Io,
     prompter: &mut dyn Prompter,
 ) -> Result<()> {
-    let target = match &plan.target {
-        Some(t) => t.clone(),
-        None => {
-            let first = clusters
-                .first()
-                .ok_or_else(|| anyhow!("no context to work on"))?;
-            let kind = vs_kind(first).await?;
-            let may = prompt::may_prompt(io.terminal, plan.write.yes);
-            choose(first, &kind, true, "", may, prompter).await?
-        }
-    };
+    let target = target_or_choose(plan, &clusters, io, prompter, true, "").await?;
     let mut sites = Vec::new();
     let mut want = Vec::new();
     let mut previous = Vec::new();
