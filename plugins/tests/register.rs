@@ -3,14 +3,17 @@
 
 mod common;
 
-use common::{api_requests, kubectl, plugin, writes, Emu, Fault, FaultAction};
+use common::{
+    api_requests, kubectl, plugin, writes, xds_endpoints, Emu, Fault, FaultAction, Server, Target,
+    Tier,
+};
 use serde_json::Value;
 
 fn emu() -> Emu {
     Emu::builder().start().expect("start kube-emu")
 }
 
-fn get(emu: &Emu, args: &[&str]) -> Option<Value> {
+fn get(emu: &dyn Target, args: &[&str]) -> Option<Value> {
     let mut full = vec!["get"];
     full.extend_from_slice(args);
     full.extend_from_slice(&["-o", "json"]);
@@ -25,156 +28,10 @@ const SE_PATH: &str =
     "/apis/networking.istio.io/v1/namespaces/default/serviceentries/mesh-expansion-productcatalog";
 const SVC_PATH: &str = "/api/v1/namespaces/default/services/productcatalog";
 
-fn rv(emu: &Emu, path: &str) -> String {
+fn rv(emu: &Server, path: &str) -> String {
     emu.get_json("cluster1", path)
         .and_then(|o| o["metadata"]["resourceVersion"].as_str().map(String::from))
         .unwrap_or_default()
-}
-
-#[test]
-fn serviceentry_mode_register_rerun_add_ip_and_delete() {
-    let emu = emu();
-    let run = kubectl(
-        &emu,
-        &[
-            "mesh-register",
-            "productcatalog",
-            "10.128.0.13",
-            "grpc:3550",
-        ],
-    )
-    .ok();
-    assert_eq!(
-        run.stdout,
-        "service/productcatalog created\nserviceentry.networking.istio.io/mesh-expansion-productcatalog created\n"
-    );
-
-    // The real kubectl reads back exactly the objects of the contract.
-    let svc = get(&emu, &["svc", "productcatalog"]).expect("service");
-    assert_eq!(svc["metadata"]["labels"]["app"], "productcatalog");
-    assert_eq!(
-        svc["metadata"]["labels"]["app.kubernetes.io/managed-by"],
-        "kubectl-mesh"
-    );
-    assert!(svc["spec"].get("selector").is_none(), "no selector: {svc}");
-    assert_eq!(svc["spec"]["ports"][0]["name"], "grpc");
-    assert_eq!(svc["spec"]["ports"][0]["port"], 3550);
-    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 3550);
-    assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
-    let se = get(&emu, &["se", "mesh-expansion-productcatalog"]).expect("serviceentry");
-    assert_eq!(
-        se["spec"]["hosts"][0],
-        "productcatalog.default.svc.cluster.local"
-    );
-    assert_eq!(se["spec"]["location"], "MESH_INTERNAL");
-    assert_eq!(se["spec"]["resolution"], "STATIC");
-    assert_eq!(
-        se["spec"]["ports"],
-        serde_json::json!([{"number": 3550, "name": "grpc", "protocol": "GRPC"}])
-    );
-    assert_eq!(
-        se["spec"]["endpoints"],
-        serde_json::json!([{"address": "10.128.0.13", "labels": {"app": "productcatalog"}, "ports": {"grpc": 3550}, "serviceAccount": "default"}])
-    );
-    // kubectl hides managedFields; read them from the store.
-    let stored = emu.get_json("cluster1", SE_PATH).expect("stored");
-    let managers: Vec<&str> = stored["metadata"]["managedFields"]
-        .as_array()
-        .map(|m| m.iter().filter_map(|f| f["manager"].as_str()).collect())
-        .unwrap_or_default();
-    assert_eq!(managers, vec!["kubectl-mesh"]);
-
-    // Again: unchanged, and no resourceVersion moves.
-    let (rv_svc, rv_se) = (rv(&emu, SVC_PATH), rv(&emu, SE_PATH));
-    let run = kubectl(
-        &emu,
-        &[
-            "mesh-register",
-            "productcatalog",
-            "10.128.0.13",
-            "grpc:3550",
-        ],
-    )
-    .ok();
-    assert_eq!(
-        run.stdout,
-        "service/productcatalog unchanged\nserviceentry.networking.istio.io/mesh-expansion-productcatalog unchanged\n"
-    );
-    assert_eq!((rv(&emu, SVC_PATH), rv(&emu, SE_PATH)), (rv_svc, rv_se));
-
-    // A second VM adds an endpoint and keeps the first.
-    let run = kubectl(
-        &emu,
-        &[
-            "mesh-register",
-            "productcatalog",
-            "10.128.0.14",
-            "grpc:3550",
-        ],
-    )
-    .ok();
-    assert!(
-        run.stdout
-            .contains("mesh-expansion-productcatalog configured"),
-        "{}",
-        run.stdout
-    );
-    let se = get(&emu, &["se", "mesh-expansion-productcatalog"]).expect("se");
-    let addrs: Vec<&str> = se["spec"]["endpoints"]
-        .as_array()
-        .expect("eps")
-        .iter()
-        .filter_map(|e| e["address"].as_str())
-        .collect();
-    assert_eq!(addrs, vec!["10.128.0.13", "10.128.0.14"]);
-
-    // The list shows both.
-    let run = kubectl(&emu, &["mesh-register", "--list"]).ok();
-    assert!(run.stdout.starts_with("NAME "), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("10.128.0.13,10.128.0.14"),
-        "{}",
-        run.stdout
-    );
-
-    // Deregistering both leaves nothing behind.
-    kubectl(
-        &emu,
-        &["mesh-register", "--delete", "productcatalog", "10.128.0.13"],
-    )
-    .ok();
-    assert!(emu.get_json("cluster1", SE_PATH).is_some());
-    let run = kubectl(
-        &emu,
-        &["mesh-register", "--delete", "productcatalog", "10.128.0.14"],
-    )
-    .ok();
-    assert!(
-        run.stdout
-            .contains("serviceentry.networking.istio.io/mesh-expansion-productcatalog deleted"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("service/productcatalog deleted"),
-        "{}",
-        run.stdout
-    );
-    assert!(emu.get_json("cluster1", SE_PATH).is_none());
-    assert!(emu.get_json("cluster1", SVC_PATH).is_none());
-
-    // An address that is not registered: exit 1 with a clear message.
-    let run = kubectl(
-        &emu,
-        &["mesh-register", "--delete", "productcatalog", "10.128.0.14"],
-    )
-    .expect_code(1);
-    assert!(
-        run.stderr
-            .contains("10.128.0.14 is not registered for service productcatalog"),
-        "{}",
-        run.stderr
-    );
 }
 
 #[test]
@@ -205,255 +62,6 @@ fn fresh_registration_makes_one_read_and_one_apply_per_object() {
     for r in reqs.iter().filter(|r| r.method == "PATCH") {
         assert!(r.query.contains("fieldManager=kubectl-mesh"), "{r:?}");
     }
-}
-
-#[test]
-fn workloadentry_mode_register_and_delete() {
-    let emu = emu();
-    let run = plugin(
-        Some(&emu),
-        "register",
-        &[
-            "productcatalog",
-            "10.128.0.13,fd00::13",
-            "grpc:3550",
-            "--mode",
-            "workloadentry",
-            "--network",
-            "vm-net",
-            "-l",
-            "version=v1",
-        ],
-    )
-    .ok();
-    assert_eq!(
-        run.stdout,
-        "service/productcatalog created\n\
-         workloadentry.networking.istio.io/productcatalog-10-128-0-13 created\n\
-         workloadentry.networking.istio.io/productcatalog-fd00--13 created\n"
-    );
-    let svc = get(&emu, &["svc", "productcatalog"]).expect("svc");
-    assert_eq!(
-        svc["spec"]["selector"],
-        serde_json::json!({"app": "productcatalog"})
-    );
-    let we = get(&emu, &["workloadentries", "productcatalog-fd00--13"]).expect("we");
-    assert_eq!(we["spec"]["address"], "fd00::13");
-    assert_eq!(we["spec"]["network"], "vm-net");
-    assert_eq!(
-        we["spec"]["labels"],
-        serde_json::json!({"app": "productcatalog", "version": "v1"})
-    );
-    assert_eq!(we["spec"]["ports"], serde_json::json!({"grpc": 3550}));
-    let run = plugin(
-        Some(&emu),
-        "register",
-        &[
-            "productcatalog",
-            "10.128.0.13,fd00::13",
-            "grpc:3550",
-            "--mode",
-            "workloadentry",
-            "--network",
-            "vm-net",
-            "-l",
-            "version=v1",
-        ],
-    )
-    .ok();
-    assert_eq!(run.stdout.matches("unchanged").count(), 3, "{}", run.stdout);
-
-    plugin(
-        Some(&emu),
-        "register",
-        &["--delete", "productcatalog", "10.128.0.13"],
-    )
-    .ok();
-    assert!(
-        get(&emu, &["svc", "productcatalog"]).is_some(),
-        "the service stays while a VM is left"
-    );
-    let run = plugin(
-        Some(&emu),
-        "register",
-        &["--delete", "productcatalog", "fd00::13"],
-    )
-    .ok();
-    assert!(
-        run.stdout.contains("service/productcatalog deleted"),
-        "{}",
-        run.stdout
-    );
-    let left = kubectl(&emu, &["get", "workloadentries,svc", "-o", "name"]).ok();
-    assert!(!left.stdout.contains("productcatalog"), "{}", left.stdout);
-}
-
-#[test]
-fn endpoints_mode_register_dedupes_and_delete() {
-    let emu = emu();
-    plugin(
-        Some(&emu),
-        "register",
-        &[
-            "legacy",
-            "10.0.0.5,10.0.0.5,10.0.0.6",
-            "http:8080",
-            "--mode",
-            "endpoints",
-            "-s",
-            "legacy-sa",
-        ],
-    )
-    .ok();
-    let ep = get(&emu, &["endpoints", "legacy"]).expect("endpoints");
-    assert_eq!(
-        ep["subsets"][0]["addresses"],
-        serde_json::json!([{"ip": "10.0.0.5"}, {"ip": "10.0.0.6"}])
-    );
-    let svc = get(&emu, &["svc", "legacy"]).expect("svc");
-    assert_eq!(
-        svc["metadata"]["annotations"]["alpha.istio.io/kubernetes-serviceaccounts"],
-        "legacy-sa"
-    );
-    plugin(Some(&emu), "register", &["--delete", "legacy", "10.0.0.5"]).ok();
-    let ep = get(&emu, &["endpoints", "legacy"]).expect("endpoints");
-    assert_eq!(
-        ep["subsets"][0]["addresses"],
-        serde_json::json!([{"ip": "10.0.0.6"}])
-    );
-    plugin(Some(&emu), "register", &["--delete", "legacy", "10.0.0.6"]).ok();
-    assert!(get(&emu, &["endpoints", "legacy"]).is_none());
-    assert!(get(&emu, &["svc", "legacy"]).is_none());
-}
-
-#[test]
-fn client_dry_run_needs_no_cluster_and_pipes_into_kubectl_apply() {
-    let run = plugin(
-        None,
-        "register",
-        &[
-            "productcatalog",
-            "10.128.0.13",
-            "grpc:3550",
-            "--dry-run=client",
-            "-o",
-            "yaml",
-        ],
-    )
-    .ok();
-    assert!(run.stdout.contains("kind: ServiceEntry"), "{}", run.stdout);
-    let emu = emu();
-    let mut child = std::process::Command::new("kubectl")
-        .args([
-            "apply",
-            "--server-side",
-            "--field-manager",
-            "kubectl-mesh",
-            "-f",
-            "-",
-        ])
-        .env("KUBECONFIG", emu.kubeconfig())
-        .env("HOME", emu.home())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(run.stdout.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // What the dry run printed is exactly what the plugin applies: a real run is unchanged.
-    let run = plugin(
-        Some(&emu),
-        "register",
-        &["productcatalog", "10.128.0.13", "grpc:3550"],
-    )
-    .ok();
-    assert_eq!(run.stdout.matches("unchanged").count(), 2, "{}", run.stdout);
-}
-
-#[test]
-fn server_dry_run_validates_and_stores_nothing() {
-    let emu = emu();
-    let run = plugin(
-        Some(&emu),
-        "register",
-        &[
-            "productcatalog",
-            "10.128.0.13",
-            "grpc:3550",
-            "--dry-run=server",
-        ],
-    )
-    .ok();
-    assert!(
-        run.stdout.contains("created (server dry run)"),
-        "{}",
-        run.stdout
-    );
-    assert!(emu.get_json("cluster1", SVC_PATH).is_none());
-    assert!(emu.get_json("cluster1", SE_PATH).is_none());
-    assert!(writes(&emu, "cluster1")
-        .iter()
-        .all(|r| r.query.contains("dryRun=All")));
-}
-
-#[test]
-fn no_istio_and_missing_namespace_are_clear_errors() {
-    let bare = Emu::builder().no_crds().start().expect("emu");
-    let run = plugin(
-        Some(&bare),
-        "register",
-        &["productcatalog", "10.128.0.13", "grpc:3550"],
-    )
-    .expect_code(1);
-    assert_eq!(
-        run.stderr.trim(),
-        "error: Istio CRDs not found in context cluster1: is Istio installed?"
-    );
-    let emu = emu();
-    let run = plugin(
-        Some(&emu),
-        "register",
-        &["productcatalog", "10.128.0.13", "grpc:3550", "-n", "shop"],
-    )
-    .expect_code(1);
-    assert!(
-        run.stderr.contains("namespace \"shop\" not found")
-            && run.stderr.contains("--create-namespace"),
-        "{}",
-        run.stderr
-    );
-    assert!(writes(&emu, "cluster1").is_empty());
-    let run = plugin(
-        Some(&emu),
-        "register",
-        &[
-            "productcatalog",
-            "10.128.0.13",
-            "grpc:3550",
-            "-n",
-            "shop",
-            "--create-namespace",
-        ],
-    )
-    .ok();
-    assert!(
-        run.stdout.starts_with("namespace/shop created\n"),
-        "{}",
-        run.stdout
-    );
-    assert!(emu.get_json("cluster1", "/apis/networking.istio.io/v1/namespaces/shop/serviceentries/mesh-expansion-productcatalog").is_some());
 }
 
 #[test]
@@ -588,4 +196,455 @@ fn malformed_input_exits_2_with_one_line_and_sends_nothing() {
             emu.requests("cluster1")
         );
     }
+}
+
+on_both_tiers! {
+fn serviceentry_mode_register_rerun_add_ip_and_delete(tier) {
+    let srv = Server::builder(tier).start();
+    let run = kubectl(
+        &srv,
+        &[
+            "mesh-register",
+            "productcatalog",
+            "10.128.0.13",
+            "grpc:3550",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        run.stdout,
+        "service/productcatalog created\nserviceentry.networking.istio.io/mesh-expansion-productcatalog created\n"
+    );
+
+    // The real kubectl reads back exactly the objects of the contract.
+    let svc = get(&srv, &["svc", "productcatalog"]).expect("service");
+    assert_eq!(svc["metadata"]["labels"]["app"], "productcatalog");
+    assert_eq!(
+        svc["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "kubectl-mesh"
+    );
+    assert!(svc["spec"].get("selector").is_none(), "no selector: {svc}");
+    assert_eq!(svc["spec"]["ports"][0]["name"], "grpc");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 3550);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 3550);
+    assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
+    let se = get(&srv, &["se", "mesh-expansion-productcatalog"]).expect("serviceentry");
+    assert_eq!(
+        se["spec"]["hosts"][0],
+        "productcatalog.default.svc.cluster.local"
+    );
+    assert_eq!(se["spec"]["location"], "MESH_INTERNAL");
+    assert_eq!(se["spec"]["resolution"], "STATIC");
+    assert_eq!(
+        se["spec"]["ports"],
+        serde_json::json!([{"number": 3550, "name": "grpc", "protocol": "GRPC"}])
+    );
+    assert_eq!(
+        se["spec"]["endpoints"],
+        serde_json::json!([{"address": "10.128.0.13", "labels": {"app": "productcatalog"}, "ports": {"grpc": 3550}, "serviceAccount": "default"}])
+    );
+    // kubectl hides managedFields; read them from the store.
+    let stored = srv.get_json("cluster1", SE_PATH).expect("stored");
+    let managers: Vec<&str> = stored["metadata"]["managedFields"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|f| f["manager"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(managers, vec!["kubectl-mesh"]);
+
+    // Again: unchanged, and no resourceVersion moves.
+    let (rv_svc, rv_se) = (rv(&srv, SVC_PATH), rv(&srv, SE_PATH));
+    let run = kubectl(
+        &srv,
+        &[
+            "mesh-register",
+            "productcatalog",
+            "10.128.0.13",
+            "grpc:3550",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        run.stdout,
+        "service/productcatalog unchanged\nserviceentry.networking.istio.io/mesh-expansion-productcatalog unchanged\n"
+    );
+    assert_eq!((rv(&srv, SVC_PATH), rv(&srv, SE_PATH)), (rv_svc, rv_se));
+
+    // A second VM adds an endpoint and keeps the first.
+    let run = kubectl(
+        &srv,
+        &[
+            "mesh-register",
+            "productcatalog",
+            "10.128.0.14",
+            "grpc:3550",
+        ],
+    )
+    .ok();
+    assert!(
+        run.stdout
+            .contains("mesh-expansion-productcatalog configured"),
+        "{}",
+        run.stdout
+    );
+    let se = get(&srv, &["se", "mesh-expansion-productcatalog"]).expect("se");
+    let addrs: Vec<&str> = se["spec"]["endpoints"]
+        .as_array()
+        .expect("eps")
+        .iter()
+        .filter_map(|e| e["address"].as_str())
+        .collect();
+    assert_eq!(addrs, vec!["10.128.0.13", "10.128.0.14"]);
+
+    // The list shows both.
+    let run = kubectl(&srv, &["mesh-register", "--list"]).ok();
+    assert!(run.stdout.starts_with("NAME "), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("10.128.0.13,10.128.0.14"),
+        "{}",
+        run.stdout
+    );
+
+    // Deregistering both leaves nothing behind.
+    kubectl(
+        &srv,
+        &["mesh-register", "--delete", "productcatalog", "10.128.0.13"],
+    )
+    .ok();
+    assert!(srv.get_json("cluster1", SE_PATH).is_some());
+    let run = kubectl(
+        &srv,
+        &["mesh-register", "--delete", "productcatalog", "10.128.0.14"],
+    )
+    .ok();
+    assert!(
+        run.stdout
+            .contains("serviceentry.networking.istio.io/mesh-expansion-productcatalog deleted"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("service/productcatalog deleted"),
+        "{}",
+        run.stdout
+    );
+    assert!(srv.get_json("cluster1", SE_PATH).is_none());
+    assert!(srv.get_json("cluster1", SVC_PATH).is_none());
+
+    // An address that is not registered: exit 1 with a clear message.
+    let run = kubectl(
+        &srv,
+        &["mesh-register", "--delete", "productcatalog", "10.128.0.14"],
+    )
+    .expect_code(1);
+    assert!(
+        run.stderr
+            .contains("10.128.0.14 is not registered for service productcatalog"),
+        "{}",
+        run.stderr
+    );
+}
+
+fn workloadentry_mode_register_and_delete(tier) {
+    let srv = Server::builder(tier).start();
+    let run = plugin(
+        Some(&srv),
+        "register",
+        &[
+            "productcatalog",
+            "10.128.0.13,fd00::13",
+            "grpc:3550",
+            "--mode",
+            "workloadentry",
+            "--network",
+            "vm-net",
+            "-l",
+            "version=v1",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        run.stdout,
+        "service/productcatalog created\n\
+         workloadentry.networking.istio.io/productcatalog-10-128-0-13 created\n\
+         workloadentry.networking.istio.io/productcatalog-fd00--13 created\n"
+    );
+    let svc = get(&srv, &["svc", "productcatalog"]).expect("svc");
+    assert_eq!(
+        svc["spec"]["selector"],
+        serde_json::json!({"app": "productcatalog"})
+    );
+    let we = get(&srv, &["workloadentries", "productcatalog-fd00--13"]).expect("we");
+    assert_eq!(we["spec"]["address"], "fd00::13");
+    assert_eq!(we["spec"]["network"], "vm-net");
+    assert_eq!(
+        we["spec"]["labels"],
+        serde_json::json!({"app": "productcatalog", "version": "v1"})
+    );
+    assert_eq!(we["spec"]["ports"], serde_json::json!({"grpc": 3550}));
+    let run = plugin(
+        Some(&srv),
+        "register",
+        &[
+            "productcatalog",
+            "10.128.0.13,fd00::13",
+            "grpc:3550",
+            "--mode",
+            "workloadentry",
+            "--network",
+            "vm-net",
+            "-l",
+            "version=v1",
+        ],
+    )
+    .ok();
+    assert_eq!(run.stdout.matches("unchanged").count(), 3, "{}", run.stdout);
+
+    plugin(
+        Some(&srv),
+        "register",
+        &["--delete", "productcatalog", "10.128.0.13"],
+    )
+    .ok();
+    assert!(
+        get(&srv, &["svc", "productcatalog"]).is_some(),
+        "the service stays while a VM is left"
+    );
+    let run = plugin(
+        Some(&srv),
+        "register",
+        &["--delete", "productcatalog", "fd00::13"],
+    )
+    .ok();
+    assert!(
+        run.stdout.contains("service/productcatalog deleted"),
+        "{}",
+        run.stdout
+    );
+    let left = kubectl(&srv, &["get", "workloadentries,svc", "-o", "name"]).ok();
+    assert!(!left.stdout.contains("productcatalog"), "{}", left.stdout);
+}
+
+fn endpoints_mode_register_dedupes_and_delete(tier) {
+    let srv = Server::builder(tier).start();
+    plugin(
+        Some(&srv),
+        "register",
+        &[
+            "legacy",
+            "10.0.0.5,10.0.0.5,10.0.0.6",
+            "http:8080",
+            "--mode",
+            "endpoints",
+            "-s",
+            "legacy-sa",
+        ],
+    )
+    .ok();
+    let ep = get(&srv, &["endpoints", "legacy"]).expect("endpoints");
+    assert_eq!(
+        ep["subsets"][0]["addresses"],
+        serde_json::json!([{"ip": "10.0.0.5"}, {"ip": "10.0.0.6"}])
+    );
+    let svc = get(&srv, &["svc", "legacy"]).expect("svc");
+    assert_eq!(
+        svc["metadata"]["annotations"]["alpha.istio.io/kubernetes-serviceaccounts"],
+        "legacy-sa"
+    );
+    plugin(Some(&srv), "register", &["--delete", "legacy", "10.0.0.5"]).ok();
+    let ep = get(&srv, &["endpoints", "legacy"]).expect("endpoints");
+    assert_eq!(
+        ep["subsets"][0]["addresses"],
+        serde_json::json!([{"ip": "10.0.0.6"}])
+    );
+    plugin(Some(&srv), "register", &["--delete", "legacy", "10.0.0.6"]).ok();
+    assert!(get(&srv, &["endpoints", "legacy"]).is_none());
+    assert!(get(&srv, &["svc", "legacy"]).is_none());
+}
+
+fn client_dry_run_needs_no_cluster_and_pipes_into_kubectl_apply(tier) {
+    let run = plugin(
+        None,
+        "register",
+        &[
+            "productcatalog",
+            "10.128.0.13",
+            "grpc:3550",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ],
+    )
+    .ok();
+    assert!(run.stdout.contains("kind: ServiceEntry"), "{}", run.stdout);
+    let srv = Server::builder(tier).start();
+    let mut child = std::process::Command::new("kubectl")
+        .args([
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "kubectl-mesh",
+            "-f",
+            "-",
+        ])
+        .env("KUBECONFIG", srv.kubeconfig())
+        .env("HOME", srv.home())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(run.stdout.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What the dry run printed is exactly what the plugin applies: a real run is unchanged.
+    let run = plugin(
+        Some(&srv),
+        "register",
+        &["productcatalog", "10.128.0.13", "grpc:3550"],
+    )
+    .ok();
+    assert_eq!(run.stdout.matches("unchanged").count(), 2, "{}", run.stdout);
+}
+
+fn server_dry_run_validates_and_stores_nothing(tier) {
+    let srv = Server::builder(tier).start();
+    let run = plugin(
+        Some(&srv),
+        "register",
+        &[
+            "productcatalog",
+            "10.128.0.13",
+            "grpc:3550",
+            "--dry-run=server",
+        ],
+    )
+    .ok();
+    assert!(
+        run.stdout.contains("created (server dry run)"),
+        "{}",
+        run.stdout
+    );
+    assert!(srv.get_json("cluster1", SVC_PATH).is_none());
+    assert!(srv.get_json("cluster1", SE_PATH).is_none());
+    if let Some(emu) = srv.emu() {
+        assert!(writes(emu, "cluster1")
+            .iter()
+            .all(|r| r.query.contains("dryRun=All")));
+    }
+}
+
+fn no_istio_and_missing_namespace_are_clear_errors(tier) {
+    let bare = Server::builder(tier).no_crds().start();
+    let run = plugin(
+        Some(&bare),
+        "register",
+        &["productcatalog", "10.128.0.13", "grpc:3550"],
+    )
+    .expect_code(1);
+    assert_eq!(
+        run.stderr.trim(),
+        "error: Istio CRDs not found in context cluster1: is Istio installed?"
+    );
+    let srv = Server::builder(tier).start();
+    let run = plugin(
+        Some(&srv),
+        "register",
+        &["productcatalog", "10.128.0.13", "grpc:3550", "-n", "shop"],
+    )
+    .expect_code(1);
+    assert!(
+        run.stderr.contains("namespace \"shop\" not found")
+            && run.stderr.contains("--create-namespace"),
+        "{}",
+        run.stderr
+    );
+    if let Some(emu) = srv.emu() {
+        assert!(writes(emu, "cluster1").is_empty());
+    }
+    let run = plugin(
+        Some(&srv),
+        "register",
+        &[
+            "productcatalog",
+            "10.128.0.13",
+            "grpc:3550",
+            "-n",
+            "shop",
+            "--create-namespace",
+        ],
+    )
+    .ok();
+    assert!(
+        run.stdout.starts_with("namespace/shop created\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(srv.get_json("cluster1", "/apis/networking.istio.io/v1/namespaces/shop/serviceentries/mesh-expansion-productcatalog").is_some());
+}
+}
+
+/// What istiod makes of registrations, read as a sidecar in another namespace would get it.
+#[test]
+fn real_istiod_sends_the_registered_vm_endpoints() {
+    if !Tier::Real.enabled() {
+        return;
+    }
+    const CLUSTER: &str = "outbound|3550||productcatalog.default.svc.cluster.local";
+    let srv = Server::builder(Tier::Real)
+        .istiod()
+        .seed_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: client}\n")
+        .start();
+    let real = srv.real().expect("real tier");
+    let register = |args: &[&str]| {
+        let mut full = vec!["mesh-register"];
+        full.extend_from_slice(args);
+        kubectl(&srv, &full).ok();
+    };
+    let endpoints_are =
+        |want: &'static [&'static str]| move |d: &Value| xds_endpoints(d, CLUSTER) == want;
+
+    register(&["productcatalog", "10.128.0.13", "grpc:3550"]);
+    real.wait_xds(
+        "cluster1",
+        "client",
+        "the first VM",
+        endpoints_are(&["10.128.0.13:3550"]),
+    );
+    register(&["productcatalog", "10.128.0.14", "grpc:3550"]);
+    real.wait_xds(
+        "cluster1",
+        "client",
+        "both VMs",
+        endpoints_are(&["10.128.0.13:3550", "10.128.0.14:3550"]),
+    );
+    register(&["--delete", "productcatalog", "10.128.0.13"]);
+    register(&["--delete", "productcatalog", "10.128.0.14"]);
+    real.wait_xds("cluster1", "client", "no productcatalog cluster", |d| {
+        common::xds_cluster(d, CLUSTER).is_none()
+    });
+
+    // WorkloadEntries selected by the Service give the same endpoints.
+    register(&[
+        "productcatalog",
+        "10.128.0.13,10.128.0.14",
+        "grpc:3550",
+        "--mode",
+        "workloadentry",
+    ]);
+    real.wait_xds(
+        "cluster1",
+        "client",
+        "both VMs as WorkloadEntries",
+        endpoints_are(&["10.128.0.13:3550", "10.128.0.14:3550"]),
+    );
 }

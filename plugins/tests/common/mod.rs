@@ -8,6 +8,34 @@ use std::process::{Command, Output, Stdio};
 #[allow(unused_imports)]
 pub use kube_emu::{Emu, Fault, FaultAction, LoggedRequest};
 
+mod tier;
+#[allow(unused_imports)]
+pub use tier::*;
+
+/// What a plugin or kubectl run is pointed at: a kubeconfig and a private HOME.
+pub trait Target {
+    fn kubeconfig(&self) -> &Path;
+    fn home(&self) -> &Path;
+}
+
+impl Target for Emu {
+    fn kubeconfig(&self) -> &Path {
+        Emu::kubeconfig(self)
+    }
+    fn home(&self) -> &Path {
+        Emu::home(self)
+    }
+}
+
+impl Target for Server {
+    fn kubeconfig(&self) -> &Path {
+        Server::kubeconfig(self)
+    }
+    fn home(&self) -> &Path {
+        Server::home(self)
+    }
+}
+
 /// Directory holding the built plugin binaries (and kubectl_complete-* helpers).
 pub fn bin_dir() -> PathBuf {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_kubectl-mesh_register"));
@@ -55,7 +83,7 @@ impl Run {
     }
 }
 
-fn base_command(program: &Path, emu: Option<&Emu>) -> Command {
+fn base_command(program: &Path, emu: Option<&dyn Target>) -> Command {
     let mut cmd = Command::new(program);
     cmd.stdin(Stdio::null());
     cmd.env_remove("KUBECONFIG");
@@ -76,7 +104,7 @@ fn base_command(program: &Path, emu: Option<&Emu>) -> Command {
 }
 
 /// Runs a plugin binary directly (`kubectl-mesh_<plugin> args...`) against the emulator.
-pub fn plugin(emu: Option<&Emu>, plugin: &str, args: &[&str]) -> Run {
+pub fn plugin(emu: Option<&dyn Target>, plugin: &str, args: &[&str]) -> Run {
     let out = base_command(&bin(plugin), emu)
         .args(args)
         .output()
@@ -86,7 +114,7 @@ pub fn plugin(emu: Option<&Emu>, plugin: &str, args: &[&str]) -> Run {
 
 /// Runs the real kubectl with the emulator's kubeconfig and a private HOME, so `kubectl mesh-x`
 /// finds the freshly built plugins first on PATH.
-pub fn kubectl(emu: &Emu, args: &[&str]) -> Run {
+pub fn kubectl(emu: &dyn Target, args: &[&str]) -> Run {
     let out = base_command(Path::new("kubectl"), Some(emu))
         .args(args)
         .output()
