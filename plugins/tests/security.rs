@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{plugin, Emu, Fault, FaultAction, ISTIO};
+use common::{plugin, Fault, FaultAction, Server, Tier, ISTIO};
 
 /// Enough for every command to reach its first write: an Istio install, a WorkloadGroup, a
 /// gateway and a Service to link, and a VirtualService to split in both clusters.
@@ -37,13 +37,12 @@ spec:
       weight: 0
 "#;
 
-fn two_clusters() -> Emu {
+fn two_clusters(tier: Tier) -> Server {
     let seed = format!("{ISTIO}---{EXTRA}");
-    Emu::builder()
+    Server::builder(tier)
         .clusters(&["cluster1", "cluster2"])
         .seed_yaml(&seed)
         .start()
-        .expect("emu")
 }
 
 fn commands(out_dir: &str) -> Vec<(&'static str, Vec<String>)> {
@@ -70,13 +69,20 @@ fn commands(out_dir: &str) -> Vec<(&'static str, Vec<String>)> {
     ]
 }
 
-#[test]
-fn a_refused_token_names_the_verb_and_resource_and_is_never_printed() {
-    let emu = two_clusters();
-    let token = emu.token("cluster1");
-    // The server now expects another token: every request with the kubeconfig's gets 401.
-    emu.set_token("cluster1", "rotated-token");
-    emu.set_token("cluster2", "rotated-token");
+on_both_tiers! {
+fn a_refused_token_names_the_verb_and_resource_and_is_never_printed(tier) {
+    let emu = two_clusters(tier);
+    // Every request with the kubeconfig's token now gets 401: kube-emu is told to expect
+    // another token; the real servers are sent one they never issued.
+    let token = match emu.emu() {
+        Some(e) => {
+            let token = e.token("cluster1");
+            e.set_token("cluster1", "rotated-token");
+            e.set_token("cluster2", "rotated-token");
+            token
+        }
+        None => emu.real().expect("real tier").refuse_tokens(),
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("vm").to_string_lossy().into_owned();
     for (p, args) in commands(&out) {
@@ -101,18 +107,24 @@ fn a_refused_token_names_the_verb_and_resource_and_is_never_printed() {
     }
 }
 
-#[test]
-fn forbidden_writes_name_the_verb_and_resource() {
+fn forbidden_writes_name_the_verb_and_resource(tier) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("vm").to_string_lossy().into_owned();
     for (p, args) in commands(&out) {
         if args.contains(&"--list".to_string()) {
             continue;
         }
-        let emu = two_clusters();
-        for c in ["cluster1", "cluster2"] {
-            emu.inject(c, Fault::new("PATCH", "", FaultAction::Status(403)));
-            emu.inject(c, Fault::new("POST", "", FaultAction::Status(403)));
+        let emu = two_clusters(tier);
+        // kube-emu refuses every write; on the real servers RBAC does, for a user who may
+        // only read.
+        match emu.emu() {
+            Some(e) => {
+                for c in ["cluster1", "cluster2"] {
+                    e.inject(c, Fault::new("PATCH", "", FaultAction::Status(403)));
+                    e.inject(c, Fault::new("POST", "", FaultAction::Status(403)));
+                }
+            }
+            None => emu.real().expect("real tier").use_restricted_user(),
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let run = plugin(Some(&emu), p, &refs);
@@ -125,4 +137,5 @@ fn forbidden_writes_name_the_verb_and_resource() {
         );
         assert!(run.stderr.contains("403"), "{label}: {}", run.stderr);
     }
+}
 }

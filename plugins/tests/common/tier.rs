@@ -507,11 +507,48 @@ impl Real {
             &["create", "serviceaccount", "default", "-n", ns],
             None,
         );
+        // `kubectl create serviceaccount` says "already exists" without the reason.
         anyhow::ensure!(
-            ok || err.contains("AlreadyExists"),
+            ok || err.contains("AlreadyExists") || err.contains("already exists"),
             "create serviceaccount: {err}"
         );
         Ok(())
+    }
+
+    /// Rewrites the kubeconfig so every cluster's user presents a token the servers never issued,
+    /// and returns that token (the one no output may contain).
+    pub fn refuse_tokens(&self) -> String {
+        let token = format!("refused-{}", std::process::id());
+        self.edit_kubeconfig(|kc| {
+            for u in kc["users"].as_array_mut().into_iter().flatten() {
+                if !u["name"].as_str().unwrap_or("").ends_with("-restricted") {
+                    u["user"]["token"] = Value::String(token.clone());
+                }
+            }
+        });
+        token
+    }
+
+    /// Points every context at the cluster's restricted user, who may read everything and
+    /// write nothing (RBAC, as mesh-testcluster sets it up).
+    pub fn use_restricted_user(&self) {
+        self.edit_kubeconfig(|kc| {
+            for c in kc["contexts"].as_array_mut().into_iter().flatten() {
+                let user = format!(
+                    "{}-restricted",
+                    c["context"]["cluster"].as_str().unwrap_or("")
+                );
+                c["context"]["user"] = Value::String(user);
+            }
+        });
+    }
+
+    fn edit_kubeconfig(&self, edit: impl FnOnce(&mut Value)) {
+        let text = std::fs::read_to_string(&self.kubeconfig).expect("read kubeconfig");
+        let mut kc: Value = serde_yaml::from_str(&text).expect("parse kubeconfig");
+        edit(&mut kc);
+        std::fs::write(&self.kubeconfig, serde_yaml::to_string(&kc).expect("yaml"))
+            .expect("write kubeconfig");
     }
 
     /// istiod of one cluster (started with [`ServerBuilder::istiod`]).

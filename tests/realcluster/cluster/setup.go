@@ -1,7 +1,7 @@
 package main
 
 // What a fresh cluster gets before the tests see it: the Istio namespace, Istio's CRDs from the
-// istio.io/istio module, and a read-only binding for the restricted user.
+// istio.io/istio module, and a read-only role for the restricted user.
 
 import (
 	"bytes"
@@ -47,9 +47,18 @@ func setup(ctx context.Context, c *cluster, crdFile string) error {
 	if _, err := kc.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create namespace istio-system: %w", err)
 	}
+	// The restricted user reads everything and writes nothing, so a command gets as far as its
+	// first write and is refused there, as a read-only operator's would be.
+	readAll := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "mesh-testcluster-read-all"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"get", "list", "watch"}}},
+	}
+	if _, err := kc.RbacV1().ClusterRoles().Create(ctx, readAll, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create clusterrole: %w", err)
+	}
 	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "mesh-testcluster-restricted-view"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "view"},
+		ObjectMeta: metav1.ObjectMeta{Name: "mesh-testcluster-restricted-read-all"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "mesh-testcluster-read-all"},
 		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: "restricted"}},
 	}
 	if _, err := kc.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
