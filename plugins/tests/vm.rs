@@ -1,15 +1,16 @@
-//! End to end: `kubectl mesh-vm` against kube-emu seeded with an Istio install (mesh config,
-//! injector values, root certificate, an east-west gateway with a load-balancer address, istiod),
-//! with Istio's real CRDs validating every WorkloadGroup.
+//! End to end: `kubectl mesh-vm` against an Istio install (mesh config, injector values, root
+//! certificate, an east-west gateway with a load-balancer address, istiod), with Istio's real CRDs
+//! validating every WorkloadGroup: on kube-emu and on a real kube-apiserver (`on_both_tiers!`),
+//! plus real-tier checks against a running istiod and side by side with istioctl.
 
 mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{api_requests, kubectl, plugin, writes, Emu, Run, ISTIO};
+use common::{api_requests, kubectl, plugin, writes, Run, Server, Tier, ISTIO};
 use serde_json::Value;
 
 /// Istio's VM-integration example group, as `mesh-vm group` makes it.
@@ -30,23 +31,33 @@ const ANALYTICS_ARGS: &[&str] = &[
     "127.0.0.1:8080/",
 ];
 
-fn istio() -> Emu {
-    Emu::builder()
-        .seed_yaml(ISTIO)
-        .start()
-        .expect("start kube-emu")
+fn istio(tier: Tier) -> Server {
+    Server::builder(tier).seed_yaml(ISTIO).start()
 }
 
 /// An install with the analytics group already applied by `mesh-vm group`.
-fn istio_with_group() -> Emu {
-    let emu = istio();
-    plugin(Some(&emu), "vm", ANALYTICS_ARGS).ok();
-    emu.clear_requests();
-    emu
+fn istio_with_group(tier: Tier) -> Server {
+    let srv = istio(tier);
+    plugin(Some(&srv), "vm", ANALYTICS_ARGS).ok();
+    if let Some(emu) = srv.emu() {
+        emu.clear_requests();
+    }
+    srv
 }
 
-fn vm(emu: &Emu, args: &[&str]) -> Run {
-    plugin(Some(emu), "vm", args)
+fn vm(srv: &Server, args: &[&str]) -> Run {
+    plugin(Some(srv), "vm", args)
+}
+
+const GATEWAY_PATH: &str = "/api/v1/namespaces/istio-system/services/istio-eastwestgateway";
+
+/// Replaces the east-west gateway Service, status included. A real API server keeps a Service's
+/// status when the Service is replaced (status is written through its own subresource), so the
+/// old Service is deleted first: the new one has exactly the address `yaml` gives it.
+fn reseed_gateway(srv: &Server, yaml: &str) {
+    srv.delete_path("cluster1", GATEWAY_PATH);
+    srv.apply_yaml("cluster1", yaml)
+        .expect("reseed the gateway");
 }
 
 fn mode(p: &Path) -> u32 {
@@ -167,70 +178,6 @@ fn env_with(extra: &[&str], without: &[&str]) -> String {
 }
 
 #[test]
-fn group_makes_the_vm_integration_example_and_istio_accepts_it() {
-    let emu = istio();
-    let run = kubectl(&emu, &[&["mesh-vm"][..], ANALYTICS_ARGS].concat()).ok();
-    // The namespace's default ServiceAccount exists, so only the group is written.
-    assert_eq!(
-        run.stdout,
-        "workloadgroup.networking.istio.io/analytics created\n"
-    );
-    let got = kubectl(&emu, &["get", "wg", "analytics", "-n", "vm", "-o", "json"]).ok();
-    let wg: Value = serde_json::from_str(&got.stdout).expect("json");
-    assert_eq!(wg["apiVersion"], "networking.istio.io/v1");
-    assert_eq!(
-        wg["spec"],
-        serde_json::json!({
-            "metadata": {"labels": {"app": "analytics", "version": "v0"}},
-            "template": {"ports": {"http": 8080, "grpc": 8082, "tcp": 8083}, "network": "network1", "serviceAccount": "default"},
-            "probe": {"httpGet": {"host": "127.0.0.1", "port": 8080, "path": "/"}}
-        })
-    );
-    // Running it again changes nothing.
-    let again = vm(&emu, ANALYTICS_ARGS).ok();
-    assert_eq!(
-        again.stdout,
-        "workloadgroup.networking.istio.io/analytics unchanged\n"
-    );
-}
-
-#[test]
-fn group_creates_a_missing_service_account_and_reads_files() {
-    let emu = istio();
-    let run = vm(
-        &emu,
-        &[
-            "group", "web", "-n", "vm", "-s", "web-vm", "-p", "http:80", "--probe", "tcp:80",
-        ],
-    )
-    .ok();
-    assert_eq!(
-        run.stdout,
-        "serviceaccount/web-vm created\nworkloadgroup.networking.istio.io/web created\n"
-    );
-    let sa = emu
-        .get_json("cluster1", "/api/v1/namespaces/vm/serviceaccounts/web-vm")
-        .expect("service account");
-    assert_eq!(
-        sa["metadata"]["labels"]["app.kubernetes.io/managed-by"],
-        "kubectl-mesh"
-    );
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("wg.yaml");
-    fs::write(
-        &file,
-        "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: fromfile, namespace: vm}\nspec:\n  metadata: {labels: {app: fromfile}}\n  template: {ports: {grpc: 3550}, serviceAccount: web-vm}\n  probe: {grpc: {port: 3550}, periodSeconds: 5}\n",
-    )
-    .expect("write");
-    let run = vm(&emu, &["group", "-f", file.to_str().unwrap_or("")]).ok();
-    assert_eq!(
-        run.stdout,
-        "workloadgroup.networking.istio.io/fromfile created\n"
-    );
-}
-
-#[test]
 fn group_client_dry_run_prints_only_the_group_without_a_cluster() {
     let run = plugin(
         None,
@@ -258,16 +205,80 @@ fn group_client_dry_run_prints_only_the_group_without_a_cluster() {
     );
 }
 
-#[test]
-fn group_server_dry_run_validates_and_stores_nothing() {
-    let emu = istio();
+const NO_ADDRESS: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: istio-eastwestgateway, namespace: istio-system}\nspec:\n  type: LoadBalancer\n  ports:\n  - {name: tls-istiod, port: 15012, targetPort: 15012}\n";
+
+on_both_tiers! {
+fn group_makes_the_vm_integration_example_and_istio_accepts_it(tier) {
+    let srv = istio(tier);
+    let run = kubectl(&srv, &[&["mesh-vm"][..], ANALYTICS_ARGS].concat()).ok();
+    // The namespace's default ServiceAccount exists, so only the group is written.
+    assert_eq!(
+        run.stdout,
+        "workloadgroup.networking.istio.io/analytics created\n"
+    );
+    let got = kubectl(&srv, &["get", "wg", "analytics", "-n", "vm", "-o", "json"]).ok();
+    let wg: Value = serde_json::from_str(&got.stdout).expect("json");
+    assert_eq!(wg["apiVersion"], "networking.istio.io/v1");
+    assert_eq!(
+        wg["spec"],
+        serde_json::json!({
+            "metadata": {"labels": {"app": "analytics", "version": "v0"}},
+            "template": {"ports": {"http": 8080, "grpc": 8082, "tcp": 8083}, "network": "network1", "serviceAccount": "default"},
+            "probe": {"httpGet": {"host": "127.0.0.1", "port": 8080, "path": "/"}}
+        })
+    );
+    // Running it again changes nothing.
+    let again = vm(&srv, ANALYTICS_ARGS).ok();
+    assert_eq!(
+        again.stdout,
+        "workloadgroup.networking.istio.io/analytics unchanged\n"
+    );
+}
+
+fn group_creates_a_missing_service_account_and_reads_files(tier) {
+    let srv = istio(tier);
     let run = vm(
-        &emu,
+        &srv,
+        &[
+            "group", "web", "-n", "vm", "-s", "web-vm", "-p", "http:80", "--probe", "tcp:80",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        run.stdout,
+        "serviceaccount/web-vm created\nworkloadgroup.networking.istio.io/web created\n"
+    );
+    let sa = srv
+        .get_json("cluster1", "/api/v1/namespaces/vm/serviceaccounts/web-vm")
+        .expect("service account");
+    assert_eq!(
+        sa["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "kubectl-mesh"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("wg.yaml");
+    fs::write(
+        &file,
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: fromfile, namespace: vm}\nspec:\n  metadata: {labels: {app: fromfile}}\n  template: {ports: {grpc: 3550}, serviceAccount: web-vm}\n  probe: {grpc: {port: 3550}, periodSeconds: 5}\n",
+    )
+    .expect("write");
+    let run = vm(&srv, &["group", "-f", file.to_str().unwrap_or("")]).ok();
+    assert_eq!(
+        run.stdout,
+        "workloadgroup.networking.istio.io/fromfile created\n"
+    );
+}
+
+fn group_server_dry_run_validates_and_stores_nothing(tier) {
+    let srv = istio(tier);
+    let run = vm(
+        &srv,
         &[ANALYTICS_ARGS, &["--dry-run=server", "-o", "name"]].concat(),
     )
     .ok();
     assert_eq!(run.stdout, "workloadgroup.networking.istio.io/analytics\n");
-    assert!(emu
+    assert!(srv
         .get_json(
             "cluster1",
             "/apis/networking.istio.io/v1/namespaces/vm/workloadgroups/analytics"
@@ -275,9 +286,8 @@ fn group_server_dry_run_validates_and_stores_nothing() {
         .is_none());
 }
 
-#[test]
-fn malformed_input_exits_2_with_one_line_and_no_request() {
-    let emu = istio_with_group();
+fn malformed_input_exits_2_with_one_line_and_no_request(tier) {
+    let srv = istio_with_group(tier);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     let out = out.to_str().unwrap_or("");
@@ -382,15 +392,17 @@ fn malformed_input_exits_2_with_one_line_and_no_request() {
         ),
     ];
     for (args, needle) in cases {
-        let run = vm(&emu, &args).expect_code(2);
+        let run = vm(&srv, &args).expect_code(2);
         let line = run.stderr.trim_end();
         assert!(!line.contains('\n'), "{args:?}: one line, got {line}");
         assert!(line.starts_with("error: "), "{args:?}: {line}");
         assert!(line.contains(needle), "{args:?}: {needle} not in {line}");
-        assert!(
-            api_requests(&emu, "cluster1").is_empty(),
-            "{args:?} sent requests"
-        );
+        if let Some(emu) = srv.emu() {
+            assert!(
+                api_requests(emu, "cluster1").is_empty(),
+                "{args:?} sent requests"
+            );
+        }
     }
     assert!(
         !Path::new(out).exists(),
@@ -398,13 +410,12 @@ fn malformed_input_exits_2_with_one_line_and_no_request() {
     );
 }
 
-#[test]
-fn files_writes_the_five_files_private_and_byte_exact() {
-    let emu = istio_with_group();
+fn files_writes_the_five_files_private_and_byte_exact(tier) {
+    let srv = istio_with_group(tier);
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("analytics");
     let run = vm(
-        &emu,
+        &srv,
         &[
             "files",
             "analytics",
@@ -447,23 +458,25 @@ fn files_writes_the_five_files_private_and_byte_exact() {
     assert!(run.stderr.contains("(in 1h)"), "{}", run.stderr);
     assert!(run.stdout.contains("cluster.env written"), "{}", run.stdout);
 
-    // Seven requests: the group, three ConfigMaps, the gateway, the ServiceAccount, the token.
-    let reqs: Vec<String> = api_requests(&emu, "cluster1")
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
-    assert_eq!(reqs.len(), 7, "{reqs:#?}");
-    // The only write is the TokenRequest.
-    let w = writes(&emu, "cluster1");
-    assert_eq!(w.len(), 1, "{w:?}");
-    assert_eq!(
-        w[0].path,
-        "/api/v1/namespaces/vm/serviceaccounts/default/token"
-    );
+    if let Some(emu) = srv.emu() {
+        // Seven requests: the group, three ConfigMaps, the gateway, the ServiceAccount, the token.
+        let reqs: Vec<String> = api_requests(emu, "cluster1")
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert_eq!(reqs.len(), 7, "{reqs:#?}");
+        // The only write is the TokenRequest.
+        let w = writes(emu, "cluster1");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(
+            w[0].path,
+            "/api/v1/namespaces/vm/serviceaccounts/default/token"
+        );
+    }
 
     // Again, into the same directory: same files, new token.
     vm(
-        &emu,
+        &srv,
         &[
             "files",
             "analytics",
@@ -478,13 +491,12 @@ fn files_writes_the_five_files_private_and_byte_exact() {
     assert_ne!(read(&dir, "istio-token"), token);
 }
 
-#[test]
-fn files_autoregister() {
-    let emu = istio_with_group();
+fn files_autoregister(tier) {
+    let srv = istio_with_group(tier);
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("out");
     vm(
-        &emu,
+        &srv,
         &[
             "files",
             "analytics",
@@ -509,11 +521,10 @@ fn files_autoregister() {
     );
 }
 
-#[test]
-fn files_for_a_revision() {
-    let emu = istio_with_group();
+fn files_for_a_revision(tier) {
+    let srv = istio_with_group(tier);
     // A canary control plane: its own mesh config (no discoveryAddress), injector and istiod.
-    emu.apply_yaml(
+    srv.apply_yaml(
         "cluster1",
         &ISTIO
             .split("---")
@@ -534,7 +545,7 @@ fn files_for_a_revision() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("out");
     vm(
-        &emu,
+        &srv,
         &[
             "files",
             "analytics",
@@ -561,13 +572,12 @@ fn files_for_a_revision() {
     );
 }
 
-#[test]
-fn files_external_ip() {
-    let emu = istio_with_group();
+fn files_external_ip(tier) {
+    let srv = istio_with_group(tier);
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("out");
     vm(
-        &emu,
+        &srv,
         &[
             "files",
             "analytics",
@@ -593,13 +603,12 @@ fn files_external_ip() {
     assert_eq!(read(&dir, "mesh.yaml"), MESH_DEFAULT);
 }
 
-#[test]
-fn files_without_dns_capture() {
-    let emu = istio_with_group();
+fn files_without_dns_capture(tier) {
+    let srv = istio_with_group(tier);
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("out");
     vm(
-        &emu,
+        &srv,
         &[
             "files",
             "analytics",
@@ -621,10 +630,9 @@ fn files_without_dns_capture() {
     );
 }
 
-#[test]
-fn cluster_id_falls_back_to_istiod_then_to_kubernetes() {
-    let emu = istio_with_group();
-    emu.apply_yaml(
+fn cluster_id_falls_back_to_istiod_then_to_kubernetes(tier) {
+    let srv = istio_with_group(tier);
+    srv.apply_yaml(
         "cluster1",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio-sidecar-injector, namespace: istio-system}\ndata:\n  values: '{\"global\":{\"multiCluster\":{\"clusterName\":\"\"}}}'\n",
     )
@@ -632,7 +640,7 @@ fn cluster_id_falls_back_to_istiod_then_to_kubernetes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("out");
     let d = dir.to_str().unwrap_or("");
-    let run = vm(&emu, &["files", "analytics", "-n", "vm", "--out-dir", d]).ok();
+    let run = vm(&srv, &["files", "analytics", "-n", "vm", "--out-dir", d]).ok();
     assert!(
         run.stderr.contains(
             "cluster ID: from-istiod (from the CLUSTER_ID env of Deployment istio-system/istiod)"
@@ -642,11 +650,11 @@ fn cluster_id_falls_back_to_istiod_then_to_kubernetes() {
     );
     assert!(read(&dir, "cluster.env").contains("ISTIO_META_CLUSTER_ID='from-istiod'\n"));
 
-    assert!(emu.delete_path(
+    assert!(srv.delete_path(
         "cluster1",
         "/apis/apps/v1/namespaces/istio-system/deployments/istiod"
     ));
-    let run = vm(&emu, &["files", "analytics", "-n", "vm", "--out-dir", d]).ok();
+    let run = vm(&srv, &["files", "analytics", "-n", "vm", "--out-dir", d]).ok();
     assert!(
         run.stderr
             .contains("cluster ID: Kubernetes (Istio's default"),
@@ -656,7 +664,7 @@ fn cluster_id_falls_back_to_istiod_then_to_kubernetes() {
     assert!(read(&dir, "cluster.env").contains("ISTIO_META_CLUSTER_ID='Kubernetes'\n"));
 
     let run = vm(
-        &emu,
+        &srv,
         &[
             "files",
             "analytics",
@@ -677,24 +685,23 @@ fn cluster_id_falls_back_to_istiod_then_to_kubernetes() {
     );
 }
 
-const NO_ADDRESS: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: istio-eastwestgateway, namespace: istio-system}\nspec:\n  type: LoadBalancer\n  ports:\n  - {name: tls-istiod, port: 15012, targetPort: 15012}\n";
-
-#[test]
-fn a_gateway_without_an_address_fails_and_writes_nothing() {
-    let emu = istio_with_group();
-    emu.apply_yaml("cluster1", NO_ADDRESS).expect("reseed");
+fn a_gateway_without_an_address_fails_and_writes_nothing(tier) {
+    let srv = istio_with_group(tier);
+    reseed_gateway(&srv, NO_ADDRESS);
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("out");
     let d = dir.to_str().unwrap_or("");
-    let run = vm(&emu, &["files", "analytics", "-n", "vm", "--out-dir", d]).expect_code(1);
+    let run = vm(&srv, &["files", "analytics", "-n", "vm", "--out-dir", d]).expect_code(1);
     assert!(run.stderr.contains("\nerror: no address for the VM to reach istiod through: Service istio-system/istio-eastwestgateway has no load-balancer IP"), "{}", run.stderr);
     assert!(run.stderr.contains("--allow-empty-hosts"), "{}", run.stderr);
     assert!(!dir.exists(), "no directory, no files");
-    assert!(writes(&emu, "cluster1").is_empty(), "no token minted");
+    if let Some(emu) = srv.emu() {
+        assert!(writes(emu, "cluster1").is_empty(), "no token minted");
+    }
 
     // istioctl's behaviour, on request: an empty hosts file and a warning.
     let run = vm(
-        &emu,
+        &srv,
         &[
             "files",
             "analytics",
@@ -716,22 +723,18 @@ fn a_gateway_without_an_address_fails_and_writes_nothing() {
     assert_eq!(read(&dir, "hosts"), "");
 
     // externalIPs are the second choice.
-    emu.apply_yaml(
-        "cluster1",
-        &format!("{NO_ADDRESS}  externalIPs: [192.0.2.44]\n"),
-    )
-    .expect("reseed");
-    vm(&emu, &["files", "analytics", "-n", "vm", "--out-dir", d]).ok();
+    reseed_gateway(&srv, &format!("{NO_ADDRESS}  externalIPs: [192.0.2.44]\n"));
+    vm(&srv, &["files", "analytics", "-n", "vm", "--out-dir", d]).ok();
     assert_eq!(read(&dir, "hosts"), "192.0.2.44 istiod.istio-system.svc\n");
 
     // refresh with no address: exit 1 and nothing rewritten, or, with --allow-empty-hosts, a
     // new token and the old hosts kept.
-    emu.apply_yaml("cluster1", NO_ADDRESS).expect("reseed");
+    reseed_gateway(&srv, NO_ADDRESS);
     let token = read(&dir, "istio-token");
-    vm(&emu, &["refresh", "analytics", "-n", "vm", "--out-dir", d]).expect_code(1);
+    vm(&srv, &["refresh", "analytics", "-n", "vm", "--out-dir", d]).expect_code(1);
     assert_eq!(read(&dir, "istio-token"), token);
     let run = vm(
-        &emu,
+        &srv,
         &[
             "refresh",
             "analytics",
@@ -752,17 +755,16 @@ fn a_gateway_without_an_address_fails_and_writes_nothing() {
     assert_ne!(read(&dir, "istio-token"), token);
 }
 
-#[test]
-fn wait_polls_until_the_gateway_gets_an_address() {
-    let emu = istio_with_group();
-    emu.apply_yaml("cluster1", NO_ADDRESS).expect("reseed");
+fn wait_polls_until_the_gateway_gets_an_address(tier) {
+    let srv = istio_with_group(tier);
+    reseed_gateway(&srv, NO_ADDRESS);
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("out");
     let d = dir.to_str().unwrap_or("").to_string();
     std::thread::scope(|s| {
         let runner = s.spawn(|| {
             vm(
-                &emu,
+                &srv,
                 &[
                     "files",
                     "analytics",
@@ -776,7 +778,7 @@ fn wait_polls_until_the_gateway_gets_an_address() {
             )
         });
         std::thread::sleep(Duration::from_millis(1500));
-        emu.apply_yaml(
+        srv.apply_yaml(
             "cluster1",
             &format!(
                 "{NO_ADDRESS}status:\n  loadBalancer:\n    ingress:\n    - ip: 203.0.113.99\n"
@@ -794,25 +796,25 @@ fn wait_polls_until_the_gateway_gets_an_address() {
         read(&dir, "hosts"),
         "203.0.113.99 istiod.istio-system.svc\n"
     );
-    let polls = api_requests(&emu, "cluster1")
-        .iter()
-        .filter(|r| r.path.ends_with("/services/istio-eastwestgateway"))
-        .count();
-    assert!(polls >= 2, "polled {polls} times");
+    if let Some(emu) = srv.emu() {
+        let polls = api_requests(emu, "cluster1")
+            .iter()
+            .filter(|r| r.path.ends_with("/services/istio-eastwestgateway"))
+            .count();
+        assert!(polls >= 2, "polled {polls} times");
+    }
 }
 
-#[test]
-fn a_hostname_gateway_is_resolved_with_a_warning() {
-    let emu = istio_with_group();
-    emu.apply_yaml(
-        "cluster1",
+fn a_hostname_gateway_is_resolved_with_a_warning(tier) {
+    let srv = istio_with_group(tier);
+    reseed_gateway(
+        &srv,
         &format!("{NO_ADDRESS}status:\n  loadBalancer:\n    ingress:\n    - hostname: localhost\n"),
-    )
-    .expect("reseed");
+    );
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("out");
     let run = vm(
-        &emu,
+        &srv,
         &[
             "files",
             "analytics",
@@ -827,17 +829,16 @@ fn a_hostname_gateway_is_resolved_with_a_warning() {
     assert_eq!(read(&dir, "hosts"), "127.0.0.1 istiod.istio-system.svc\n");
 }
 
-#[test]
-fn a_missing_root_certificate_names_the_configmap_and_why() {
-    let emu = istio_with_group();
-    assert!(emu.delete_path(
+fn a_missing_root_certificate_names_the_configmap_and_why(tier) {
+    let srv = istio_with_group(tier);
+    assert!(srv.delete_path(
         "cluster1",
         "/api/v1/namespaces/vm/configmaps/istio-ca-root-cert"
     ));
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("out");
     let run = vm(
-        &emu,
+        &srv,
         &[
             "files",
             "analytics",
@@ -862,23 +863,24 @@ fn a_missing_root_certificate_names_the_configmap_and_why() {
     assert!(!dir.exists());
 }
 
-#[test]
-fn the_output_directory_is_guarded() {
-    let emu = istio_with_group();
+fn the_output_directory_is_guarded(tier) {
+    let srv = istio_with_group(tier);
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("shared");
     fs::create_dir(&dir).expect("mkdir");
     fs::write(dir.join("notes.txt"), "mine").expect("write");
     let d = dir.to_str().unwrap_or("");
-    let run = vm(&emu, &["files", "analytics", "-n", "vm", "--out-dir", d]).expect_code(2);
+    let run = vm(&srv, &["files", "analytics", "-n", "vm", "--out-dir", d]).expect_code(2);
     assert!(
         run.stderr.contains("holds other files (notes.txt)"),
         "{}",
         run.stderr
     );
-    assert!(api_requests(&emu, "cluster1").is_empty());
+    if let Some(emu) = srv.emu() {
+        assert!(api_requests(emu, "cluster1").is_empty());
+    }
     vm(
-        &emu,
+        &srv,
         &["files", "analytics", "-n", "vm", "--out-dir", d, "--force"],
     )
     .ok();
@@ -891,9 +893,11 @@ fn the_output_directory_is_guarded() {
     let victim = tmp.path().join("victim");
     fs::write(&victim, "untouched").expect("write");
     std::os::unix::fs::symlink(&victim, clean.join("istio-token")).expect("symlink");
-    emu.clear_requests();
+    if let Some(emu) = srv.emu() {
+        emu.clear_requests();
+    }
     let run = vm(
-        &emu,
+        &srv,
         &[
             "files",
             "analytics",
@@ -905,18 +909,19 @@ fn the_output_directory_is_guarded() {
     )
     .expect_code(2);
     assert!(run.stderr.contains("symbolic link"), "{}", run.stderr);
-    assert!(api_requests(&emu, "cluster1").is_empty());
+    if let Some(emu) = srv.emu() {
+        assert!(api_requests(emu, "cluster1").is_empty());
+    }
     assert_eq!(fs::read_to_string(&victim).expect("read"), "untouched");
     assert_eq!(listing(&clean), vec!["istio-token".to_string()]);
 }
 
-#[test]
-fn refresh_rewrites_only_the_token_and_hosts() {
-    let emu = istio_with_group();
+fn refresh_rewrites_only_the_token_and_hosts(tier) {
+    let srv = istio_with_group(tier);
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("out");
     let d = dir.to_str().unwrap_or("");
-    vm(&emu, &["files", "analytics", "-n", "vm", "--out-dir", d]).ok();
+    vm(&srv, &["files", "analytics", "-n", "vm", "--out-dir", d]).ok();
     let before: Vec<(String, String)> = FIVE
         .iter()
         .map(|f| (f.to_string(), read(&dir, f)))
@@ -930,14 +935,14 @@ fn refresh_rewrites_only_the_token_and_hosts() {
         })
         .collect();
     // The gateway moved, and the cluster's mesh config changed (refresh must not pick that up).
-    emu.apply_yaml(
+    srv.apply_yaml(
         "cluster1",
         "apiVersion: v1\nkind: Service\nmetadata: {name: istio-eastwestgateway, namespace: istio-system}\nspec:\n  type: LoadBalancer\n  ports:\n  - {name: tls-istiod, port: 15012, targetPort: 15012}\nstatus:\n  loadBalancer:\n    ingress:\n    - ip: 203.0.113.20\n",
     )
     .expect("move gateway");
     std::thread::sleep(Duration::from_millis(1100));
     let run = vm(
-        &emu,
+        &srv,
         &[
             "refresh",
             "analytics",
@@ -983,7 +988,7 @@ fn refresh_rewrites_only_the_token_and_hosts() {
     assert_eq!(mode(&dir.join("istio-token")), 0o600);
 
     // Nothing moved: hosts unchanged, said so.
-    let run = vm(&emu, &["refresh", "analytics", "-n", "vm", "--out-dir", d]).ok();
+    let run = vm(&srv, &["refresh", "analytics", "-n", "vm", "--out-dir", d]).ok();
     assert!(
         run.stdout
             .contains("hosts unchanged: 203.0.113.20 istiod.istio-system.svc"),
@@ -993,7 +998,7 @@ fn refresh_rewrites_only_the_token_and_hosts() {
 
     // refresh needs a directory files wrote.
     let run = vm(
-        &emu,
+        &srv,
         &[
             "refresh",
             "analytics",
@@ -1007,10 +1012,9 @@ fn refresh_rewrites_only_the_token_and_hosts() {
     assert!(run.stderr.contains("--out-dir"), "{}", run.stderr);
 }
 
-#[test]
-fn status_lists_the_groups_workload_entries() {
-    let emu = istio_with_group();
-    emu.apply_yaml(
+fn status_lists_the_groups_workload_entries(tier) {
+    let srv = istio_with_group(tier);
+    srv.apply_yaml(
         "cluster1",
         r#"
 apiVersion: networking.istio.io/v1
@@ -1048,7 +1052,7 @@ spec:
 "#,
     )
     .expect("entries");
-    let run = kubectl(&emu, &["mesh-vm", "status", "analytics", "-n", "vm"]).ok();
+    let run = kubectl(&srv, &["mesh-vm", "status", "analytics", "-n", "vm"]).ok();
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{}", run.stdout);
     let cols = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
@@ -1067,15 +1071,445 @@ spec:
         ["analytics-manual", "10.128.0.14", "<none>", "<none>"]
     );
 
-    let run = vm(&emu, &["status", "analytics", "-n", "vm", "-o", "name"]).ok();
+    let run = vm(&srv, &["status", "analytics", "-n", "vm", "-o", "name"]).ok();
     assert_eq!(
         run.stdout,
         "workloadentry.networking.istio.io/analytics-10.128.0.13-network1\nworkloadentry.networking.istio.io/analytics-manual\n"
     );
-    let run = vm(&emu, &["status", "nothing", "-n", "vm"]).expect_code(1);
+    let run = vm(&srv, &["status", "nothing", "-n", "vm"]).expect_code(1);
     assert!(
         run.stderr.contains("WorkloadGroup vm/nothing not found"),
         "{}",
         run.stderr
     );
+}
+}
+
+/// The install without its root certificates (istiod writes `istio-ca-root-cert` itself), and
+/// the VM namespace.
+fn istio_without_root_certs() -> String {
+    let mut docs: Vec<&str> = ISTIO
+        .split("\n---\n")
+        .filter(|d| !d.contains("istio-ca-root-cert"))
+        .collect();
+    docs.push("apiVersion: v1\nkind: Namespace\nmetadata: {name: vm}\n");
+    docs.join("\n---\n")
+}
+
+/// The body of a plain-HTTP GET (istiod's debug port), or why not.
+fn http_get(addr: &str, path: &str) -> Result<String, String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+    match answer.split_once("\r\n\r\n") {
+        Some((head, body)) if head.split_whitespace().nth(1) == Some("200") => Ok(body.into()),
+        _ => Err(answer),
+    }
+}
+
+/// Polls `f` until it gives a value (istiod works asynchronously); panics after 60 s.
+#[track_caller]
+fn wait_for<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// istiod takes the group `mesh-vm group` writes, probe included, and `mesh-vm files` hands the
+/// VM the root certificate istiod itself wrote into the group's namespace.
+#[test]
+fn real_istiod_takes_the_group_and_files_carry_its_root_certificate() {
+    if !Tier::Real.enabled() {
+        return;
+    }
+    let srv = Server::builder(Tier::Real)
+        .istiod()
+        .seed_yaml(&istio_without_root_certs())
+        .start();
+    let real = srv.real().expect("real tier");
+    let run = kubectl(&srv, &[&["mesh-vm"][..], ANALYTICS_ARGS].concat()).ok();
+    assert_eq!(
+        run.stdout,
+        "workloadgroup.networking.istio.io/analytics created\n"
+    );
+
+    let debug = real.istiod("cluster1").debug.clone();
+    let wg = wait_for(
+        "WorkloadGroup vm/analytics in istiod's /debug/configz",
+        || {
+            let all: Value =
+                serde_json::from_str(&http_get(&debug, "/debug/configz").ok()?).ok()?;
+            all.as_array()?
+                .iter()
+                .find(|c| {
+                    c["kind"] == "WorkloadGroup"
+                        && c["metadata"]["namespace"] == "vm"
+                        && c["metadata"]["name"] == "analytics"
+                })
+                .cloned()
+        },
+    );
+    // What istiod parsed into its own types is what the plugin wrote.
+    assert_eq!(
+        wg["spec"],
+        serde_json::json!({
+            "metadata": {"labels": {"app": "analytics", "version": "v0"}},
+            "template": {"ports": {"http": 8080, "grpc": 8082, "tcp": 8083}, "network": "network1", "serviceAccount": "default"},
+            "probe": {"httpGet": {"host": "127.0.0.1", "port": 8080, "path": "/"}}
+        })
+    );
+
+    let root = |ns: &str| {
+        srv.get_json(
+            "cluster1",
+            &format!("/api/v1/namespaces/{ns}/configmaps/istio-ca-root-cert"),
+        )
+        .and_then(|cm| cm["data"]["root-cert.pem"].as_str().map(String::from))
+    };
+    let cert = wait_for("istiod to write ConfigMap vm/istio-ca-root-cert", || {
+        root("vm")
+    });
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----\n"), "{cert}");
+    assert_ne!(cert, ROOT_CERT);
+    assert_eq!(root("istio-system").as_deref(), Some(cert.as_str()));
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("analytics");
+    vm(
+        &srv,
+        &[
+            "files",
+            "analytics",
+            "-n",
+            "vm",
+            "--out-dir",
+            dir.to_str().unwrap_or(""),
+        ],
+    )
+    .ok();
+    assert_eq!(listing(&dir), FIVE);
+    assert_eq!(read(&dir, "root-cert.pem"), cert);
+    let c = claims(&read(&dir, "istio-token"));
+    assert_eq!(c["aud"], serde_json::json!(["istio-ca"]));
+    assert_eq!(c["sub"], "system:serviceaccount:vm:default");
+}
+
+/// `ISTIO_INBOUND_PORTS` with its numbers sorted: istioctl joins them in Go map order, which
+/// changes from run to run; `mesh-vm` sorts them (deliberate difference 1 in the README).
+fn ports_sorted(cluster_env: &str) -> String {
+    cluster_env
+        .lines()
+        .map(|l| match l.strip_prefix("ISTIO_INBOUND_PORTS='") {
+            Some(rest) if rest != "*'" => {
+                let mut p: Vec<u32> = rest
+                    .trim_end_matches('\'')
+                    .split(',')
+                    .map(|n| n.parse().expect("port"))
+                    .collect();
+                p.sort_unstable();
+                let p: Vec<String> = p.iter().map(u32::to_string).collect();
+                format!("ISTIO_INBOUND_PORTS='{}'\n", p.join(","))
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect()
+}
+
+/// Side by side with the istioctl built from the Istio module the real tier runs, on the same
+/// cluster and the same WorkloadGroup: every difference is named here and in the README
+/// ("Compared with istioctl on a real cluster").
+#[test]
+fn real_istioctl_writes_the_same_group_and_files() {
+    if !Tier::Real.enabled() {
+        return;
+    }
+    let srv = istio(Tier::Real);
+    let real = srv.real().expect("real tier");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| tmp.path().join(name).to_str().unwrap_or("").to_string();
+
+    // The group. Deliberate difference 2: mesh-vm labels what it writes as kubectl-mesh's.
+    let theirs = real
+        .istioctl(&[
+            "x",
+            "workload",
+            "group",
+            "create",
+            "--name",
+            "analytics",
+            "--namespace",
+            "vm",
+            "--labels",
+            "app=analytics,version=v0",
+            "--ports",
+            "http=8080,grpc=8082,tcp=8083",
+            "--network",
+            "network1",
+            "--serviceAccount",
+            "default",
+        ])
+        .ok()
+        .stdout;
+    let ours = kubectl(
+        &srv,
+        &[
+            "mesh-vm",
+            "group",
+            "analytics",
+            "-n",
+            "vm",
+            "-l",
+            "app=analytics,version=v0",
+            "--ports",
+            "http=8080,grpc=8082,tcp=8083",
+            "--network",
+            "network1",
+            "-s",
+            "default",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ],
+    )
+    .ok()
+    .stdout;
+    assert_eq!(
+        ours,
+        theirs.replacen(
+            "metadata:\n  name: analytics\n",
+            "metadata:\n  labels:\n    app.kubernetes.io/managed-by: kubectl-mesh\n  name: analytics\n",
+            1
+        ),
+        "istioctl:\n{theirs}"
+    );
+    // Deliberate difference 3: istioctl has no probe flags; mesh-vm's probe lands in the group.
+    let with_probe = vm(
+        &srv,
+        &[ANALYTICS_ARGS, &["--dry-run=client", "-o", "yaml"]].concat(),
+    )
+    .ok()
+    .stdout;
+    assert!(
+        !theirs.contains("probe:") && with_probe.contains("  probe:\n    httpGet:\n"),
+        "{with_probe}"
+    );
+    let group_file = path("group.yaml");
+    fs::write(&group_file, &with_probe).expect("write group.yaml");
+    vm(&srv, &["group", "-f", &group_file]).ok();
+
+    // The five files, for the same group, with several flag sets.
+    let variants: [(&[&str], &[&str]); 3] = [
+        (&[], &[]),
+        (
+            &["--autoregister", "--externalIP", "198.51.100.7"],
+            &["--autoregister", "--external-ip", "198.51.100.7"],
+        ),
+        (
+            &[
+                "--internalIP",
+                "10.0.0.9",
+                "--capture-dns=false",
+                "--ingressIP",
+                "192.0.2.1",
+            ],
+            &[
+                "--internal-ip",
+                "10.0.0.9",
+                "--capture-dns=false",
+                "--ingress-ip",
+                "192.0.2.1",
+            ],
+        ),
+    ];
+    for (i, (their_flags, our_flags)) in variants.iter().enumerate() {
+        let (ic, from_cluster, from_file) = (
+            path(&format!("istioctl{i}")),
+            path(&format!("ours{i}")),
+            path(&format!("file{i}")),
+        );
+        real.istioctl(
+            &[
+                &[
+                    "x",
+                    "workload",
+                    "entry",
+                    "configure",
+                    "-f",
+                    &group_file,
+                    "-o",
+                    &ic,
+                ],
+                &["--clusterID", "cluster1"][..],
+                their_flags,
+            ]
+            .concat(),
+        )
+        .ok();
+        let run = kubectl(
+            &srv,
+            &[
+                &[
+                    "mesh-vm",
+                    "files",
+                    "analytics",
+                    "-n",
+                    "vm",
+                    "--out-dir",
+                    &from_cluster,
+                ][..],
+                our_flags,
+            ]
+            .concat(),
+        )
+        .ok();
+        assert!(
+            run.stderr
+                .contains("cluster ID: cluster1 (from global.multiCluster.clusterName"),
+            "{}",
+            run.stderr
+        );
+        kubectl(
+            &srv,
+            &[
+                &[
+                    "mesh-vm",
+                    "files",
+                    "-f",
+                    &group_file,
+                    "--out-dir",
+                    &from_file,
+                ][..],
+                &["--cluster-id", "cluster1"],
+                our_flags,
+            ]
+            .concat(),
+        )
+        .ok();
+        let (ic, ours, file) = (
+            Path::new(&ic),
+            Path::new(&from_cluster),
+            Path::new(&from_file),
+        );
+        assert_eq!(listing(ic), FIVE, "{their_flags:?}");
+        for f in ["cluster.env", "mesh.yaml", "hosts", "root-cert.pem"] {
+            let theirs = read(ic, f);
+            let theirs = if f == "cluster.env" {
+                ports_sorted(&theirs)
+            } else {
+                theirs
+            };
+            assert_eq!(read(ours, f), theirs, "{f} with {their_flags:?}");
+            assert_eq!(read(file, f), theirs, "{f} with -f and {our_flags:?}");
+        }
+        // Deliberate difference 1, by itself: mesh-vm's ports are in numeric order.
+        assert!(read(ours, "cluster.env").contains("ISTIO_INBOUND_PORTS='8080,8082,8083'\n"));
+        // The token differs by nature; both are for the group's ServiceAccount and istiod.
+        let (a, b) = (
+            claims(&read(ic, "istio-token")),
+            claims(&read(ours, "istio-token")),
+        );
+        assert_eq!(
+            (&a["aud"], &a["sub"]),
+            (&b["aud"], &b["sub"]),
+            "{their_flags:?}"
+        );
+        assert_ne!(read(ic, "istio-token"), read(ours, "istio-token"));
+        // Deliberate difference 4: private files; istioctl writes every file 0744.
+        for f in FIVE {
+            assert_eq!(mode(&ic.join(f)), 0o744, "istioctl's {f}");
+            assert_eq!(mode(&ours.join(f)), 0o600, "our {f}");
+        }
+    }
+
+    // Deliberate difference 5: on an install whose injector has no clusterName (the chart
+    // default), istioctl writes an empty cluster ID; mesh-vm takes istiod's CLUSTER_ID.
+    srv.apply_yaml(
+        "cluster1",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio-sidecar-injector, namespace: istio-system}\ndata:\n  values: '{\"global\":{\"multiCluster\":{\"clusterName\":\"\"}}}'\n",
+    )
+    .expect("reseed the injector");
+    let (ic, ours) = (path("istioctl-id"), path("ours-id"));
+    real.istioctl(&[
+        "x",
+        "workload",
+        "entry",
+        "configure",
+        "--name",
+        "analytics",
+        "-n",
+        "vm",
+        "-o",
+        &ic,
+    ])
+    .ok();
+    vm(
+        &srv,
+        &["files", "analytics", "-n", "vm", "--out-dir", &ours],
+    )
+    .ok();
+    let (ic, ours) = (Path::new(&ic), Path::new(&ours));
+    assert_eq!(
+        ports_sorted(&read(ic, "cluster.env")).replace(
+            "ISTIO_META_CLUSTER_ID=''",
+            "ISTIO_META_CLUSTER_ID='from-istiod'"
+        ),
+        read(ours, "cluster.env")
+    );
+    assert_eq!(
+        read(ic, "mesh.yaml").replace(
+            "ISTIO_META_CLUSTER_ID: \"\"",
+            "ISTIO_META_CLUSTER_ID: from-istiod"
+        ),
+        read(ours, "mesh.yaml")
+    );
+
+    // Deliberate difference 6: with no gateway address istioctl writes an empty hosts file and
+    // exits 0; mesh-vm exits 1 and writes nothing, or, with --allow-empty-hosts, does the same.
+    assert!(srv.delete_path("cluster1", GATEWAY_PATH));
+    let (ic, ours) = (path("istioctl-nogw"), path("ours-nogw"));
+    real.istioctl(&[
+        "x",
+        "workload",
+        "entry",
+        "configure",
+        "--name",
+        "analytics",
+        "-n",
+        "vm",
+        "-o",
+        &ic,
+        "--clusterID",
+        "cluster1",
+    ])
+    .ok();
+    assert_eq!(read(Path::new(&ic), "hosts"), "");
+    vm(
+        &srv,
+        &["files", "analytics", "-n", "vm", "--out-dir", &ours],
+    )
+    .expect_code(1);
+    assert!(!Path::new(&ours).exists());
+    vm(
+        &srv,
+        &[
+            "files",
+            "analytics",
+            "-n",
+            "vm",
+            "--out-dir",
+            &ours,
+            "--allow-empty-hosts",
+        ],
+    )
+    .ok();
+    assert_eq!(read(Path::new(&ours), "hosts"), "");
 }

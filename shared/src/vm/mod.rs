@@ -670,7 +670,10 @@ async fn mint_token(
 
 fn expiry_words(expires: &str) -> String {
     match time::parse_rfc3339(expires) {
-        Some(t) => format!("expires {expires} (in {})", time::span(t - time::now())),
+        Some(t) => format!(
+            "expires {expires} (in {})",
+            time::span_nearest(t - time::now())
+        ),
         None if expires.is_empty() => "expiry unknown".into(),
         None => format!("expires {expires}"),
     }

@@ -85,6 +85,13 @@ pub fn span(secs: i64) -> String {
     crate::duration::HumanDuration(Duration::from_secs(s - s % 60)).to_string()
 }
 
+/// [`span`] rounded to the nearest minute, for a token just minted: the API server writes its
+/// expiry truncated to the second and the answer takes a moment to arrive, so a 2h token has
+/// 7199.x s left when it is printed, which is still "2h", not "1h59m".
+pub fn span_nearest(secs: i64) -> String {
+    span(secs.saturating_add(30))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +127,8 @@ mod tests {
         assert_eq!(span(3600), "1h");
         assert_eq!(span(3599), "59m");
         assert_eq!(span(5 * 86_400), "5d");
+        assert_eq!(span_nearest(7199), "2h");
+        assert_eq!(span_nearest(7170), "2h");
+        assert_eq!(span_nearest(7169), "1h59m");
     }
 }
