@@ -1,13 +1,16 @@
-//! End to end: `kubectl mesh-link` run by the real kubectl against two kube-emu clusters laid
-//! out like Istio's dual-control-plane sample (Online Boutique split across cluster1 and
-//! cluster2), every ServiceEntry validated by Istio's real CRD schemas.
+//! End to end: `kubectl mesh-link` run by the real kubectl against two clusters laid out like
+//! Istio's dual-control-plane sample (Online Boutique split across cluster1 and cluster2),
+//! every ServiceEntry validated by Istio's real CRD schemas: on kube-emu and on real
+//! kube-apiservers, and what a real istiod makes of the links.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 
-use common::{kubectl, plugin, writes, Emu, Fault, FaultAction};
+use common::{
+    kubectl, plugin, writes, xds_cluster, xds_endpoints, Fault, FaultAction, Server, Tier,
+};
 use serde_json::{json, Value};
 
 /// Istio 1.7 in both clusters: gateways with 15443, istiocoredns, the `*.global`
@@ -131,12 +134,11 @@ fn boutique() -> String {
     y
 }
 
-fn emu() -> Emu {
-    Emu::builder()
+fn start(tier: Tier) -> Server {
+    Server::builder(tier)
         .clusters(&["cluster1", "cluster2"])
         .seed_yaml(&boutique())
         .start()
-        .expect("start kube-emu")
 }
 
 const SE_LIST: &str = "/apis/networking.istio.io/v1/serviceentries";
@@ -147,8 +149,8 @@ fn se_path(name: &str) -> String {
 }
 
 /// host → address of every ServiceEntry in a cluster.
-fn addresses(emu: &Emu, cluster: &str) -> BTreeMap<String, String> {
-    emu.list_json(cluster, SE_LIST)
+fn addresses(srv: &Server, cluster: &str) -> BTreeMap<String, String> {
+    srv.list_json(cluster, SE_LIST)
         .iter()
         .map(|se| {
             (
@@ -165,8 +167,8 @@ fn addresses(emu: &Emu, cluster: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn ledger(emu: &Emu, cluster: &str) -> BTreeMap<String, String> {
-    emu.get_json(cluster, LEDGER)
+fn ledger(srv: &Server, cluster: &str) -> BTreeMap<String, String> {
+    srv.get_json(cluster, LEDGER)
         .and_then(|cm| cm["data"].as_object().cloned())
         .map(|m| {
             m.into_iter()
@@ -176,23 +178,59 @@ fn ledger(emu: &Emu, cluster: &str) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// resourceVersion of every ServiceEntry and of the ledger of a cluster: what a write moves.
+fn versions(srv: &Server, cluster: &str) -> BTreeMap<String, String> {
+    let rv = |o: &Value| {
+        o["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut v: BTreeMap<String, String> = srv
+        .list_json(cluster, SE_LIST)
+        .iter()
+        .map(|se| {
+            let ns = se["metadata"]["namespace"].as_str().unwrap_or_default();
+            let name = se["metadata"]["name"].as_str().unwrap_or_default();
+            (format!("{ns}/{name}"), rv(se))
+        })
+        .collect();
+    if let Some(cm) = srv.get_json(cluster, LEDGER) {
+        v.insert("ledger".into(), rv(&cm));
+    }
+    v
+}
+
 fn assert_unique(map: &BTreeMap<String, String>) {
     let set: BTreeSet<&String> = map.values().collect();
     assert_eq!(set.len(), map.len(), "addresses shared: {map:?}");
 }
 
-fn link(emu: &Emu, args: &[&str]) -> common::Run {
+fn link(srv: &Server, args: &[&str]) -> common::Run {
     let mut full = vec!["mesh-link"];
     full.extend_from_slice(args);
-    kubectl(emu, &full)
+    kubectl(srv, &full)
 }
 
-#[test]
-fn dual_control_plane_both_ways_then_rerun_then_one_more() {
-    let emu = emu();
-    let kubeconfig = std::fs::read_to_string(emu.kubeconfig()).expect("kubeconfig");
+/// Starts the plugin without waiting for it.
+fn spawn(srv: &Server, args: &[&str]) -> std::process::Child {
+    Command::new(common::bin("link"))
+        .args(args)
+        .env("KUBECONFIG", srv.kubeconfig())
+        .env("HOME", srv.home())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mesh-link")
+}
+
+on_both_tiers! {
+fn dual_control_plane_both_ways_then_rerun_then_one_more(tier) {
+    let srv = start(tier);
+    let kubeconfig = std::fs::read_to_string(srv.kubeconfig()).expect("kubeconfig");
     let run = link(
-        &emu,
+        &srv,
         &[
             "--from",
             "cluster1",
@@ -216,8 +254,8 @@ fn dual_control_plane_both_ways_then_rerun_then_one_more() {
     );
 
     // cluster2 calls the six services of cluster1, cluster1 the four of cluster2.
-    let in2 = addresses(&emu, "cluster2");
-    let in1 = addresses(&emu, "cluster1");
+    let in2 = addresses(&srv, "cluster2");
+    let in1 = addresses(&srv, "cluster1");
     assert_eq!(in2.len(), 6, "{in2:?}");
     assert_eq!(in1.len(), 4, "{in1:?}");
     assert_unique(&in2);
@@ -226,15 +264,15 @@ fn dual_control_plane_both_ways_then_rerun_then_one_more() {
         !in2.contains_key("kubernetes.default.global"),
         "the API server is never linked"
     );
-    assert_eq!(ledger(&emu, "cluster2"), in2);
-    assert_eq!(ledger(&emu, "cluster1"), in1);
+    assert_eq!(ledger(&srv, "cluster2"), in2);
+    assert_eq!(ledger(&srv, "cluster1"), in1);
     // The lowest addresses of the default pool, in service-name order.
     assert_eq!(in2["adservice.default.global"], "240.0.0.1");
     assert_eq!(in1["cartservice.default.global"], "240.0.0.1");
 
     // The real kubectl reads back the contract's shape.
     let run = kubectl(
-        &emu,
+        &srv,
         &[
             "--context",
             "cluster2",
@@ -266,7 +304,7 @@ fn dual_control_plane_both_ways_then_rerun_then_one_more() {
         se["metadata"]["annotations"]["kubectl-mesh/link-source"],
         "cluster1"
     );
-    let frontend = emu
+    let frontend = srv
         .get_json("cluster1", &se_path("frontend-global"))
         .expect("frontend");
     assert_eq!(
@@ -275,10 +313,14 @@ fn dual_control_plane_both_ways_then_rerun_then_one_more() {
     );
     assert_eq!(frontend["spec"]["endpoints"][0]["address"], GW2);
 
-    // Again: every row unchanged, and not one write request.
-    emu.clear_requests();
+    // Again: every row unchanged, and not one write request (on the real server: no
+    // resourceVersion moves).
+    if let Some(emu) = srv.emu() {
+        emu.clear_requests();
+    }
+    let versions_before = (versions(&srv, "cluster1"), versions(&srv, "cluster2"));
     let run = link(
-        &emu,
+        &srv,
         &[
             "--from",
             "cluster1",
@@ -295,27 +337,33 @@ fn dual_control_plane_both_ways_then_rerun_then_one_more() {
         "{}",
         run.stdout
     );
-    assert!(
-        writes(&emu, "cluster1").is_empty(),
-        "{:?}",
-        writes(&emu, "cluster1")
+    if let Some(emu) = srv.emu() {
+        assert!(
+            writes(emu, "cluster1").is_empty(),
+            "{:?}",
+            writes(emu, "cluster1")
+        );
+        assert!(
+            writes(emu, "cluster2").is_empty(),
+            "{:?}",
+            writes(emu, "cluster2")
+        );
+    }
+    assert_eq!(
+        (versions(&srv, "cluster1"), versions(&srv, "cluster2")),
+        versions_before
     );
-    assert!(
-        writes(&emu, "cluster2").is_empty(),
-        "{:?}",
-        writes(&emu, "cluster2")
-    );
-    assert_eq!(addresses(&emu, "cluster2"), in2);
-    assert_eq!(addresses(&emu, "cluster1"), in1);
+    assert_eq!(addresses(&srv, "cluster2"), in2);
+    assert_eq!(addresses(&srv, "cluster1"), in1);
 
     // One more service in cluster1: it gets the next free address, the others keep theirs.
-    emu.apply_yaml(
+    srv.apply_yaml(
         "cluster1",
         &service("cluster1", "quoteservice", "http", 8090, 8090),
     )
     .expect("seed");
     let run = link(
-        &emu,
+        &srv,
         &["--from", "cluster1", "--to", "cluster2", "quoteservice"],
     )
     .ok();
@@ -323,24 +371,23 @@ fn dual_control_plane_both_ways_then_rerun_then_one_more() {
         run.stdout,
         "SERVICE        HOST                          ADDRESS     RESULT\nquoteservice   quoteservice.default.global   240.0.0.7   created\n"
     );
-    let after = addresses(&emu, "cluster2");
+    let after = addresses(&srv, "cluster2");
     for (host, addr) in &in2 {
         assert_eq!(&after[host], addr, "{host} moved");
     }
     assert_eq!(after["quoteservice.default.global"], "240.0.0.7");
-    assert_eq!(ledger(&emu, "cluster2").len(), 7);
+    assert_eq!(ledger(&srv, "cluster2").len(), 7);
     // Both contexts were named; the kubeconfig (and its current context) is untouched.
     assert_eq!(
-        std::fs::read_to_string(emu.kubeconfig()).expect("kubeconfig"),
+        std::fs::read_to_string(srv.kubeconfig()).expect("kubeconfig"),
         kubeconfig
     );
 }
 
-#[test]
-fn list_shows_the_links_of_a_cluster() {
-    let emu = emu();
-    link(&emu, &["--from", "cluster2", "--to", "cluster1", "--all"]).ok();
-    let run = link(&emu, &["--list", "--to", "cluster1"]).ok();
+fn list_shows_the_links_of_a_cluster(tier) {
+    let srv = start(tier);
+    link(&srv, &["--from", "cluster2", "--to", "cluster1", "--all"]).ok();
+    let run = link(&srv, &["--list", "--to", "cluster1"]).ok();
     assert_eq!(
         run.stdout,
         "HOST                                   ADDRESS     GATEWAY             SOURCE     PORTS
@@ -350,40 +397,48 @@ productcatalogservice.default.global   240.0.0.3   203.0.113.2:15443   cluster2 
 recommendationservice.default.global   240.0.0.4   203.0.113.2:15443   cluster2   8080/GRPC
 "
     );
-    let run = link(&emu, &["--list", "--to", "cluster2"]).ok();
+    let run = link(&srv, &["--list", "--to", "cluster2"]).ok();
     assert!(run.stdout.is_empty());
     assert!(run.stderr.contains("No links found"), "{}", run.stderr);
 }
 
-/// Starts the plugin without waiting for it.
-fn spawn(emu: &Emu, args: &[&str]) -> std::process::Child {
-    Command::new(common::bin("link"))
-        .args(args)
-        .env("KUBECONFIG", emu.kubeconfig())
-        .env("HOME", emu.home())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mesh-link")
-}
-
-#[test]
-fn concurrent_runs_never_share_an_address() {
+fn concurrent_runs_never_share_an_address(tier) {
+    // A real server takes half a minute to start: its rounds share one, emptied in between.
+    let shared = (tier == Tier::Real).then(|| start(tier));
     for round in 0..3 {
-        let emu = emu();
-        // Hold the first ledger write back, so both runs read the same (absent) ledger and one
-        // of them must lose the compare-and-swap and allocate again.
-        emu.inject(
-            "cluster2",
-            Fault::new(
-                "POST",
-                "/configmaps",
-                FaultAction::Delay(std::time::Duration::from_millis(400)),
-            ),
-        );
+        let fresh;
+        let srv = match &shared {
+            Some(srv) => {
+                for se in srv.list_json("cluster2", SE_LIST) {
+                    let name = se["metadata"]["name"].as_str().unwrap_or_default();
+                    assert!(srv.delete_path("cluster2", &se_path(name)), "{name}");
+                }
+                srv.delete_path("cluster2", LEDGER);
+                assert!(addresses(srv, "cluster2").is_empty());
+                assert!(ledger(srv, "cluster2").is_empty());
+                srv
+            }
+            None => {
+                fresh = start(tier);
+                &fresh
+            }
+        };
+        // On kube-emu, hold the first ledger write back, so both runs read the same (absent)
+        // ledger and one of them must lose the compare-and-swap and allocate again. On the
+        // real server the two runs race as they come: its compare-and-swap is the one that
+        // counts, whoever wins.
+        if let Some(emu) = srv.emu() {
+            emu.inject(
+                "cluster2",
+                Fault::new(
+                    "POST",
+                    "/configmaps",
+                    FaultAction::Delay(std::time::Duration::from_millis(400)),
+                ),
+            );
+        }
         let a = spawn(
-            &emu,
+            srv,
             &[
                 "--from",
                 "cluster1",
@@ -395,7 +450,7 @@ fn concurrent_runs_never_share_an_address() {
             ],
         );
         let b = spawn(
-            &emu,
+            srv,
             &[
                 "--from",
                 "cluster1",
@@ -414,36 +469,37 @@ fn concurrent_runs_never_share_an_address() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let got = addresses(&emu, "cluster2");
+        let got = addresses(srv, "cluster2");
         assert_eq!(got.len(), 6, "{got:?}");
         assert_unique(&got);
-        assert_eq!(ledger(&emu, "cluster2"), got);
-        let conflicts = emu
-            .requests("cluster2")
-            .into_iter()
-            .filter(|r| {
-                r.path.contains("kubectl-mesh-addresses") || r.path.ends_with("/configmaps")
-            })
-            .filter(|r| r.status == 409)
-            .count();
-        assert!(
-            conflicts >= 1,
-            "round {round}: the compare-and-swap never lost, so the test proved nothing"
-        );
+        assert_eq!(ledger(srv, "cluster2"), got);
+        if let Some(emu) = srv.emu() {
+            let conflicts = emu
+                .requests("cluster2")
+                .into_iter()
+                .filter(|r| {
+                    r.path.contains("kubectl-mesh-addresses") || r.path.ends_with("/configmaps")
+                })
+                .filter(|r| r.status == 409)
+                .count();
+            assert!(
+                conflicts >= 1,
+                "round {round}: the compare-and-swap never lost, so the test proved nothing"
+            );
+        }
     }
 }
 
-#[test]
-fn unlink_removes_exactly_what_was_created() {
-    let emu = emu();
+fn unlink_removes_exactly_what_was_created(tier) {
+    let srv = start(tier);
     // A hand-written entry from the published samples: never touched.
-    emu.apply_yaml(
+    srv.apply_yaml(
         "cluster2",
         "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: currency-provider-external, namespace: default}\nspec: {hosts: [www.ecb.europa.eu], ports: [{number: 443, name: https, protocol: HTTPS}], resolution: DNS, location: MESH_EXTERNAL}\n",
     )
     .expect("seed");
     link(
-        &emu,
+        &srv,
         &[
             "--from",
             "cluster1",
@@ -454,32 +510,38 @@ fn unlink_removes_exactly_what_was_created() {
         ],
     )
     .ok();
-    let in1 = addresses(&emu, "cluster1");
-    emu.clear_requests();
+    let in1 = addresses(&srv, "cluster1");
+    let versions1 = versions(&srv, "cluster1");
+    if let Some(emu) = srv.emu() {
+        emu.clear_requests();
+    }
     let run = link(
-        &emu,
+        &srv,
         &[
             "--from", "cluster1", "--to", "cluster2", "--unlink", "--all",
         ],
     )
     .ok();
     assert_eq!(run.stdout.matches(" deleted").count(), 6, "{}", run.stdout);
-    let left: Vec<String> = addresses(&emu, "cluster2").into_keys().collect();
+    let left: Vec<String> = addresses(&srv, "cluster2").into_keys().collect();
     assert_eq!(left, vec!["www.ecb.europa.eu".to_string()]);
     assert_eq!(
-        addresses(&emu, "cluster1"),
+        addresses(&srv, "cluster1"),
         in1,
         "the other direction stays"
     );
     assert!(
-        ledger(&emu, "cluster2").is_empty(),
+        ledger(&srv, "cluster2").is_empty(),
         "addresses freed: {:?}",
-        ledger(&emu, "cluster2")
+        ledger(&srv, "cluster2")
     );
-    assert!(writes(&emu, "cluster1").is_empty());
+    if let Some(emu) = srv.emu() {
+        assert!(writes(emu, "cluster1").is_empty());
+    }
+    assert_eq!(versions(&srv, "cluster1"), versions1);
     // Unlinking again finds nothing.
     let run = link(
-        &emu,
+        &srv,
         &[
             "--from", "cluster1", "--to", "cluster2", "--unlink", "--all",
         ],
@@ -488,53 +550,51 @@ fn unlink_removes_exactly_what_was_created() {
     assert!(run.stdout.is_empty(), "{}", run.stdout);
     // Freed addresses are handed out again from the bottom.
     link(
-        &emu,
+        &srv,
         &["--from", "cluster1", "--to", "cluster2", "adservice"],
     )
     .ok();
     assert_eq!(
-        addresses(&emu, "cluster2")["adservice.default.global"],
+        addresses(&srv, "cluster2")["adservice.default.global"],
         "240.0.0.1"
     );
 }
 
-#[test]
-fn prune_removes_the_entry_of_a_deleted_service() {
-    let emu = emu();
-    link(&emu, &["--from", "cluster1", "--to", "cluster2", "--all"]).ok();
-    let before = addresses(&emu, "cluster2");
-    assert!(emu.delete_path(
+fn prune_removes_the_entry_of_a_deleted_service(tier) {
+    let srv = start(tier);
+    link(&srv, &["--from", "cluster1", "--to", "cluster2", "--all"]).ok();
+    let before = addresses(&srv, "cluster2");
+    assert!(srv.delete_path(
         "cluster1",
         "/api/v1/namespaces/default/services/paymentservice"
     ));
-    let run = link(&emu, &["--from", "cluster1", "--to", "cluster2", "--prune"]).ok();
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--prune"]).ok();
     assert_eq!(
         run.stdout,
         "SERVICE          HOST                            ADDRESS     RESULT\npaymentservice   paymentservice.default.global   240.0.0.5   pruned\n"
     );
-    let after = addresses(&emu, "cluster2");
+    let after = addresses(&srv, "cluster2");
     assert_eq!(after.len(), 5);
     for (h, a) in &after {
         assert_eq!(&before[h], a);
     }
-    assert!(!ledger(&emu, "cluster2").contains_key("paymentservice.default.global"));
+    assert!(!ledger(&srv, "cluster2").contains_key("paymentservice.default.global"));
 }
 
-#[test]
-fn hostname_gateway_gives_a_dns_endpoint() {
-    let emu = emu();
-    emu.apply_yaml(
+fn hostname_gateway_gives_a_dns_endpoint(tier) {
+    let srv = start(tier);
+    srv.apply_yaml(
         "cluster1",
         "apiVersion: v1\nkind: Service\nmetadata: {name: istio-ingressgateway, namespace: istio-system}\nspec: {type: LoadBalancer, ports: [{name: tls, port: 15443}]}\nstatus: {loadBalancer: {ingress: [{hostname: a1b2-123.eu-west-1.elb.amazonaws.com}]}}\n",
     )
     .expect("seed");
     let run = link(
-        &emu,
+        &srv,
         &["--from", "cluster1", "--to", "cluster2", "adservice"],
     )
     .ok();
     assert!(run.stderr.contains("resolution DNS"), "{}", run.stderr);
-    let se = emu
+    let se = srv
         .get_json("cluster2", &se_path("adservice-global"))
         .expect("se");
     assert_eq!(
@@ -544,32 +604,56 @@ fn hostname_gateway_gives_a_dns_endpoint() {
     assert_eq!(se["spec"]["resolution"], "DNS");
 }
 
-#[test]
-fn gateway_problems() {
-    let emu = emu();
+fn gateway_problems(tier) {
+    let srv = start(tier);
     // No port 15443: a prerequisite is missing (exit 3), nothing is written.
-    emu.apply_yaml(
+    srv.apply_yaml(
         "cluster1",
         "apiVersion: v1\nkind: Service\nmetadata: {name: istio-ingressgateway, namespace: istio-system}\nspec: {type: LoadBalancer, ports: [{name: https, port: 443}]}\nstatus: {loadBalancer: {ingress: [{ip: 203.0.113.1}]}}\n",
     )
     .expect("seed");
-    emu.clear_requests();
+    if let Some(emu) = srv.emu() {
+        emu.clear_requests();
+    }
     let run = link(
-        &emu,
+        &srv,
         &["--from", "cluster1", "--to", "cluster2", "adservice"],
     )
     .expect_code(3);
     assert!(run.stderr.contains("15443"), "{}", run.stderr);
-    assert!(writes(&emu, "cluster2").is_empty());
+    if let Some(emu) = srv.emu() {
+        assert!(writes(emu, "cluster2").is_empty());
+    }
+    assert!(versions(&srv, "cluster2").is_empty());
 
-    // No load balancer address: exit 1 naming the Service; --gateway-address fills in.
-    emu.apply_yaml(
-        "cluster1",
-        "apiVersion: v1\nkind: Service\nmetadata: {name: istio-ingressgateway, namespace: istio-system}\nspec: {type: NodePort, ports: [{name: tls, port: 15443}]}\n",
+    // No load balancer address: exit 1 naming the Service; --gateway-address fills in. The
+    // operator turns the gateway into a NodePort Service with kubectl, and the API server
+    // drops its load-balancer status.
+    kubectl(
+        &srv,
+        &[
+            "--context",
+            "cluster1",
+            "-n",
+            "istio-system",
+            "patch",
+            "service",
+            "istio-ingressgateway",
+            "--type=merge",
+            "-p",
+            r#"{"spec": {"type": "NodePort", "ports": [{"name": "tls", "port": 15443}]}}"#,
+        ],
     )
-    .expect("seed");
+    .ok();
+    let gw = srv
+        .get_json(
+            "cluster1",
+            "/api/v1/namespaces/istio-system/services/istio-ingressgateway",
+        )
+        .expect("gateway");
+    assert_eq!(gw["status"]["loadBalancer"], json!({}), "{gw:#}");
     let run = link(
-        &emu,
+        &srv,
         &["--from", "cluster1", "--to", "cluster2", "adservice"],
     )
     .expect_code(1);
@@ -579,9 +663,12 @@ fn gateway_problems() {
         run.stderr
     );
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
-    assert!(writes(&emu, "cluster2").is_empty());
+    if let Some(emu) = srv.emu() {
+        assert!(writes(emu, "cluster2").is_empty());
+    }
+    assert!(versions(&srv, "cluster2").is_empty());
     link(
-        &emu,
+        &srv,
         &[
             "--from",
             "cluster1",
@@ -593,14 +680,14 @@ fn gateway_problems() {
         ],
     )
     .ok();
-    let se = emu
+    let se = srv
         .get_json("cluster2", &se_path("adservice-global"))
         .expect("se");
     assert_eq!(se["spec"]["endpoints"][0]["address"], "198.51.100.7");
 
     // A gateway Service that does not exist.
     let run = link(
-        &emu,
+        &srv,
         &[
             "--from",
             "cluster1",
@@ -615,10 +702,11 @@ fn gateway_problems() {
     assert!(run.stderr.contains("istio-system/nope"), "{}", run.stderr);
 }
 
-#[test]
-fn malformed_input_exits_2_and_sends_nothing() {
-    let emu = emu();
-    emu.clear_requests();
+fn malformed_input_exits_2_and_sends_nothing(tier) {
+    let srv = start(tier);
+    if let Some(emu) = srv.emu() {
+        emu.clear_requests();
+    }
     let cases: [(&[&str], &str); 7] = [
         (
             &["--from", "nope", "--to", "cluster2", "adservice"],
@@ -671,38 +759,44 @@ fn malformed_input_exits_2_and_sends_nothing() {
         (&["--from", "cluster1", "--to", "cluster2"], "SERVICE"),
     ];
     for (args, needle) in cases {
-        let run = plugin(Some(&emu), "link", args).expect_code(2);
+        let run = plugin(Some(&srv), "link", args).expect_code(2);
         assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {}", run.stderr);
         assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
         assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
     }
-    assert!(
-        emu.requests("cluster1").is_empty(),
-        "{:?}",
-        emu.requests("cluster1")
-    );
-    assert!(
-        emu.requests("cluster2").is_empty(),
-        "{:?}",
-        emu.requests("cluster2")
-    );
+    if let Some(emu) = srv.emu() {
+        assert!(
+            emu.requests("cluster1").is_empty(),
+            "{:?}",
+            emu.requests("cluster1")
+        );
+        assert!(
+            emu.requests("cluster2").is_empty(),
+            "{:?}",
+            emu.requests("cluster2")
+        );
+    }
     // A missing Service is found in the cluster: exit 1, still nothing written.
     let run = plugin(
-        Some(&emu),
+        Some(&srv),
         "link",
         &["--from", "cluster1", "--to", "cluster2", "nosuchservice"],
     )
     .expect_code(1);
     assert!(run.stderr.contains("nosuchservice"), "{}", run.stderr);
-    assert!(writes(&emu, "cluster2").is_empty());
+    if let Some(emu) = srv.emu() {
+        assert!(writes(emu, "cluster2").is_empty());
+    }
+    assert!(versions(&srv, "cluster2").is_empty());
 }
 
-#[test]
-fn client_dry_run_prints_what_kubectl_can_apply() {
-    let emu = emu();
-    emu.clear_requests();
+fn client_dry_run_prints_what_kubectl_can_apply(tier) {
+    let srv = start(tier);
+    if let Some(emu) = srv.emu() {
+        emu.clear_requests();
+    }
     let run = link(
-        &emu,
+        &srv,
         &[
             "--from",
             "cluster1",
@@ -715,14 +809,17 @@ fn client_dry_run_prints_what_kubectl_can_apply() {
         ],
     )
     .ok();
-    assert!(
-        writes(&emu, "cluster2").is_empty(),
-        "{:?}",
-        writes(&emu, "cluster2")
-    );
+    if let Some(emu) = srv.emu() {
+        assert!(
+            writes(emu, "cluster2").is_empty(),
+            "{:?}",
+            writes(emu, "cluster2")
+        );
+    }
+    assert!(versions(&srv, "cluster2").is_empty());
     assert_eq!(run.stdout.matches("kind: ServiceEntry").count(), 6);
     let table = link(
-        &emu,
+        &srv,
         &[
             "--from",
             "cluster1",
@@ -744,7 +841,7 @@ fn client_dry_run_prints_what_kubectl_can_apply() {
     let file = dir.path().join("se.yaml");
     std::fs::write(&file, &run.stdout).expect("write");
     kubectl(
-        &emu,
+        &srv,
         &[
             "--context",
             "cluster2",
@@ -757,12 +854,12 @@ fn client_dry_run_prints_what_kubectl_can_apply() {
         ],
     )
     .ok();
-    let run = link(&emu, &["--from", "cluster1", "--to", "cluster2", "--all"]).ok();
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--all"]).ok();
     assert_eq!(run.stdout.matches("unchanged").count(), 6, "{}", run.stdout);
     // Server dry run: validated by the server, nothing stored.
-    let emu = self::emu();
+    let srv = start(tier);
     let run = link(
-        &emu,
+        &srv,
         &[
             "--from",
             "cluster1",
@@ -779,15 +876,14 @@ fn client_dry_run_prints_what_kubectl_can_apply() {
         "{}",
         run.stdout
     );
-    assert!(addresses(&emu, "cluster2").is_empty());
-    assert!(ledger(&emu, "cluster2").is_empty());
+    assert!(addresses(&srv, "cluster2").is_empty());
+    assert!(ledger(&srv, "cluster2").is_empty());
 }
 
-#[test]
-fn a_lost_ledger_is_rebuilt_and_addresses_stay() {
-    let emu = emu();
+fn a_lost_ledger_is_rebuilt_and_addresses_stay(tier) {
+    let srv = start(tier);
     link(
-        &emu,
+        &srv,
         &[
             "--from",
             "cluster1",
@@ -798,16 +894,16 @@ fn a_lost_ledger_is_rebuilt_and_addresses_stay() {
         ],
     )
     .ok();
-    let before = addresses(&emu, "cluster2");
-    assert!(emu.delete_path("cluster2", LEDGER));
+    let before = addresses(&srv, "cluster2");
+    assert!(srv.delete_path("cluster2", LEDGER));
     // A foreign entry took the next address in the meantime.
-    emu.apply_yaml(
+    srv.apply_yaml(
         "cluster2",
         "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: legacy, namespace: other}\nspec: {hosts: [legacy.other.global], addresses: [240.0.0.3], resolution: STATIC, endpoints: [{address: 10.0.0.1}]}\n",
     )
     .expect("seed");
     link(
-        &emu,
+        &srv,
         &[
             "--from",
             "cluster1",
@@ -819,7 +915,7 @@ fn a_lost_ledger_is_rebuilt_and_addresses_stay() {
         ],
     )
     .ok();
-    let after = addresses(&emu, "cluster2");
+    let after = addresses(&srv, "cluster2");
     assert_eq!(
         after["adservice.default.global"],
         before["adservice.default.global"]
@@ -829,15 +925,16 @@ fn a_lost_ledger_is_rebuilt_and_addresses_stay() {
         before["checkoutservice.default.global"]
     );
     assert_eq!(after["currencyservice.default.global"], "240.0.0.4");
-    assert_eq!(ledger(&emu, "cluster2").len(), 3);
+    assert_eq!(ledger(&srv, "cluster2").len(), 3);
 }
 
-#[test]
-fn an_exhausted_pool_fails_before_any_entry() {
-    let emu = emu();
-    emu.clear_requests();
+fn an_exhausted_pool_fails_before_any_entry(tier) {
+    let srv = start(tier);
+    if let Some(emu) = srv.emu() {
+        emu.clear_requests();
+    }
     let run = link(
-        &emu,
+        &srv,
         &[
             "--from",
             "cluster1",
@@ -850,28 +947,30 @@ fn an_exhausted_pool_fails_before_any_entry() {
     )
     .expect_code(1);
     assert!(run.stderr.contains("exhausted"), "{}", run.stderr);
-    assert!(
-        writes(&emu, "cluster2").is_empty(),
-        "{:?}",
-        writes(&emu, "cluster2")
-    );
+    if let Some(emu) = srv.emu() {
+        assert!(
+            writes(emu, "cluster2").is_empty(),
+            "{:?}",
+            writes(emu, "cluster2")
+        );
+    }
+    assert!(versions(&srv, "cluster2").is_empty());
 }
 
-#[test]
-fn setup_dns_merges_and_undo_restores() {
-    let emu = emu();
-    let original = emu
+fn setup_dns_merges_and_undo_restores(tier) {
+    let srv = start(tier);
+    let original = srv
         .get_json(
             "cluster2",
             "/api/v1/namespaces/kube-system/configmaps/coredns",
         )
         .expect("coredns");
-    let run = link(&emu, &["--to", "cluster2", "--setup-dns"]).ok();
+    let run = link(&srv, &["--to", "cluster2", "--setup-dns"]).ok();
     assert_eq!(
         run.stdout,
         "configmap/coredns configured (context cluster2)\n"
     );
-    let cm = emu
+    let cm = srv
         .get_json(
             "cluster2",
             "/api/v1/namespaces/kube-system/configmaps/coredns",
@@ -884,7 +983,7 @@ fn setup_dns_merges_and_undo_restores() {
         "{corefile}"
     );
     assert!(cm["metadata"]["annotations"]["kubectl-mesh/dns-original"].is_string());
-    assert!(emu
+    assert!(srv
         .get_json(
             "cluster1",
             "/api/v1/namespaces/kube-system/configmaps/coredns"
@@ -892,15 +991,29 @@ fn setup_dns_merges_and_undo_restores() {
         .expect("c1")["data"]["Corefile"]
         .as_str()
         .is_some_and(|c| !c.contains("global:53")));
-    emu.clear_requests();
-    let run = link(&emu, &["--to", "cluster2", "--setup-dns"]).ok();
+    if let Some(emu) = srv.emu() {
+        emu.clear_requests();
+    }
+    let run = link(&srv, &["--to", "cluster2", "--setup-dns"]).ok();
     assert_eq!(
         run.stdout,
         "configmap/coredns unchanged (context cluster2)\n"
     );
-    assert!(writes(&emu, "cluster2").is_empty());
-    link(&emu, &["--to", "cluster2", "--setup-dns", "--undo"]).ok();
-    let cm = emu
+    if let Some(emu) = srv.emu() {
+        assert!(writes(emu, "cluster2").is_empty());
+    }
+    let again = srv
+        .get_json(
+            "cluster2",
+            "/api/v1/namespaces/kube-system/configmaps/coredns",
+        )
+        .expect("coredns");
+    assert_eq!(
+        again["metadata"]["resourceVersion"],
+        cm["metadata"]["resourceVersion"]
+    );
+    link(&srv, &["--to", "cluster2", "--setup-dns", "--undo"]).ok();
+    let cm = srv
         .get_json(
             "cluster2",
             "/api/v1/namespaces/kube-system/configmaps/coredns",
@@ -912,20 +1025,19 @@ fn setup_dns_merges_and_undo_restores() {
         .is_none());
 }
 
-#[test]
-fn setup_dns_on_kube_dns_keeps_other_stub_domains() {
-    let emu = emu();
-    assert!(emu.delete_path(
+fn setup_dns_on_kube_dns_keeps_other_stub_domains(tier) {
+    let srv = start(tier);
+    assert!(srv.delete_path(
         "cluster2",
         "/api/v1/namespaces/kube-system/configmaps/coredns"
     ));
-    emu.apply_yaml(
+    srv.apply_yaml(
         "cluster2",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kube-dns, namespace: kube-system}\ndata: {stubDomains: '{\"acme.local\": [\"1.2.3.4\"]}', upstreamNameservers: '[\"8.8.8.8\"]'}\n",
     )
     .expect("seed");
     link(
-        &emu,
+        &srv,
         &[
             "--from",
             "cluster1",
@@ -936,7 +1048,7 @@ fn setup_dns_on_kube_dns_keeps_other_stub_domains() {
         ],
     )
     .ok();
-    let cm = emu
+    let cm = srv
         .get_json(
             "cluster2",
             "/api/v1/namespaces/kube-system/configmaps/kube-dns",
@@ -949,8 +1061,8 @@ fn setup_dns_on_kube_dns_keeps_other_stub_domains() {
         json!({"acme.local": ["1.2.3.4"], "global": ["10.96.0.53"]})
     );
     assert_eq!(cm["data"]["upstreamNameservers"], "[\"8.8.8.8\"]");
-    link(&emu, &["--to", "cluster2", "--setup-dns", "--undo"]).ok();
-    let cm = emu
+    link(&srv, &["--to", "cluster2", "--setup-dns", "--undo"]).ok();
+    let cm = srv
         .get_json(
             "cluster2",
             "/api/v1/namespaces/kube-system/configmaps/kube-dns",
@@ -959,11 +1071,10 @@ fn setup_dns_on_kube_dns_keeps_other_stub_domains() {
     assert_eq!(cm["data"]["stubDomains"], "{\"acme.local\":[\"1.2.3.4\"]}");
 }
 
-#[test]
-fn check_reports_every_prerequisite() {
-    let emu = emu();
-    link(&emu, &["--to", "cluster2", "--setup-dns"]).ok();
-    let run = link(&emu, &["check", "--from", "cluster1", "--to", "cluster2"]).ok();
+fn check_reports_every_prerequisite(tier) {
+    let srv = start(tier);
+    link(&srv, &["--to", "cluster2", "--setup-dns"]).ok();
+    let run = link(&srv, &["check", "--from", "cluster1", "--to", "cluster2"]).ok();
     assert_eq!(run.stdout.lines().count(), 6, "{}", run.stdout);
     assert!(
         run.stdout.lines().all(|l| l.starts_with("✔ ")),
@@ -978,12 +1089,12 @@ fn check_reports_every_prerequisite() {
     );
 
     // Istio 1.9 in cluster1, no stub domain in cluster1, different roots: exit 3.
-    emu.apply_yaml(
+    srv.apply_yaml(
         "cluster1",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: istiod, namespace: istio-system}\nspec: {selector: {matchLabels: {app: istiod}}, template: {metadata: {labels: {app: istiod}}, spec: {containers: [{name: discovery, image: 'docker.io/istio/pilot:1.9.0'}]}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio-ca-root-cert, namespace: istio-system}\ndata: {root-cert.pem: other}\n",
     )
     .expect("seed");
-    let run = link(&emu, &["check", "--from", "cluster2", "--to", "cluster1"]).expect_code(3);
+    let run = link(&srv, &["check", "--from", "cluster2", "--to", "cluster1"]).expect_code(3);
     let failed: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("× ")).collect();
     assert_eq!(failed.len(), 3, "{}", run.stdout);
     assert!(
@@ -1000,22 +1111,20 @@ fn check_reports_every_prerequisite() {
     );
 }
 
-#[test]
-fn a_link_from_another_cluster_is_not_taken_over() {
-    let emu = Emu::builder()
+fn a_link_from_another_cluster_is_not_taken_over(tier) {
+    let srv = Server::builder(tier)
         .clusters(&["cluster1", "cluster2", "cluster3"])
         .seed_yaml(&boutique())
         .seed_yaml(&istio("cluster3", "203.0.113.3"))
         .seed_yaml(&service("cluster3", "adservice", "grpc", 9555, 9555))
-        .start()
-        .expect("start");
+        .start();
     link(
-        &emu,
+        &srv,
         &["--from", "cluster1", "--to", "cluster2", "adservice"],
     )
     .ok();
     let run = link(
-        &emu,
+        &srv,
         &["--from", "cluster3", "--to", "cluster2", "adservice"],
     )
     .expect_code(1);
@@ -1024,17 +1133,16 @@ fn a_link_from_another_cluster_is_not_taken_over() {
         "{}",
         run.stdout
     );
-    let se = emu
+    let se = srv
         .get_json("cluster2", &se_path("adservice-global"))
         .expect("se");
     assert_eq!(se["spec"]["endpoints"][0]["address"], GW1);
 }
 
-#[test]
-fn label_selectors_pick_the_services() {
-    let emu = emu();
+fn label_selectors_pick_the_services(tier) {
+    let srv = start(tier);
     let run = link(
-        &emu,
+        &srv,
         &[
             "--from",
             "cluster1",
@@ -1046,13 +1154,13 @@ fn label_selectors_pick_the_services() {
     )
     .ok();
     assert_eq!(run.stdout.matches(" created").count(), 2, "{}", run.stdout);
-    let names: Vec<String> = addresses(&emu, "cluster2").into_keys().collect();
+    let names: Vec<String> = addresses(&srv, "cluster2").into_keys().collect();
     assert_eq!(
         names,
         vec!["adservice.default.global", "emailservice.default.global"]
     );
     let run = link(
-        &emu,
+        &srv,
         &[
             "--from",
             "cluster1",
@@ -1071,9 +1179,9 @@ fn label_selectors_pick_the_services() {
         "deleted objects are not printed: {}",
         run.stdout
     );
-    assert_eq!(addresses(&emu, "cluster2").len(), 1);
+    assert_eq!(addresses(&srv, "cluster2").len(), 1);
     let run = link(
-        &emu,
+        &srv,
         &[
             "--from",
             "cluster1",
@@ -1088,4 +1196,69 @@ fn label_selectors_pick_the_services() {
     let obj: Value = serde_json::from_str(&run.stdout).expect("json");
     assert_eq!(obj["kind"], "ServiceEntry");
     assert_eq!(obj["spec"]["addresses"], json!(["240.0.0.2"]));
+}
+}
+
+/// What a real istiod in cluster2 makes of a link: a sidecar there gets a cluster for the
+/// `.global` host whose only endpoint is cluster1's gateway on 15443.
+#[test]
+fn real_istiod_routes_a_linked_service_to_the_remote_gateway() {
+    if !Tier::Real.enabled() {
+        return;
+    }
+    const CLUSTER: &str = "outbound|9555||adservice.default.global";
+    let srv = Server::builder(Tier::Real)
+        .clusters(&["cluster1", "cluster2"])
+        .seed_yaml(&boutique())
+        .seed_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: client}\n")
+        .istiod()
+        .start();
+    let real = srv.real().expect("real tier");
+    real.wait_xds("cluster2", "client", "no link yet", |d| {
+        !d["clusters"].as_array().is_none_or(Vec::is_empty) && xds_cluster(d, CLUSTER).is_none()
+    });
+    link(
+        &srv,
+        &["--from", "cluster1", "--to", "cluster2", "adservice"],
+    )
+    .ok();
+    let want = format!("{GW1}:15443");
+    let dump = real.wait_xds(
+        "cluster2",
+        "client",
+        "adservice.default.global via GW1",
+        |d| xds_endpoints(d, CLUSTER) == [want.as_str()],
+    );
+    let cluster = xds_cluster(&dump, CLUSTER).expect("cluster");
+    assert_eq!(cluster["type"], "STRICT_DNS", "{cluster:#}");
+    // The HTTP route of port 9555 answers to the host and to the address the ledger gave it.
+    let route = dump["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["virtualHost"] == "adservice.default.global:9555")
+        .unwrap_or_else(|| panic!("no route for adservice.default.global: {dump:#}"));
+    assert_eq!(route["cluster"], CLUSTER, "{route:#}");
+    assert_eq!(route["config"], "9555", "{route:#}");
+    let domains = route["domains"].as_array().expect("domains");
+    for want in ["adservice.default.global", "240.0.0.1"] {
+        assert!(domains.iter().any(|d| d == want), "{want}: {route:#}");
+    }
+
+    // Unlinking takes the cluster away again.
+    link(
+        &srv,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "--unlink",
+            "adservice",
+        ],
+    )
+    .ok();
+    real.wait_xds("cluster2", "client", "no adservice.default.global", |d| {
+        xds_cluster(d, CLUSTER).is_none()
+    });
 }

@@ -391,6 +391,31 @@ impl State {
                     }
                 }
                 let node_ports = ty == "NodePort" || ty == "LoadBalancer";
+                // Like kube-apiserver: a Service that no longer needs node ports loses the
+                // ones (and the external traffic policy) it kept unchanged from before.
+                if let (false, Some(old_spec)) = (node_ports, old.and_then(|o| o.get("spec"))) {
+                    if spec.get("externalTrafficPolicy").is_some()
+                        && spec.get("externalTrafficPolicy")
+                            == old_spec.get("externalTrafficPolicy")
+                    {
+                        spec.as_object_mut()
+                            .expect("object")
+                            .remove("externalTrafficPolicy");
+                    }
+                    let old_ports = old_spec.get("ports").and_then(Value::as_array);
+                    if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+                        for p in ports.iter_mut() {
+                            let kept = old_ports.into_iter().flatten().any(|o| {
+                                o.get("port") == p.get("port")
+                                    && o.get("nodePort").is_some()
+                                    && o.get("nodePort") == p.get("nodePort")
+                            });
+                            if kept {
+                                p.as_object_mut().expect("object").remove("nodePort");
+                            }
+                        }
+                    }
+                }
                 if node_ports && spec.get("externalTrafficPolicy").is_none() {
                     spec["externalTrafficPolicy"] = json!("Cluster");
                 }
@@ -424,6 +449,15 @@ impl State {
                 }
                 if create && obj.get("status").is_none() {
                     obj["status"] = json!({"loadBalancer": {}});
+                }
+                // An ingress IP's ipMode defaults to VIP, as on kube-apiserver.
+                if let Some(Value::Array(ingress)) = obj.pointer_mut("/status/loadBalancer/ingress")
+                {
+                    for i in ingress.iter_mut() {
+                        if i.get("ip").is_some() && i.get("ipMode").is_none() {
+                            i["ipMode"] = json!("VIP");
+                        }
+                    }
                 }
             }
             ("", "Namespace") => {
@@ -551,6 +585,15 @@ impl State {
                         new.as_object_mut().expect("object").remove("status");
                     }
                 }
+                // Like kube-apiserver: a Service that is no longer a LoadBalancer loses its
+                // load-balancer status at once (the de-provisioning is not shown to users).
+                if rt.group.is_empty()
+                    && rt.kind == "Service"
+                    && new.pointer("/spec/type").and_then(Value::as_str) != Some("LoadBalancer")
+                    && new.pointer("/status/loadBalancer").is_some()
+                {
+                    new["status"]["loadBalancer"] = json!({});
+                }
             }
             let md = ensure_meta(&mut new);
             for k in [
@@ -592,6 +635,22 @@ impl State {
                     format!("Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"),
                 ));
             }
+        }
+        let lb_ingress = new
+            .pointer("/status/loadBalancer/ingress")
+            .and_then(Value::as_array)
+            .is_some_and(|i| !i.is_empty());
+        if !o.seed
+            && rt.group.is_empty()
+            && rt.kind == "Service"
+            && lb_ingress
+            && new.pointer("/spec/type").and_then(Value::as_str) != Some("LoadBalancer")
+        {
+            errs.push(FieldError::new(
+                "status.loadBalancer.ingress",
+                "FieldValueForbidden",
+                "Forbidden: may only be used when `spec.type` is 'LoadBalancer'".into(),
+            ));
         }
         if let Some(schema) = rt.schema.as_ref().filter(|_| !o.seed) {
             let mut unknown = Vec::new();
@@ -1080,8 +1139,29 @@ impl Core {
                 &mut warnings,
             ),
             ("DELETE", Some(name), None) => {
-                if st.get_obj(&rt, &ns, name).is_none() {
+                let want = serde_json::from_slice::<Value>(r.body).ok().and_then(|b| {
+                    b["preconditions"]["resourceVersion"]
+                        .as_str()
+                        .map(String::from)
+                });
+                let have = st
+                    .get_obj(&rt, &ns, name)
+                    .and_then(|o| meta_str(o, "resourceVersion"))
+                    .map(String::from);
+                if have.is_none() {
                     State::not_found(&rt, name)
+                } else if want.is_some() && want != have {
+                    status(
+                        409,
+                        "Conflict",
+                        &format!(
+                            "Operation cannot be fulfilled on {} \"{name}\": the ResourceVersion in the precondition ({}) does not match the ResourceVersion in record ({}). The object might have been modified",
+                            rt.qualified_plural(),
+                            want.unwrap_or_default(),
+                            have.unwrap_or_default()
+                        ),
+                        Some(json!({"name": name, "group": rt.group, "kind": rt.plural})),
+                    )
                 } else if dry_run {
                     Resp::json(
                         200,
@@ -1364,7 +1444,15 @@ fn patch(
         if rt.namespaced && old.is_none() && !st.ns_exists(ns) {
             return State::ns_not_found(ns);
         }
+        // As on a real server, metadata.resourceVersion in an apply is a precondition.
+        if let Some(want) = meta_str(&cfg, "resourceVersion").filter(|v| !v.is_empty()) {
+            let have = old.as_ref().and_then(|o| meta_str(o, "resourceVersion"));
+            if have != Some(want) {
+                return State::conflict(rt, name);
+            }
+        }
         if let Some(md) = cfg.get_mut("metadata").and_then(Value::as_object_mut) {
+            md.remove("resourceVersion");
             md.remove("managedFields");
             md.remove("namespace");
             md.remove("name");

@@ -224,7 +224,7 @@ async fn service_defaults_and_strategic_ports() {
     let client = emu.client("cluster1").await.unwrap();
     let svcs: Api<Service> = Api::namespaced(client, "default");
     let s: Service = serde_json::from_value(
-        json!({"metadata": {"name": "web"}, "spec": {"ports": [{"name": "http", "port": 80}]}}),
+        json!({"metadata": {"name": "web"}, "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80}]}}),
     )
     .unwrap();
     let s = svcs.create(&PostParams::default(), &s).await.unwrap();
@@ -289,6 +289,29 @@ async fn service_defaults_and_strategic_ports() {
         .await
         .unwrap();
     assert!(p.status.unwrap().load_balancer.unwrap().ingress.is_some());
+    // As on kube-apiserver: no longer a LoadBalancer, no load-balancer status, node ports or
+    // external traffic policy; and only a LoadBalancer may be given a load-balancer status.
+    let p = svcs
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"type": "ClusterIP"}})),
+        )
+        .await
+        .unwrap();
+    assert!(p.status.unwrap().load_balancer.unwrap().ingress.is_none());
+    let spec = p.spec.unwrap();
+    assert!(spec.external_traffic_policy.is_none());
+    assert!(spec.ports.unwrap().iter().all(|p| p.node_port.is_none()));
+    let err = svcs
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(&st))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("status.loadBalancer.ingress: Forbidden"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
