@@ -19,12 +19,41 @@ pub fn parse_ip(s: &str) -> Result<IpAddr, String> {
     })
 }
 
+/// Refuses an address no VM can be reached at: sidecars would send the service's traffic to
+/// themselves (loopback), to nobody (unspecified, broadcast) or to a multicast group.
+pub fn check_workload(ip: &IpAddr) -> Result<(), String> {
+    let why = match ip {
+        _ if ip.is_unspecified() => Some("unspecified"),
+        _ if ip.is_loopback() => Some("a loopback address"),
+        _ if ip.is_multicast() => Some("a multicast address"),
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address"),
+        _ => None,
+    };
+    match why {
+        Some(why) => Err(format!(
+            "{ip} is {why}: a VM must be registered by an address the mesh's sidecars can reach it at"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Whether an address is link-local (169.254.0.0/16, fe80::/10): usable only on the VM's own
+/// link, which is worth a warning but not a refusal.
+pub fn is_link_local(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
 impl FromStr for IpList {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let mut ips: Vec<IpAddr> = Vec::new();
         for part in s.split(',') {
-            let ip = parse_ip(part)?;
+            // ::ffff:10.0.0.1 is the IPv4 address 10.0.0.1: written as Istio and Kubernetes
+            // would show it, and de-duplicated against its plain form.
+            let ip = parse_ip(part)?.to_canonical();
             if !ips.contains(&ip) {
                 ips.push(ip);
             }
@@ -64,6 +93,32 @@ mod tests {
         }
         let e = "vm1.example.com".parse::<IpList>().unwrap_err();
         assert!(e.contains("resolve a hostname"), "{e}");
+    }
+
+    #[test]
+    fn addresses_no_vm_can_have_are_refused() {
+        for bad in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+        ] {
+            let l: IpList = bad.parse().expect("parses");
+            assert!(check_workload(&l.0[0]).is_err(), "{bad}");
+        }
+        for good in ["10.0.0.1", "fd00::13", "169.254.0.5", "fe80::1"] {
+            let l: IpList = good.parse().expect("parses");
+            assert!(check_workload(&l.0[0]).is_ok(), "{good}");
+        }
+        assert!(is_link_local(&"fe80::1".parse().expect("ip")));
+        assert!(is_link_local(&"169.254.0.5".parse().expect("ip")));
+        assert!(!is_link_local(&"10.0.0.1".parse().expect("ip")));
+        let mapped: IpList = "::ffff:10.0.0.1,10.0.0.1".parse().expect("parses");
+        assert_eq!(mapped.0, vec!["10.0.0.1".parse::<IpAddr>().expect("ip")]);
     }
 
     #[test]

@@ -46,11 +46,17 @@ pub struct Applied {
     pub outcome: Outcome,
 }
 
-/// A write whose outcome is unknown: it was sent, but the connection failed or the answer did
-/// not come within `--request-timeout`, so the server may or may not have stored it.
+/// A write whose outcome is unknown: it was sent, but the connection failed, the answer did not
+/// come within `--request-timeout`, or the server answered 5xx, so it may or may not be stored.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct InDoubt(pub String);
+
+/// A write refused because the object changed since it was read (409 "the object has been
+/// modified"), or vanished: the compare-and-swap lost, and the caller re-reads and retries.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Stale(pub String);
 
 /// How writes are sent.
 #[derive(Debug, Clone, Copy, Default)]
@@ -185,9 +191,23 @@ impl Cluster {
             "cannot {verb} {what} in context {:?}: {detail}",
             self.context
         );
+        let stale = match &err {
+            kube::Error::Api(s) => {
+                s.code == 409 && s.message.contains("modified") || s.code == 404 && verb == "apply"
+            }
+            _ => false,
+        };
+        if stale {
+            return Stale(msg).into();
+        }
         let is_write = matches!(verb, "apply" | "create" | "update" | "delete");
-        if is_write && !matches!(err, kube::Error::Api(_)) {
-            // The request may have reached the server although no answer came back.
+        // No answer, or a 5xx: a server can answer 500 or 504 after etcd stored the write
+        // (`etcdserver: request timed out`), so the write may have landed either way.
+        let maybe_stored = match &err {
+            kube::Error::Api(s) => s.code >= 500,
+            _ => true,
+        };
+        if is_write && maybe_stored {
             return InDoubt(msg).into();
         }
         anyhow::anyhow!(msg)
@@ -242,11 +262,18 @@ impl Cluster {
             let api_version = kind.api_version();
             if let Some(arr) = list["items"].as_array() {
                 for item in arr {
-                    let mut item = item.clone();
+                    let Value::Object(mut item) = item.clone() else {
+                        // A broken server or proxy: say so rather than index into a non-object.
+                        anyhow::bail!(
+                            "cannot list {} in context {}: the server answered an item that is not an object",
+                            kind.plural,
+                            self.context
+                        );
+                    };
                     // Lists omit apiVersion/kind on items; restore them so items are whole objects.
-                    item["apiVersion"] = json!(api_version);
-                    item["kind"] = json!(kind.kind);
-                    items.push(item);
+                    item.insert("apiVersion".into(), json!(api_version));
+                    item.insert("kind".into(), json!(kind.kind));
+                    items.push(Value::Object(item));
                 }
             }
             cont = list["metadata"]["continue"]
@@ -382,6 +409,19 @@ impl Cluster {
         name: &str,
         mode: WriteMode,
     ) -> Result<bool> {
+        self.delete_at(kind, namespace, name, None, mode).await
+    }
+
+    /// Deletes an object only while it is at `resource_version` (None: whatever it is now); a
+    /// changed object is a [`Stale`] error.
+    pub async fn delete_at(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        name: &str,
+        resource_version: Option<&str>,
+        mode: WriteMode,
+    ) -> Result<bool> {
         if mode.dry_run == DryRun::Client {
             return Ok(true);
         }
@@ -390,8 +430,16 @@ impl Cluster {
             query.push(("dryRun".to_string(), "All".to_string()));
         }
         let uri = with_query(&kind.path(namespace, Some(name)), &query);
+        let body = match resource_version {
+            Some(rv) => serde_json::to_vec(&json!({
+                "apiVersion": "v1",
+                "kind": "DeleteOptions",
+                "preconditions": {"resourceVersion": rv},
+            }))?,
+            None => Vec::new(),
+        };
         let answer = self
-            .send_idempotent(http::Method::DELETE, &uri, "application/json", &[])
+            .send_idempotent(http::Method::DELETE, &uri, "application/json", &body)
             .await?;
         match answer {
             Ok(_) => Ok(true),

@@ -8,6 +8,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
 
+/// The longest duration accepted anywhere: a year. Timers and deadlines past it overflow
+/// `Instant` arithmetic (which aborts the process), and no timeout, wait or interval needs more.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl FromStr for HumanDuration {
     type Err = String;
 
@@ -18,15 +22,24 @@ impl FromStr for HumanDuration {
         if s.is_empty() {
             return Err(format!("empty duration: {ACCEPTED}"));
         }
-        if let Ok(secs) = s.parse::<u64>() {
-            return Ok(Self(Duration::from_secs(secs)));
+        let out_of_range = || {
+            format!("duration {s:?} is out of range: the accepted range is 0s to 8760h (a year)")
+        };
+        if s.bytes().all(|b| b.is_ascii_digit()) {
+            return match s.parse::<u64>() {
+                Ok(secs) if secs <= MAX_DURATION.as_secs() => Ok(Self(Duration::from_secs(secs))),
+                _ => Err(out_of_range()),
+            };
         }
         let mut total = Duration::ZERO;
         let mut rest = s;
         while !rest.is_empty() {
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 || digits > 9 {
+            if digits == 0 {
                 return Err(format!("invalid duration {s:?}: {ACCEPTED}"));
+            }
+            if digits > 12 {
+                return Err(out_of_range());
             }
             let n: u64 = rest[..digits]
                 .parse()
@@ -43,7 +56,8 @@ impl FromStr for HumanDuration {
             rest = &rest[unit_len..];
             total = total
                 .checked_add(part)
-                .ok_or_else(|| format!("duration {s:?} is too long"))?;
+                .filter(|t| *t <= MAX_DURATION)
+                .ok_or_else(out_of_range)?;
         }
         Ok(Self(total))
     }
@@ -126,6 +140,26 @@ mod tests {
         for bad in ["", "abc", "1x", "-5s", "1.5h", "m", "10s5", "99999999999h"] {
             assert!(d(bad).is_err(), "{bad} should fail");
         }
+    }
+
+    #[test]
+    fn refuses_what_would_overflow_a_deadline() {
+        for huge in [
+            "9999999999999999999",
+            "99999999999999999999",
+            "8761h",
+            "31536001",
+            "999999999999h",
+            "1000000000000000ms",
+        ] {
+            let err = d(huge).expect_err(huge);
+            assert!(
+                err.contains("out of range") && err.contains("8760h"),
+                "{huge}: {err}"
+            );
+        }
+        assert_eq!(d("8760h"), Ok(MAX_DURATION));
+        assert_eq!(d("31536000"), Ok(MAX_DURATION));
     }
 
     #[test]

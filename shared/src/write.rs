@@ -4,8 +4,29 @@
 use anyhow::Result;
 use serde_json::{json, Map, Value};
 
-use crate::api::{Applied, Cluster, InDoubt, Outcome, WriteMode};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::{Applied, Cluster, InDoubt, Outcome, Stale, WriteMode};
 use crate::objects::{self, Kind};
+
+/// How many times a compare-and-swap is re-read and retried before giving up: enough for the
+/// VMs of one autoscaling group registering at once (each round, one of them wins).
+const CAS_ATTEMPTS: usize = 64;
+
+/// Recomputes a read-modify-write from the object as it is now (`None`: absent); `None` back
+/// means there is nothing left to change.
+#[derive(Clone)]
+pub struct Rebase(pub Arc<RebaseFn>);
+
+/// The function behind a [`Rebase`].
+pub type RebaseFn = dyn Fn(Option<&Value>) -> Option<Step> + Send + Sync;
+
+impl std::fmt::Debug for Rebase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rebase")
+    }
+}
 
 /// One change to make.
 #[derive(Debug, Clone)]
@@ -22,6 +43,22 @@ pub enum Step {
         /// The object as read before the delete.
         existing: Value,
     },
+    /// A read-modify-write of a list other writers change too (a ServiceEntry's endpoints):
+    /// `step` is sent only while the object is still at the resourceVersion it was computed
+    /// from; when another writer got there first, the object is re-read and `rebase` computes
+    /// the step again from what is there now.
+    Cas {
+        /// The write computed from the first read.
+        step: Box<Step>,
+        /// The object's kind, namespace and name, for the re-read.
+        kind: Kind,
+        /// Namespace of the object.
+        namespace: Option<String>,
+        /// Name of the object.
+        name: String,
+        /// Computes the write again from a fresh read.
+        rebase: Rebase,
+    },
 }
 
 impl Step {
@@ -36,12 +73,7 @@ impl Step {
 pub async fn execute(cluster: &Cluster, steps: Vec<Step>, mode: WriteMode) -> Result<Vec<Applied>> {
     let mut done: Vec<(Step, Applied)> = Vec::new();
     for step in steps {
-        let result = match &step {
-            Step::Apply { desired, existing } => {
-                cluster.apply_over(desired, existing.as_ref(), mode).await
-            }
-            Step::Delete { existing } => delete(cluster, existing, mode).await,
-        };
+        let (step, result) = run_step(cluster, step, mode).await;
         match result {
             Ok(applied) => done.push((step, applied)),
             Err(err) => {
@@ -58,8 +90,125 @@ pub async fn execute(cluster: &Cluster, steps: Vec<Step>, mode: WriteMode) -> Re
     Ok(done.into_iter().map(|(_, a)| a).collect())
 }
 
+/// Sends one step; returns the step that was finally sent (a CAS may have been recomputed), for
+/// the rollback.
+async fn run_step(cluster: &Cluster, step: Step, mode: WriteMode) -> (Step, Result<Applied>) {
+    let Step::Cas {
+        step,
+        kind,
+        namespace,
+        name,
+        rebase,
+    } = step
+    else {
+        let result = send(cluster, &step, mode, false).await;
+        return (step, result);
+    };
+    let mut current = *step;
+    for attempt in 1.. {
+        let result = send(cluster, &current, mode, true).await;
+        match result {
+            Err(e) if e.downcast_ref::<Stale>().is_some() && attempt < CAS_ATTEMPTS => {
+                // Spread the retries of writers that collided, so one of them wins each round.
+                let jitter = (std::process::id() as u64 * 7 + attempt as u64 * 13) % 40;
+                tokio::time::sleep(Duration::from_millis(5 + jitter)).await;
+                let now = match cluster.get(&kind, namespace.as_deref(), &name).await {
+                    Ok(now) => now,
+                    Err(e) => return (current, Err(e)),
+                };
+                match (rebase.0)(now.as_ref()) {
+                    Some(next) => current = next,
+                    None => {
+                        let object = now.unwrap_or(Value::Null);
+                        let unchanged = Applied {
+                            object: object.clone(),
+                            outcome: Outcome::Unchanged,
+                        };
+                        let step = Step::Apply {
+                            desired: object.clone(),
+                            existing: Some(object),
+                        };
+                        return (step, Ok(unchanged));
+                    }
+                }
+            }
+            other => return (current, other),
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+/// Sends an apply or a delete; with `cas`, only while the object is at the resourceVersion it
+/// was read at.
+async fn send(cluster: &Cluster, step: &Step, mode: WriteMode, cas: bool) -> Result<Applied> {
+    // A dry run changes nothing another writer could race with.
+    let cas = cas && mode.dry_run == crate::cli::DryRun::None;
+    match step {
+        Step::Apply { desired, existing } if cas => {
+            cas_apply(cluster, desired, existing.as_ref(), mode).await
+        }
+        Step::Apply { desired, existing } => {
+            cluster.apply_over(desired, existing.as_ref(), mode).await
+        }
+        Step::Delete { existing } => {
+            let rv = Some(objects::resource_version(existing)).filter(|rv| cas && !rv.is_empty());
+            delete_at(cluster, existing, rv, mode).await
+        }
+        Step::Cas { step, .. } => Box::pin(send(cluster, step, mode, true)).await,
+    }
+}
+
+/// A server-side apply that lands only on the object as it was read: created with a POST when
+/// it was absent (409 if another writer created it first), else applied with its
+/// resourceVersion as the precondition. It forces ownership: having seen the whole current
+/// list, this writer may take it over; and after a POST it turns the fields from an Update into
+/// an Apply of kubectl-mesh's, so that a rerun is "unchanged".
+async fn cas_apply(
+    cluster: &Cluster,
+    desired: &Value,
+    existing: Option<&Value>,
+    mode: WriteMode,
+) -> Result<Applied> {
+    let forced = WriteMode {
+        force: true,
+        ..mode
+    };
+    let (base, created) = match existing {
+        Some(old) => (old.clone(), false),
+        None => match cluster.create(desired, mode).await? {
+            Ok(created) => (created, true),
+            Err(_) => {
+                return Err(Stale(format!(
+                    "{} was created by another writer",
+                    objects::describe(desired)
+                ))
+                .into())
+            }
+        },
+    };
+    let mut guarded = desired.clone();
+    guarded["metadata"]["resourceVersion"] = json!(objects::resource_version(&base));
+    let applied = match cluster.apply_over(&guarded, Some(&base), forced).await {
+        Ok(applied) => applied,
+        // The POST landed: whatever went wrong after it, the object is there to be undone.
+        Err(e) if created && e.downcast_ref::<Stale>().is_none() => {
+            return Err(InDoubt(crate::error::one_line(&e)).into())
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(if created {
+        Applied {
+            outcome: Outcome::Created,
+            ..applied
+        }
+    } else {
+        applied
+    })
+}
+
 fn assumed_outcome(step: &Step) -> Applied {
     match step {
+        Step::Cas { step, .. } => assumed_outcome(step),
         Step::Apply { desired, existing } => Applied {
             object: desired.clone(),
             outcome: if existing.is_some() {
@@ -76,13 +225,23 @@ fn assumed_outcome(step: &Step) -> Applied {
 }
 
 async fn delete(cluster: &Cluster, existing: &Value, mode: WriteMode) -> Result<Applied> {
+    delete_at(cluster, existing, None, mode).await
+}
+
+async fn delete_at(
+    cluster: &Cluster,
+    existing: &Value,
+    resource_version: Option<&str>,
+    mode: WriteMode,
+) -> Result<Applied> {
     let kind = Kind::of(existing)
         .ok_or_else(|| anyhow::anyhow!("unknown kind of {}", objects::describe(existing)))?;
     cluster
-        .delete(
+        .delete_at(
             &kind,
             objects::namespace(existing),
             objects::name(existing),
+            resource_version,
             mode,
         )
         .await?;
@@ -109,7 +268,23 @@ async fn rollback(cluster: &Cluster, done: &[(Step, Applied)], mode: WriteMode) 
             Step::Apply {
                 existing: None,
                 desired,
-            } => delete(cluster, desired, mode).await.map(|_| ()),
+            } => match Kind::of(desired) {
+                // A write in doubt that never landed leaves nothing to undo, and is not reported.
+                Some(kind) => match cluster
+                    .delete(
+                        &kind,
+                        objects::namespace(desired),
+                        objects::name(desired),
+                        mode,
+                    )
+                    .await
+                {
+                    Ok(false) => continue,
+                    other => other.map(|_| ()),
+                },
+                None => delete(cluster, desired, mode).await.map(|_| ()),
+            },
+            Step::Cas { .. } => Ok(()),
             Step::Apply {
                 existing: Some(old),
                 ..
@@ -124,7 +299,9 @@ async fn rollback(cluster: &Cluster, done: &[(Step, Applied)], mode: WriteMode) 
             Err(e) => failed.push(format!("{what} ({})", crate::error::one_line(&e))),
         }
     }
-    if failed.is_empty() {
+    if failed.is_empty() && restored.is_empty() {
+        "nothing was changed".to_string()
+    } else if failed.is_empty() {
         format!(
             "rolled back {}; the cluster is as it was",
             restored.join(", ")

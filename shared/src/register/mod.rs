@@ -161,6 +161,9 @@ fn action(args: &Args, namespace: &str) -> Result<Action> {
         };
         return Ok(Action::Delete { service, ip: *ip });
     }
+    for ip in &ips.0 {
+        crate::addr::check_workload(ip).map_err(|e| usage("IP", e))?;
+    }
     if args.ports.is_empty() {
         return Err(usage(
             "PORT",
@@ -201,7 +204,13 @@ pub async fn run(args: Args, io: &mut Io) -> Result<()> {
         return print_client_dry_run(io, &args.write, objs);
     }
     // Validate the arguments once before connecting (the namespace is filled in after).
-    action(&args, "default")?;
+    if let Action::Register(reg) = action(&args, "default")? {
+        for ip in reg.ips.iter().filter(|ip| crate::addr::is_link_local(ip)) {
+            io.warn(format_args!(
+                "{ip} is link-local: only hosts on the VM's own link can reach it"
+            ))?;
+        }
+    }
     let cluster = Cluster::connect_one(&args.kube).await?;
     let namespace = cluster.namespace.clone();
     match action(&args, &namespace)? {
@@ -315,7 +324,21 @@ async fn register(
                     ))?;
                 }
             }
-            steps.push(Step::apply(desired, existing));
+            let (r, v) = (reg.clone(), version.clone());
+            let rebase = move |now: Option<&Value>| {
+                let ips = build::union(
+                    &now.map(build::service_entry_ips).unwrap_or_default(),
+                    &r.ips,
+                );
+                Some(Step::apply(service_entry(&r, &v, &ips), now.cloned()))
+            };
+            steps.push(cas(
+                Step::apply(desired, existing),
+                kind,
+                ns,
+                &service_entry_name(&reg.service),
+                rebase,
+            ));
         }
         Mode::WorkloadEntry => {
             let kind = objects::istio("WorkloadEntry", &version);
@@ -336,12 +359,95 @@ async fn register(
                     .unwrap_or_default(),
                 &reg.ips,
             );
-            steps.push(Step::apply(endpoints(reg, &ips), existing));
+            let r = reg.clone();
+            let rebase = move |now: Option<&Value>| {
+                let ips = build::union(&now.map(build::endpoints_ips).unwrap_or_default(), &r.ips);
+                Some(Step::apply(endpoints(&r, &ips), now.cloned()))
+            };
+            steps.push(cas(
+                Step::apply(endpoints(reg, &ips), existing),
+                kind,
+                ns,
+                &reg.service,
+                rebase,
+            ));
         }
     }
 
     let results = write::execute(cluster, steps, mode).await?;
     output::print_results(&mut io.out, args.write.output, mode.dry_run, &results)
+}
+
+/// A write of an endpoint list that concurrent registrations of the same service also write:
+/// a compare-and-swap, recomputed from a fresh read when another run got there first.
+fn cas(
+    step: Step,
+    kind: objects::Kind,
+    namespace: &str,
+    name: &str,
+    rebase: impl Fn(Option<&Value>) -> Option<Step> + Send + Sync + 'static,
+) -> Step {
+    Step::Cas {
+        step: Box::new(step),
+        kind,
+        namespace: Some(namespace.to_string()),
+        name: name.to_string(),
+        rebase: write::Rebase(std::sync::Arc::new(rebase)),
+    }
+}
+
+/// Deregistering `ip` from a list as it is now: nothing when it is gone already, a delete when
+/// it was the last address, else the list without it.
+fn without_ip(
+    now: Option<&Value>,
+    ip: IpAddr,
+    ips_of: fn(&Value) -> Vec<IpAddr>,
+    set_ips: &dyn Fn(&Value, &[IpAddr]) -> Value,
+) -> Option<Step> {
+    let now = now?;
+    let ips = ips_of(now);
+    if !ips.contains(&ip) {
+        return None;
+    }
+    let rest: Vec<IpAddr> = ips.into_iter().filter(|i| *i != ip).collect();
+    if rest.is_empty() {
+        return Some(Step::Delete {
+            existing: now.clone(),
+        });
+    }
+    Some(Step::apply(set_ips(now, &rest), Some(now.clone())))
+}
+
+fn service_entry_without(se: &Value, rest: &[IpAddr]) -> Value {
+    let keep: Vec<Value> = se["spec"]["endpoints"]
+        .as_array()
+        .map(|eps| {
+            eps.iter()
+                .filter(|e| {
+                    // Only the deregistered address goes; anything else (even a hostname) stays.
+                    e["address"]
+                        .as_str()
+                        .and_then(|a| a.parse::<IpAddr>().ok())
+                        .is_none_or(|a| rest.contains(&a))
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut desired = restorable(se);
+    desired["spec"]["endpoints"] = json!(keep);
+    desired
+}
+
+fn endpoints_without(ep: &Value, rest: &[IpAddr]) -> Value {
+    let mut desired = restorable(ep);
+    let addresses: Vec<Value> = rest.iter().map(|i| json!({"ip": i.to_string()})).collect();
+    if let Some(subsets) = desired["subsets"].as_array_mut() {
+        for s in subsets.iter_mut() {
+            s["addresses"] = json!(addresses);
+        }
+    }
+    desired
 }
 
 fn compact_ports(ports: &Value) -> String {
@@ -390,21 +496,13 @@ async fn deregister(
             let ips = build::service_entry_ips(&se);
             if ips.contains(&ip) {
                 found = true;
-                let rest: Vec<&Value> = se["spec"]["endpoints"]
-                    .as_array()
-                    .map(|eps| {
-                        eps.iter()
-                            .filter(|e| e["address"].as_str() != Some(&ip.to_string()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if rest.is_empty() {
-                    last_gone = true;
-                    steps.push(Step::Delete { existing: se });
-                } else {
-                    let mut desired = restorable(&se);
-                    desired["spec"]["endpoints"] = json!(rest);
-                    steps.push(Step::apply(desired, Some(se)));
+                last_gone = ips.len() == 1;
+                let rebase = move |now: Option<&Value>| {
+                    without_ip(now, ip, build::service_entry_ips, &service_entry_without)
+                };
+                if let Some(step) = rebase(Some(&se)) {
+                    let name = objects::name(&se).to_string();
+                    steps.push(cas(step, se_kind.clone(), ns, &name, rebase));
                 }
             }
         }
@@ -433,20 +531,12 @@ async fn deregister(
             let ips = build::endpoints_ips(&ep);
             if ips.contains(&ip) && objects::is_managed(&ep) {
                 found = true;
-                let rest: Vec<IpAddr> = ips.into_iter().filter(|i| *i != ip).collect();
-                if rest.is_empty() {
-                    last_gone = true;
-                    steps.push(Step::Delete { existing: ep });
-                } else {
-                    let mut desired = restorable(&ep);
-                    let addresses: Vec<Value> =
-                        rest.iter().map(|i| json!({"ip": i.to_string()})).collect();
-                    if let Some(subsets) = desired["subsets"].as_array_mut() {
-                        for s in subsets.iter_mut() {
-                            s["addresses"] = json!(addresses);
-                        }
-                    }
-                    steps.push(Step::apply(desired, Some(ep)));
+                last_gone = ips.len() == 1;
+                let rebase = move |now: Option<&Value>| {
+                    without_ip(now, ip, build::endpoints_ips, &endpoints_without)
+                };
+                if let Some(step) = rebase(Some(&ep)) {
+                    steps.push(cas(step, ep_kind.clone(), ns, service, rebase));
                 }
             }
         }

@@ -130,6 +130,30 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// Whether `key` can be a line `KEY=value` of cluster.env: `istio-start.sh` sources the file
+/// as root, so a key such as `A=1;touch /tmp/pwned;B` would run as a command on the VM.
+pub fn is_env_name(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Refuses a `proxyMetadata` key of a proxy config that cannot be an environment variable name,
+/// naming the key and `source`.
+fn env_names(proxy_config: &Value, source: &str) -> Result<(), String> {
+    if let Value::Object(md) = &proxy_config["proxyMetadata"] {
+        if let Some(bad) = md.keys().find(|k| !is_env_name(k)) {
+            return Err(format!(
+                "proxyMetadata key {bad:?} in {source} is not an environment variable name \
+                 ([A-Za-z_][A-Za-z0-9_]*): cluster.env is sourced by a shell as root, so nothing was written"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `CANONICAL_SERVICE` and `CANONICAL_REVISION` from the labels, as Istio derives them.
 pub fn canonical(labels: &BTreeMap<String, String>, workload: &str) -> (String, String) {
     let first = |keys: &[&str]| {
@@ -158,6 +182,10 @@ pub fn canonical(labels: &BTreeMap<String, String>, workload: &str) -> (String, 
 pub fn build(group: &Group, mesh: &Value, opts: &Options) -> Result<Files, String> {
     let rev = revisioned(opts.revision.as_deref());
     let mut warnings = Vec::new();
+    env_names(
+        &mesh["defaultConfig"],
+        "the mesh config (defaultConfig.proxyMetadata)",
+    )?;
     let mut pc = match &mesh["defaultConfig"] {
         Value::Object(m) => Value::Object(m.clone()),
         Value::Null => json!({}),
@@ -183,6 +211,10 @@ pub fn build(group: &Group, mesh: &Value, opts: &Options) -> Result<Files, Strin
                     "annotation {PROXY_CONFIG_ANNOTATION} in {source} is not a mapping"
                 ));
             }
+            env_names(
+                &over,
+                &format!("annotation {PROXY_CONFIG_ANNOTATION} in {source}"),
+            )?;
             merge(&mut pc, &over);
         }
     }
@@ -313,6 +345,13 @@ pub fn build(group: &Group, mesh: &Value, opts: &Options) -> Result<Files, Strin
     for (k, v) in overrides {
         env.insert(k, text(&v));
     }
+    // Every key has been checked where it came from; this keeps the promise for any key a
+    // future change adds.
+    if let Some(bad) = env.keys().find(|k| !is_env_name(k)) {
+        return Err(format!(
+            "cluster.env key {bad:?} is not an environment variable name"
+        ));
+    }
     let mut lines: Vec<String> = env
         .iter()
         .map(|(k, v)| format!("{k}={}", shell_quote(v)))
@@ -339,6 +378,26 @@ mod tests {
         assert_eq!(shell_quote("it's"), r#"'it'"'"'s'"#);
         // The safe set istioctl's regex really has.
         assert_eq!(shell_quote("w.w/w"), "w.w/w");
+    }
+
+    #[test]
+    fn env_names_are_checked_where_they_come_from() {
+        assert!(is_env_name("ISTIO_META_DNS_CAPTURE") && is_env_name("_x1"));
+        for bad in ["", "1A", "A=1;touch /tmp/pwned;B", "A B", "A-B", "\u{e9}"] {
+            assert!(!is_env_name(bad), "{bad:?}");
+        }
+        let over = json!({"proxyMetadata": {"A=1;touch /tmp/pwned;B": "x"}});
+        let err = env_names(
+            &over,
+            "annotation proxy.istio.io/config in spec.metadata.annotations",
+        )
+        .expect_err("refused");
+        assert!(err.contains("\"A=1;touch /tmp/pwned;B\""), "{err}");
+        assert!(
+            err.contains("in annotation proxy.istio.io/config in spec.metadata.annotations"),
+            "{err}"
+        );
+        assert!(env_names(&json!({"proxyMetadata": {"OK_1": "x"}}), "x").is_ok());
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub enum FaultAction {
     Delay(Duration),
     /// Handle normally (the change is stored), then sleep before answering.
     StallAfter(Duration),
+    /// Handle normally (the change is stored), then answer this status instead, as a real
+    /// server does when etcd times out after the write (`etcdserver: request timed out`).
+    StoreThenStatus(u16),
+    /// Answer 200 with this JSON body instead of handling the request (a broken server or proxy).
+    Body(String),
 }
 
 /// A fault that fires once, on the `nth` (1-based) request matching method and path.

@@ -145,6 +145,12 @@ async fn handle(
             code,
             &format!("injected fault: {}", crate::util::reason_for(code)),
         ),
+        Some(FaultAction::Body(text)) => {
+            let mut r = crate::util::simple_status(200, "");
+            r.body = text.into_bytes();
+            r.content_type = "application/json";
+            r
+        }
         other => {
             if let Some(FaultAction::Delay(d)) = other {
                 tokio::time::sleep(d).await;
@@ -170,9 +176,19 @@ async fn handle(
             }
         }
     };
+    let resp = match fault {
+        Some(FaultAction::StoreThenStatus(code)) => crate::util::simple_status(
+            code,
+            &format!(
+                "injected fault after the change was stored: {}",
+                crate::util::reason_for(code)
+            ),
+        ),
+        _ => resp,
+    };
     entry.status = resp.status;
     lock(&cluster.log).push(entry);
-    if let Some(FaultAction::StallAfter(d)) = fault {
+    if let Some(FaultAction::StallAfter(d)) = fault.clone() {
         // The request took effect; only the answer is late, as when a client times out
         // on a server that is slow to reply.
         tokio::time::sleep(d).await;
