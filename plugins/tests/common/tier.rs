@@ -440,9 +440,16 @@ impl Real {
         namespaces.push("default".into());
         namespaces.sort();
         namespaces.dedup();
+        // Three kubectl runs however many documents: namespaces with their ServiceAccount, the
+        // documents, then (for those that existed) a replace; statuses one by one.
+        let mut basics = Vec::new();
         for ns in &namespaces {
-            self.ensure_namespace(cluster, ns)?;
+            basics.push(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+            basics.push(serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}}));
         }
+        self.create_or_replace(cluster, basics, false)?;
+        let mut statuses = Vec::new();
+        let mut items = Vec::new();
         for mut d in docs {
             if let Some(ann) = d
                 .pointer_mut("/metadata/annotations")
@@ -450,68 +457,75 @@ impl Real {
             {
                 ann.remove("kube-emu/cluster");
             }
-            let status = d.as_object_mut().and_then(|o| o.remove("status"));
-            let text = serde_json::to_string(&d)?;
-            let (ok, _, err) = self.kubectl(cluster, &["create", "-f", "-"], Some(&text));
-            if !ok {
-                anyhow::ensure!(err.contains("AlreadyExists"), "kubectl create: {err}");
-                let (ok, _, err) = self.kubectl(cluster, &["replace", "-f", "-"], Some(&text));
-                anyhow::ensure!(ok, "kubectl replace: {err}");
+            if let Some(status) = d.as_object_mut().and_then(|o| o.remove("status")) {
+                statuses.push((d.clone(), status));
             }
-            if let Some(status) = status {
-                let kind = d["kind"].as_str().unwrap_or_default();
-                let group = d["apiVersion"]
-                    .as_str()
-                    .and_then(|a| a.split_once('/').map(|(g, _)| g))
-                    .unwrap_or("");
-                let resource = if group.is_empty() {
-                    kind.to_string()
-                } else {
-                    format!("{kind}.{group}")
-                };
-                let name = d["metadata"]["name"].as_str().unwrap_or_default();
-                let ns = d["metadata"]["namespace"].as_str().unwrap_or("default");
-                let patch = serde_json::json!({ "status": status }).to_string();
-                let (ok, _, err) = self.kubectl(
-                    cluster,
-                    &[
-                        "patch",
-                        &resource,
-                        name,
-                        "-n",
-                        ns,
-                        "--subresource=status",
-                        "--type=merge",
-                        "-p",
-                        &patch,
-                    ],
-                    None,
-                );
-                anyhow::ensure!(
-                    ok,
-                    "kubectl patch --subresource=status {kind} {name}: {err}"
-                );
-            }
+            items.push(d);
+        }
+        self.create_or_replace(cluster, items, true)?;
+        for (d, status) in statuses {
+            let kind = d["kind"].as_str().unwrap_or_default();
+            let group = d["apiVersion"]
+                .as_str()
+                .and_then(|a| a.split_once('/').map(|(g, _)| g))
+                .unwrap_or("");
+            let resource = if group.is_empty() {
+                kind.to_string()
+            } else {
+                format!("{kind}.{group}")
+            };
+            let name = d["metadata"]["name"].as_str().unwrap_or_default();
+            let ns = d["metadata"]["namespace"].as_str().unwrap_or("default");
+            let patch = serde_json::json!({ "status": status }).to_string();
+            let (ok, _, err) = self.kubectl(
+                cluster,
+                &[
+                    "patch",
+                    &resource,
+                    name,
+                    "-n",
+                    ns,
+                    "--subresource=status",
+                    "--type=merge",
+                    "-p",
+                    &patch,
+                ],
+                None,
+            );
+            anyhow::ensure!(
+                ok,
+                "kubectl patch --subresource=status {kind} {name}: {err}"
+            );
         }
         Ok(())
     }
 
-    fn ensure_namespace(&self, cluster: &str, ns: &str) -> anyhow::Result<()> {
-        let (ok, _, err) = self.kubectl(cluster, &["create", "namespace", ns], None);
-        anyhow::ensure!(
-            ok || err.contains("AlreadyExists"),
-            "create namespace {ns}: {err}"
-        );
-        let (ok, _, err) = self.kubectl(
-            cluster,
-            &["create", "serviceaccount", "default", "-n", ns],
-            None,
-        );
-        // `kubectl create serviceaccount` says "already exists" without the reason.
-        anyhow::ensure!(
-            ok || err.contains("AlreadyExists") || err.contains("already exists"),
-            "create serviceaccount: {err}"
-        );
+    /// `kubectl create` of every item in one list; what existed already is left alone, or with
+    /// `replace` replaced as a whole list (an unchanged replace is a no-op on the server).
+    fn create_or_replace(
+        &self,
+        cluster: &str,
+        items: Vec<Value>,
+        replace: bool,
+    ) -> anyhow::Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let list =
+            serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
+        let (ok, _, err) = self.kubectl(cluster, &["create", "-f", "-"], Some(&list));
+        if ok {
+            return Ok(());
+        }
+        let only_existing = err
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .all(|l| l.contains("AlreadyExists") || l.contains("already exists"));
+        anyhow::ensure!(only_existing, "kubectl create: {err}");
+        if replace {
+            let (ok, _, err) = self.kubectl(cluster, &["replace", "-f", "-"], Some(&list));
+            anyhow::ensure!(ok, "kubectl replace: {err}");
+        }
         Ok(())
     }
 
