@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use kube_emu::Emu;
 
+mod real;
+
 /// One measured run of a child process.
 struct Sample {
     wall: Duration,
@@ -536,5 +538,11 @@ fn main() -> Result<()> {
     completion(&b)?;
     requests(&b)?;
     link_scaling(&b)?;
+    // The real tier: real kube-apiservers, istioctl and kubectl side by side.
+    let tools = std::env::var_os("MESH_REALCLUSTER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/realcluster/bin"));
+    real::vm_vs_istioctl(&b, &tools)?;
+    real::link_on_real(&b, &tools)?;
     Ok(())
 }
