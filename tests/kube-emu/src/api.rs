@@ -1444,10 +1444,13 @@ fn patch(
         if rt.namespaced && old.is_none() && !st.ns_exists(ns) {
             return State::ns_not_found(ns);
         }
-        // As on a real server, metadata.resourceVersion in an apply is a precondition.
-        if let Some(want) = meta_str(&cfg, "resourceVersion").filter(|v| !v.is_empty()) {
-            let have = old.as_ref().and_then(|o| meta_str(o, "resourceVersion"));
-            if have != Some(want) {
+        // As on a real server, metadata.resourceVersion in an apply is a precondition on an
+        // object that exists (and ignored when the apply creates it).
+        if let (Some(want), Some(old)) = (
+            meta_str(&cfg, "resourceVersion").filter(|v| !v.is_empty()),
+            old.as_ref(),
+        ) {
+            if meta_str(old, "resourceVersion") != Some(want) {
                 return State::conflict(rt, name);
             }
         }
