@@ -315,3 +315,84 @@ fn a_list_item_that_is_not_an_object_is_an_error() {
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     assert!(run.stderr.contains("not an object"), "{}", run.stderr);
 }
+
+/// A failed mesh-link run gives its addresses back; when that empties the ledger it is deleted,
+/// but only as it was read: an address another run reserved meanwhile stays reserved.
+#[test]
+fn releasing_addresses_never_wipes_a_reservation_made_meanwhile() {
+    const LEDGER: &str = "/api/v1/namespaces/istio-system/configmaps/kubectl-mesh-addresses";
+    let seed = format!(
+        "{ISTIO}---\n{}",
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: istio-ingressgateway, namespace: istio-system, annotations: {kube-emu/cluster: cluster1}}
+spec: {type: LoadBalancer, ports: [{name: tls, port: 15443}]}
+status: {loadBalancer: {ingress: [{ip: 35.0.0.1}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: adservice, namespace: default, annotations: {kube-emu/cluster: cluster1}}
+spec: {ports: [{name: grpc, port: 9555}]}
+"#
+    );
+    let emu = Emu::builder()
+        .clusters(&["cluster1", "cluster2"])
+        .seed_yaml(&seed)
+        .start()
+        .expect("emu");
+    emu.inject(
+        "cluster2",
+        Fault::new("PATCH", "serviceentries", FaultAction::Status(403)),
+    );
+    emu.inject(
+        "cluster2",
+        Fault::new(
+            "DELETE",
+            "configmaps/kubectl-mesh-addresses",
+            FaultAction::Delay(std::time::Duration::from_millis(1500)),
+        ),
+    );
+    let run = std::thread::scope(|s| {
+        let link = s.spawn(|| {
+            plugin(
+                Some(&emu),
+                "link",
+                &["--from", "cluster1", "--to", "cluster2", "adservice"],
+            )
+        });
+        // Once the failed run has read the ledger to give its address back, and while its
+        // delete is on the wire, another run reserves an address.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let reqs = emu.requests("cluster2");
+            let failed = reqs
+                .iter()
+                .position(|r| r.method == "PATCH" && r.status == 403);
+            let reread = failed.is_some_and(|i| {
+                reqs[i..]
+                    .iter()
+                    .any(|r| r.method == "GET" && r.path == LEDGER)
+            });
+            if reread {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{reqs:?}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut ledger = emu.get_json("cluster2", LEDGER).expect("ledger");
+        ledger["data"]["legacy.other.global"] = serde_json::json!("240.0.0.9");
+        emu.apply_yaml("cluster2", &serde_json::to_string(&ledger).expect("json"))
+            .expect("reserve");
+        link.join().expect("link run")
+    });
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let ledger = emu
+        .get_json("cluster2", LEDGER)
+        .expect("the ledger must stay");
+    assert_eq!(
+        ledger["data"],
+        serde_json::json!({"legacy.other.global": "240.0.0.9"}),
+        "the failed run's address is back and the other reservation kept"
+    );
+}

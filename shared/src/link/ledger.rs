@@ -263,8 +263,19 @@ pub async fn release(cluster: &Cluster, mode: WriteMode, hosts: &BTreeSet<String
             return Ok(());
         }
         if next.0.is_empty() {
-            cluster.delete(&kind, Some(NAMESPACE), NAME, mode).await?;
-            return Ok(());
+            // Only the ledger as read: another run may have reserved an address since.
+            let rv = objects::resource_version(&current);
+            match cluster
+                .delete_at(&kind, Some(NAMESPACE), NAME, Some(rv), mode)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if e.downcast_ref::<crate::api::Stale>().is_some() => {
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         }
         if cluster
             .replace(&next.to_configmap(Some(&current)), mode)
