@@ -55,7 +55,18 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        // End of stdin stops a server started by a test; but a terminal is never read: a shell
+        // stops a background job that reads its terminal (`kube-emu ... &`).
+        use std::io::IsTerminal as _;
+        let watch_stdin = !std::io::stdin().is_terminal();
         std::thread::spawn(move || {
+            if !watch_stdin {
+                // Keep the sender alive, so the channel never reports an end.
+                let _keep = tx;
+                loop {
+                    std::thread::park();
+                }
+            }
             let mut buf = [0u8; 1024];
             let mut stdin = std::io::stdin();
             loop {
