@@ -396,3 +396,37 @@ spec: {ports: [{name: grpc, port: 9555}]}
         "the failed run's address is back and the other reservation kept"
     );
 }
+
+/// The YAML parser quotes the source lines around a fault; in a kubeconfig those hold tokens
+/// and passwords. A malformed kubeconfig is exit 2 with the line and column only.
+#[test]
+fn a_malformed_kubeconfig_error_never_shows_its_secrets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nusers:\n- name: u\n  user:\n    token: SUPERSECRETTOKEN\n    password: [unclosed\n",
+    )
+    .expect("write");
+    for p in ["register", "vm", "link", "split"] {
+        let args: &[&str] = match p {
+            "register" => &["--list"],
+            "vm" => &["status", "analytics"],
+            "link" => &["--list", "--to", "c"],
+            _ => &["status"],
+        };
+        let run = Command::new(common::bin(p))
+            .args(args)
+            .env("KUBECONFIG", &path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "mesh-{p}: {err}");
+        assert!(
+            !err.contains("SUPERSECRET"),
+            "mesh-{p} printed the token: {err}"
+        );
+        assert!(err.contains("line 6 column"), "mesh-{p}: {err}");
+    }
+}

@@ -69,7 +69,30 @@ pub fn load_from(
 
 fn read(path: &Path) -> Result<Kubeconfig> {
     let text = std::fs::read_to_string(path)?;
-    Ok(Kubeconfig::from_yaml(&text)?)
+    Kubeconfig::from_yaml(&text).map_err(|e| anyhow::anyhow!(redact_parse_error(&e.to_string())))
+}
+
+/// A kubeconfig parse error without the text around the fault: the YAML parser quotes the
+/// nearby source lines, and values, which in a kubeconfig are tokens, passwords and keys.
+fn redact_parse_error(message: &str) -> String {
+    let head = message.split(" --> ").next().unwrap_or(message);
+    let mut out = String::with_capacity(head.len());
+    let mut quoted = false;
+    for c in head.chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                quoted = true;
+                out.push_str("\"…");
+            }
+            ('"', true) => {
+                quoted = false;
+                out.push('"');
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
 }
 
 /// The context and namespace a command will use, resolved before any request.
@@ -215,5 +238,21 @@ mod tests {
         assert!(err.to_string().contains("known: a, shared"), "{err}");
         let err = resolve(&kc, None, Some("Bad_NS")).unwrap_err();
         assert_eq!(exit_code(&err), 2);
+    }
+
+    #[test]
+    fn parse_errors_never_quote_the_kubeconfig() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for text in [
+            "users:\n- name: u\n  user:\n    token: SUPERSECRET\n    password: [unclosed\n",
+            "users:\n- name: u\n  user: {token: SUPERSECRET, token: SUPERSECRET2}\n",
+            "users: \"SUPERSECRET\"\n",
+        ] {
+            let path = dir.path().join("config");
+            std::fs::write(&path, text).expect("write");
+            let err = read(&path).expect_err("malformed").to_string();
+            assert!(!err.contains("SUPERSECRET"), "{err}");
+            assert!(err.contains("line ") || err.contains("invalid"), "{err}");
+        }
     }
 }
