@@ -68,8 +68,64 @@ pub fn load_from(
 }
 
 fn read(path: &Path) -> Result<Kubeconfig> {
-    let text = std::fs::read_to_string(path)?;
-    Kubeconfig::from_yaml(&text).map_err(|e| anyhow::anyhow!(redact_parse_error(&e.to_string())))
+    let text = decode(&std::fs::read(path)?)?;
+    let mut kc = Kubeconfig::from_yaml(&text)
+        .map_err(|e| anyhow::anyhow!(redact_parse_error(&e.to_string())))?;
+    if let Some(dir) = path.parent() {
+        absolute_paths(&mut kc, dir);
+    }
+    Ok(kc)
+}
+
+/// The text of a kubeconfig as kubectl reads it: UTF-8 with or without a byte-order mark, or
+/// UTF-16 with one (what some Windows editors write).
+fn decode(bytes: &[u8]) -> Result<String> {
+    let utf16 =
+        |units: Vec<u16>| String::from_utf16(&units).map_err(|_| anyhow::anyhow!("invalid UTF-16"));
+    match bytes {
+        [0xEF, 0xBB, 0xBF, rest @ ..] => Ok(std::str::from_utf8(rest)?.to_string()),
+        [0xFF, 0xFE, rest @ ..] => utf16(
+            rest.chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        ),
+        [0xFE, 0xFF, rest @ ..] => utf16(
+            rest.chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect(),
+        ),
+        _ => Ok(std::str::from_utf8(bytes)?.to_string()),
+    }
+}
+
+/// Resolves the file paths of a kubeconfig against its own directory, as kubectl does (not
+/// against the working directory): CA, client certificate and key, token file, and an exec
+/// plugin's command when it is a relative path (`./bin/auth`, not a bare `aws`).
+fn absolute_paths(kc: &mut Kubeconfig, dir: &Path) {
+    let fix = |p: &mut Option<String>| {
+        if let Some(v) = p.as_mut() {
+            if !v.is_empty() && Path::new(v.as_str()).is_relative() {
+                *v = dir.join(v.as_str()).to_string_lossy().into_owned();
+            }
+        }
+    };
+    for c in kc.clusters.iter_mut().filter_map(|c| c.cluster.as_mut()) {
+        fix(&mut c.certificate_authority);
+    }
+    for a in kc
+        .auth_infos
+        .iter_mut()
+        .filter_map(|a| a.auth_info.as_mut())
+    {
+        fix(&mut a.client_certificate);
+        fix(&mut a.client_key);
+        fix(&mut a.token_file);
+        if let Some(exec) = a.exec.as_mut() {
+            if exec.command.as_deref().is_some_and(|c| c.contains('/')) {
+                fix(&mut exec.command);
+            }
+        }
+    }
 }
 
 /// A kubeconfig parse error without the text around the fault: the YAML parser quotes the
@@ -253,6 +309,45 @@ mod tests {
             let err = read(&path).expect_err("malformed").to_string();
             assert!(!err.contains("SUPERSECRET"), "{err}");
             assert!(err.contains("line ") || err.contains("invalid"), "{err}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_kubeconfig_and_boms_are_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "apiVersion: v1\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1', certificate-authority: ca.crt}\nusers:\n- name: u\n  user:\n    tokenFile: secrets/token\n    client-key: /abs/key\n    exec: {apiVersion: client.authentication.k8s.io/v1, command: ./bin/auth}\n- name: v\n  user:\n    exec: {apiVersion: client.authentication.k8s.io/v1, command: aws}\ncontexts: []\n";
+        let path = dir.path().join("config");
+        let mut utf16 = vec![0xFF, 0xFE];
+        utf16.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        for bytes in [
+            text.as_bytes().to_vec(),
+            [&[0xEF, 0xBB, 0xBF][..], text.as_bytes()].concat(),
+            utf16,
+        ] {
+            std::fs::write(&path, bytes).expect("write");
+            let kc = read(&path).expect("reads");
+            let d = dir.path().display();
+            let cluster = kc.clusters[0].cluster.as_ref().expect("cluster");
+            assert_eq!(
+                cluster.certificate_authority.as_deref(),
+                Some(format!("{d}/ca.crt").as_str())
+            );
+            let u = kc.auth_infos[0].auth_info.as_ref().expect("user");
+            assert_eq!(
+                u.token_file.as_deref(),
+                Some(format!("{d}/secrets/token").as_str())
+            );
+            assert_eq!(u.client_key.as_deref(), Some("/abs/key"));
+            let exec = u.exec.as_ref().expect("exec");
+            assert_eq!(
+                exec.command.as_deref(),
+                Some(format!("{d}/./bin/auth").as_str())
+            );
+            let v = kc.auth_infos[1].auth_info.as_ref().expect("user");
+            assert_eq!(
+                v.exec.as_ref().and_then(|e| e.command.as_deref()),
+                Some("aws")
+            );
         }
     }
 }
