@@ -84,41 +84,14 @@ impl Drop for Clusters {
     }
 }
 
-const VM_SEED: &str = r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: default, namespace: default}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: istio, namespace: istio-system}
-data:
-  mesh: |
-    defaultConfig:
-      discoveryAddress: istiod.istio-system.svc:15012
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: istio-sidecar-injector, namespace: istio-system}
-data:
-  values: '{"global":{"multiCluster":{"clusterName":"cluster1"},"network":"network1"}}'
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: istio-ca-root-cert, namespace: default}
-data:
-  root-cert.pem: |
-    -----BEGIN CERTIFICATE-----
-    MIIBbench
-    -----END CERTIFICATE-----
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadGroup
-metadata: {name: analytics, namespace: default}
-spec:
-  metadata: {labels: {app: analytics}}
-  template: {serviceAccount: default, network: network1}
-"#;
+/// The kube-emu benchmark's VM seed, plus the ServiceAccount that a real cluster's
+/// controller-manager would have created (none runs in mesh-testcluster).
+fn vm_seed() -> String {
+    format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: default, namespace: default}}\n---{}",
+        crate::VM_SEED
+    )
+}
 
 /// mesh-vm against istioctl on one real cluster: `--help`, and a whole `files` run next to
 /// `istioctl x workload entry configure` for the same WorkloadGroup. Runs are interleaved so
@@ -127,7 +100,7 @@ pub fn vm_vs_istioctl(b: &Bench, tools: &Path) -> Result<()> {
     let istioctl = tools.join("istioctl");
     let vm = b.bin("kubectl-mesh_vm");
     let clusters = Clusters::start(tools, "cluster1")?;
-    clusters.kubectl(&["apply", "-f", "-"], Some(VM_SEED))?;
+    clusters.kubectl(&["apply", "-f", "-"], Some(&vm_seed()))?;
     let group = clusters.kubectl(&["get", "workloadgroup", "analytics", "-o", "yaml"], None)?;
     let dir = tempdir::Dir::new("vmfiles")?;
     let group_file = dir.path().join("group.yaml");
