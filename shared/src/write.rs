@@ -161,8 +161,9 @@ async fn send(cluster: &Cluster, step: &Step, mode: WriteMode, cas: bool) -> Res
 /// A server-side apply that lands only on the object as it was read: created with a POST when
 /// it was absent (409 if another writer created it first), else applied with its
 /// resourceVersion as the precondition. It forces ownership: having seen the whole current
-/// list, this writer may take it over; and after a POST it turns the fields from an Update into
-/// an Apply of kubectl-mesh's, so that a rerun is "unchanged".
+/// list, this writer may take it over. After a POST the apply is still sent, so that
+/// kubectl-mesh owns the fields as an Apply beside the POST's Update entry now rather than on
+/// the next run, which therefore changes nothing and says "unchanged".
 async fn cas_apply(
     cluster: &Cluster,
     desired: &Value,
