@@ -19,15 +19,8 @@ fn all_at_once(srv: &Server, runs: Vec<Vec<String>>) {
     let children: Vec<_> = runs
         .iter()
         .map(|args| {
-            Command::new(common::bin("register"))
-                .args(args)
-                .env("KUBECONFIG", srv.kubeconfig())
-                .env("HOME", srv.home())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn mesh-register")
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            common::spawn_plugin(srv, "register", &args)
         })
         .collect();
     for (args, child) in runs.iter().zip(children) {

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
 
 use common::{
     kubectl, plugin, writes, xds_cluster, xds_endpoints, Fault, FaultAction, Server, Tier,
@@ -214,15 +213,7 @@ fn link(srv: &Server, args: &[&str]) -> common::Run {
 
 /// Starts the plugin without waiting for it.
 fn spawn(srv: &Server, args: &[&str]) -> std::process::Child {
-    Command::new(common::bin("link"))
-        .args(args)
-        .env("KUBECONFIG", srv.kubeconfig())
-        .env("HOME", srv.home())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mesh-link")
+    common::spawn_plugin(srv, "link", args)
 }
 
 on_both_tiers! {

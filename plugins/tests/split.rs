@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -591,22 +591,18 @@ fn steps_dry_run_prints_the_plan_and_writes_nothing(tier) {
 
 fn ctrl_c_stops_between_steps_and_says_how_to_resume_or_undo(tier) {
     let srv = migration(tier);
-    let mut child = Command::new(common::bin("split"))
-        .args(with_both(&[
+    let mut child = common::spawn_plugin(
+        &srv,
+        "split",
+        &with_both(&[
             "vs/productcatalog-migration",
             "0/100",
             "--steps",
             "20,50,80",
             "--interval",
             "30s",
-        ]))
-        .env("KUBECONFIG", srv.kubeconfig())
-        .env("HOME", srv.home())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+        ]),
+    );
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let mut seen = String::new();

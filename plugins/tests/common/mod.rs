@@ -103,6 +103,17 @@ fn base_command(program: &Path, emu: Option<&dyn Target>) -> Command {
     cmd
 }
 
+/// Starts a plugin binary without waiting for it, stdout and stderr piped (for concurrent runs
+/// and for signals sent mid-run).
+pub fn spawn_plugin(target: &dyn Target, plugin: &str, args: &[&str]) -> std::process::Child {
+    base_command(&bin(plugin), Some(target))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start plugin {plugin}: {e}"))
+}
+
 /// Runs a plugin binary directly (`kubectl-mesh_<plugin> args...`) against the emulator.
 pub fn plugin(emu: Option<&dyn Target>, plugin: &str, args: &[&str]) -> Run {
     let out = base_command(&bin(plugin), emu)
