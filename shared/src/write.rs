@@ -225,31 +225,37 @@ fn assumed_outcome(step: &Step) -> Applied {
     }
 }
 
-async fn delete(cluster: &Cluster, existing: &Value, mode: WriteMode) -> Result<Applied> {
-    delete_at(cluster, existing, None, mode).await
-}
-
 async fn delete_at(
     cluster: &Cluster,
     existing: &Value,
     resource_version: Option<&str>,
     mode: WriteMode,
 ) -> Result<Applied> {
-    let kind = Kind::of(existing)
-        .ok_or_else(|| anyhow::anyhow!("unknown kind of {}", objects::describe(existing)))?;
-    cluster
-        .delete_at(
-            &kind,
-            objects::namespace(existing),
-            objects::name(existing),
-            resource_version,
-            mode,
-        )
-        .await?;
+    remove(cluster, existing, resource_version, mode).await?;
     Ok(Applied {
         object: existing.clone(),
         outcome: Outcome::Deleted,
     })
+}
+
+/// Deletes `object` (at `resource_version`, when given); false when it was not there.
+async fn remove(
+    cluster: &Cluster,
+    object: &Value,
+    resource_version: Option<&str>,
+    mode: WriteMode,
+) -> Result<bool> {
+    let kind = Kind::of(object)
+        .ok_or_else(|| anyhow::anyhow!("unknown kind of {}", objects::describe(object)))?;
+    cluster
+        .delete_at(
+            &kind,
+            objects::namespace(object),
+            objects::name(object),
+            resource_version,
+            mode,
+        )
+        .await
 }
 
 /// Undoes finished steps, newest first; returns a sentence for the error report.
@@ -269,22 +275,12 @@ async fn rollback(cluster: &Cluster, done: &[(Step, Applied)], mode: WriteMode) 
             Step::Apply {
                 existing: None,
                 desired,
-            } => match Kind::of(desired) {
+            } => match remove(cluster, desired, None, mode).await {
                 // A write in doubt that never landed leaves nothing to undo, and is not reported.
-                Some(kind) => match cluster
-                    .delete(
-                        &kind,
-                        objects::namespace(desired),
-                        objects::name(desired),
-                        mode,
-                    )
-                    .await
-                {
-                    Ok(false) => continue,
-                    other => other.map(|_| ()),
-                },
-                None => delete(cluster, desired, mode).await.map(|_| ()),
+                Ok(false) => continue,
+                other => other.map(|_| ()),
             },
+            // run_step records the step it finally sent, never the Cas wrapper.
             Step::Cas { .. } => Ok(()),
             Step::Apply {
                 existing: Some(old),
