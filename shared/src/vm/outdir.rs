@@ -1,5 +1,6 @@
 //! The output directory of the VM files: mode 0700, files 0600, never through a symlink, and
-//! written all at once (temporary files, then renames) so a failure leaves no partial set.
+//! written all at once (temporary files, then renames, the old files kept aside until all are in
+//! place) so a failure leaves the old set or the new one, never a mix.
 
 use std::fs::{self, OpenOptions, Permissions};
 use std::io::Write as _;
@@ -129,7 +130,32 @@ pub fn prepare(dir: &Path, state: &State) -> Result<Option<String>> {
 /// Writes the files into `dir` all at once: every file goes to a temporary file first (created
 /// exclusively, so never through a symlink), and only when all are written are they renamed
 /// over the targets. A target that is a symlink or not a regular file is refused.
+///
+/// Five renames are not one atomic step, and the directory cannot be swapped whole because
+/// `--force` lets it hold the user's own files. So each old file is first hard-linked aside, and
+/// a rename that fails puts back every file already replaced: the set is all old or all new.
+/// Temporary files that a killed run left behind (a token among them) are removed first.
 pub fn write_all(dir: &Path, files: &[(&str, &[u8])]) -> Result<Vec<PathBuf>> {
+    write_all_with(dir, files, |from, to| fs::rename(from, to))
+}
+
+/// A file this run put aside or wrote, removed when the run ends whatever happens.
+struct Scratch(Vec<PathBuf>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+fn write_all_with(
+    dir: &Path,
+    files: &[(&str, &[u8])],
+    mut rename: impl FnMut(&Path, &Path) -> std::io::Result<()>,
+) -> Result<Vec<PathBuf>> {
+    let mut had_old = Vec::new();
     for (name, _) in files {
         let target = dir.join(name);
         match fs::symlink_metadata(&target) {
@@ -148,43 +174,92 @@ pub fn write_all(dir: &Path, files: &[(&str, &[u8])]) -> Result<Vec<PathBuf>> {
                     format!("{} exists and is not a regular file", target.display()),
                 ))
             }
-            _ => {}
+            Ok(_) => had_old.push(true),
+            Err(_) => had_old.push(false),
         }
     }
-    let mut temps: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let result = (|| -> Result<()> {
-        for (name, data) in files {
-            let temp = dir.join(format!("{TEMP_PREFIX}{name}.{}", std::process::id()));
-            let _ = fs::remove_file(&temp);
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(FILE_MODE)
-                .open(&temp)
-                .with_context(|| format!("creating {}", temp.display()))?;
-            temps.push((temp.clone(), dir.join(name)));
-            f.set_permissions(Permissions::from_mode(FILE_MODE))?;
-            f.write_all(data)
-                .and_then(|()| f.sync_all())
-                .with_context(|| format!("writing {}", temp.display()))?;
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        for (temp, _) in &temps {
-            let _ = fs::remove_file(temp);
-        }
-        return Err(e);
+    remove_stale_temps(dir);
+    let pid = std::process::id();
+    let mut scratch = Scratch(Vec::new());
+    let mut plan: Vec<(PathBuf, PathBuf, Option<PathBuf>)> = Vec::new();
+    for ((name, data), had) in files.iter().zip(had_old) {
+        let temp = dir.join(format!("{TEMP_PREFIX}{name}.{pid}"));
+        let _ = fs::remove_file(&temp);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&temp)
+            .with_context(|| format!("creating {}", temp.display()))?;
+        scratch.0.push(temp.clone());
+        f.set_permissions(Permissions::from_mode(FILE_MODE))?;
+        f.write_all(data)
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("writing {}", temp.display()))?;
+        let target = dir.join(name);
+        let old = if had {
+            let old = dir.join(format!("{TEMP_PREFIX}old-{name}.{pid}"));
+            let _ = fs::remove_file(&old);
+            fs::hard_link(&target, &old)
+                .with_context(|| format!("keeping the old {} aside", target.display()))?;
+            scratch.0.push(old.clone());
+            Some(old)
+        } else {
+            None
+        };
+        plan.push((temp, target, old));
     }
-    let mut written = Vec::new();
-    for (temp, target) in &temps {
-        fs::rename(temp, target).with_context(|| format!("renaming into {}", target.display()))?;
-        written.push(target.clone());
+    for (i, (temp, target, _)) in plan.iter().enumerate() {
+        if let Err(e) = rename(temp, target) {
+            let mut unrestored = Vec::new();
+            for (_, done, old) in plan[..i].iter().rev() {
+                let back = match old {
+                    Some(old) => fs::rename(old, done),
+                    None => fs::remove_file(done),
+                };
+                if back.is_err() {
+                    unrestored.push(done.display().to_string());
+                }
+            }
+            let state = if unrestored.is_empty() {
+                "the old files are in place".to_string()
+            } else {
+                format!(
+                    "these could not be put back and hold the new version: {}",
+                    unrestored.join(", ")
+                )
+            };
+            return Err(anyhow::anyhow!(
+                "renaming into {}: {e}; nothing was replaced: {state}",
+                target.display()
+            ));
+        }
     }
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(written)
+    Ok(plan.into_iter().map(|(_, target, _)| target).collect())
+}
+
+/// Removes temporary files whose run is over: their name ends in the process ID that wrote
+/// them, and a run still alive (another `files` at the same time) keeps its own.
+fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+            continue;
+        };
+        let alive = rest
+            .rsplit_once('.')
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -243,5 +318,68 @@ mod tests {
         assert_eq!(fs::read_to_string(&victim).expect("read"), "keep");
         std::os::unix::fs::symlink(&dir, tmp.path().join("link")).expect("symlink");
         assert!(check(&tmp.path().join("link"), true).is_err());
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_failed_rename_puts_every_old_file_back() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        for name in ["mesh.yaml", "cluster.env", "istio-token"] {
+            fs::write(dir.join(name), format!("old {name}")).expect("write");
+        }
+        let new: [(&str, &[u8]); 4] = [
+            ("mesh.yaml", b"new"),
+            ("cluster.env", b"new"),
+            ("hosts", b"new"),
+            ("istio-token", b"new"),
+        ];
+        // The fourth rename fails, after three files (one of them new) are in place.
+        let mut calls = 0;
+        let err = write_all_with(dir, &new, |from, to| {
+            calls += 1;
+            if calls == 4 {
+                return Err(std::io::Error::other("disk full"));
+            }
+            fs::rename(from, to)
+        })
+        .expect_err("fails");
+        assert!(
+            err.to_string().contains("the old files are in place"),
+            "{err}"
+        );
+        for name in ["mesh.yaml", "cluster.env", "istio-token"] {
+            let got = fs::read_to_string(dir.join(name)).expect("read");
+            assert_eq!(got, format!("old {name}"));
+        }
+        assert_eq!(
+            listing(dir),
+            ["cluster.env", "istio-token", "mesh.yaml"],
+            "no new file, no temporary file or token copy left"
+        );
+        write_all(dir, &new).expect("then it works");
+        assert_eq!(fs::read_to_string(dir.join("hosts")).expect("read"), "new");
+        assert_eq!(listing(dir).len(), 4);
+    }
+
+    #[test]
+    fn temp_files_of_dead_runs_are_removed_and_live_ones_kept() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        // No process has an ID this large (pid_max is at most 2^22).
+        let dead = format!("{TEMP_PREFIX}istio-token.{}", 1u32 << 30);
+        let live = format!("{TEMP_PREFIX}istio-token.{}", std::process::id());
+        fs::write(dir.join(&dead), "secret").expect("write");
+        fs::write(dir.join(&live), "secret").expect("write");
+        write_all(dir, &[("hosts", b"h")]).expect("write");
+        assert_eq!(listing(dir), vec![live, "hosts".to_string()]);
     }
 }
