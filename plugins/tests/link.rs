@@ -1253,3 +1253,53 @@ fn real_istiod_routes_a_linked_service_to_the_remote_gateway() {
         xds_cluster(d, CLUSTER).is_none()
     });
 }
+
+/// A failed link takes back the namespace it created in the target (#18 item 16): the
+/// services live in namespace `shop`, which cluster2 does not have, and the second entry's
+/// write is refused.
+#[test]
+fn a_failed_link_deletes_the_namespace_it_created() {
+    let mut seed = boutique();
+    seed.push_str("---\napiVersion: v1\nkind: Namespace\nmetadata: {name: shop, annotations: {kube-emu/cluster: cluster1}}\n");
+    for name in ["cartservice", "emailservice"] {
+        seed.push_str(
+            &service("cluster1", name, "grpc", 7070, 7070)
+                .replace("namespace: default", "namespace: shop"),
+        );
+    }
+    let srv = Server::builder(Tier::Emu)
+        .clusters(&["cluster1", "cluster2"])
+        .seed_yaml(&seed)
+        .start();
+    let emu = srv.emu().expect("kube-emu");
+    emu.inject(
+        "cluster2",
+        Fault::new("PATCH", "/serviceentries/", FaultAction::Status(403)).nth(2),
+    );
+    let args = [
+        "--from", "cluster1", "--to", "cluster2", "-n", "shop", "--all",
+    ];
+    let run = link(&srv, &args).expect_code(1);
+    assert!(
+        run.stderr.contains("namespace/shop created in cluster2"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("the namespace it created deleted"),
+        "{}",
+        run.stderr
+    );
+    assert!(srv
+        .get_json("cluster2", "/api/v1/namespaces/shop")
+        .is_none());
+    assert!(srv
+        .list_json("cluster2", SE_LIST)
+        .iter()
+        .all(|se| se["metadata"]["namespace"] != "shop"));
+    // Then it works, and creates the namespace again.
+    link(&srv, &args).ok();
+    assert!(srv
+        .get_json("cluster2", "/api/v1/namespaces/shop")
+        .is_some());
+}

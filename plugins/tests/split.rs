@@ -272,7 +272,109 @@ fn a_failed_write_in_cluster2_puts_cluster1_back_and_exits_4() {
     assert_eq!(weights(&srv, "cluster1"), vec![100, 0]);
 }
 
+/// A rollback never overwrites an edit made after this run wrote (#18 item 13): cluster1 is
+/// written, cluster2's write fails slowly, and meanwhile another writer sets cluster1 to 50/50.
+#[test]
+fn the_rollback_leaves_a_route_another_writer_changed_meanwhile() {
+    let srv = migration(Tier::Emu);
+    let emu = srv.emu().expect("kube-emu");
+    emu.inject(
+        "cluster2",
+        Fault::new(
+            "PATCH",
+            "virtualservices",
+            FaultAction::DelayThenStatus(Duration::from_secs(3), 500),
+        ),
+    );
+    let child = common::spawn_plugin(&srv, "split", &with_both(&["80/20"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while weights(&srv, "cluster1") != [80, 20] {
+        assert!(Instant::now() < deadline, "cluster1 was never written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let fifty = r#"[{"op":"replace","path":"/spec/http/0/route/0/weight","value":50},{"op":"replace","path":"/spec/http/0/route/1/weight","value":50}]"#;
+    kubectl(
+        &srv,
+        &[
+            "patch",
+            "--context",
+            "cluster1",
+            "-n",
+            "default",
+            "virtualservice",
+            "productcatalog-migration",
+            "--type=json",
+            "-p",
+            fifty,
+        ],
+    )
+    .expect_code(0);
+    let run: Run = child.wait_with_output().expect("wait").into();
+    let run = run.expect_code(4);
+    assert_eq!(
+        weights(&srv, "cluster1"),
+        vec![50, 50],
+        "the other writer's edit stays"
+    );
+    assert_eq!(weights(&srv, "cluster2"), vec![100, 0]);
+    assert!(
+        run.stderr
+            .contains("cluster1   NOT restored: changed by another writer since this run wrote it"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("it may have landed: it did not land"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("some contexts could NOT be put back"),
+        "{}",
+        run.stderr
+    );
+}
+
 on_both_tiers! {
+/// `undo` across contexts that were not changed by one run would leave them at different
+/// weights (#18 item 8): here cluster2 alone was moved on after the joint 80/20.
+fn undo_refuses_contexts_changed_separately(tier) {
+    let srv = migration(tier);
+    split(&srv, &with_both(&["80/20"])).ok();
+    let c1 = previous(&srv, "cluster1").expect("annotation");
+    let c2 = previous(&srv, "cluster2").expect("annotation");
+    assert!(c1["change"].is_string(), "{c1}");
+    assert_eq!(c1["change"], c2["change"], "one change ID for the run");
+    // Undo of the joint change works in both, and records one new ID.
+    split(&srv, &with_both(&["undo"])).ok();
+    assert_eq!(weights(&srv, "cluster1"), vec![100, 0]);
+    let u1 = previous(&srv, "cluster1").expect("annotation");
+    assert_eq!(u1["change"], previous(&srv, "cluster2").expect("annotation")["change"]);
+    assert_ne!(u1["change"], c1["change"]);
+    split(&srv, &with_both(&["undo"])).ok();
+    assert_eq!(weights(&srv, "cluster2"), vec![80, 20]);
+
+    split(&srv, &["50/50", "--context", "cluster2", "-n", "default"]).ok();
+    clear_requests(&srv);
+    let run = split(&srv, &with_both(&["undo"])).expect_code(3);
+    assert!(
+        run.stderr.contains("error: the contexts were not changed by one run"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("cluster1 holds 80/20 (change "), "{}", run.stderr);
+    assert!(run.stderr.contains("undo would set 100/0)"), "{}", run.stderr);
+    assert!(run.stderr.contains("cluster2 holds 50/50 (change "), "{}", run.stderr);
+    assert!(run.stderr.contains("undo would set 80/20)"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    no_writes(&srv);
+    assert_eq!(weights(&srv, "cluster1"), vec![80, 20]);
+    assert_eq!(weights(&srv, "cluster2"), vec![50, 50]);
+    // One context at a time is still possible.
+    split(&srv, &["undo", "--context", "cluster2", "-n", "default"]).ok();
+    assert_eq!(weights(&srv, "cluster2"), vec![80, 20]);
+}
+
 fn vm_migration_80_20_undo_and_0_100_in_two_clusters(tier) {
     let srv = migration(tier);
 

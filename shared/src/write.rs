@@ -71,23 +71,38 @@ impl Step {
 /// Runs the steps in order. On the first failure, undoes the finished steps in reverse and
 /// returns an error that says what failed and in what state the cluster was left.
 pub async fn execute(cluster: &Cluster, steps: Vec<Step>, mode: WriteMode) -> Result<Vec<Applied>> {
-    let mut done: Vec<(Step, Applied)> = Vec::new();
+    let mut done: Vec<Done> = Vec::new();
     for step in steps {
         let (step, result) = run_step(cluster, step, mode).await;
         match result {
-            Ok(applied) => done.push((step, applied)),
+            Ok(applied) => done.push(Done {
+                step,
+                applied,
+                in_doubt: false,
+            }),
             Err(err) => {
                 if err.downcast_ref::<InDoubt>().is_some() {
-                    // It may have landed: undo it too (undoing a write that never landed is a no-op).
-                    let assumed = assumed_outcome(&step);
-                    done.push((step, assumed));
+                    // It may have landed: undo it too, if it did.
+                    let applied = assumed_outcome(&step);
+                    done.push(Done {
+                        step,
+                        applied,
+                        in_doubt: true,
+                    });
                 }
                 let undo = rollback(cluster, &done, mode).await;
                 return Err(err.context(undo));
             }
         }
     }
-    Ok(done.into_iter().map(|(_, a)| a).collect())
+    Ok(done.into_iter().map(|d| d.applied).collect())
+}
+
+/// A step that was sent, with what it did.
+struct Done {
+    step: Step,
+    applied: Applied,
+    in_doubt: bool,
 }
 
 /// Sends one step; returns the step that was finally sent (a CAS may have been recomputed), for
@@ -245,8 +260,7 @@ async fn remove(
     resource_version: Option<&str>,
     mode: WriteMode,
 ) -> Result<bool> {
-    let kind = Kind::of(object)
-        .ok_or_else(|| anyhow::anyhow!("unknown kind of {}", objects::describe(object)))?;
+    let kind = kind_of(object)?;
     cluster
         .delete_at(
             &kind,
@@ -259,61 +273,178 @@ async fn remove(
 }
 
 /// Undoes finished steps, newest first; returns a sentence for the error report.
-async fn rollback(cluster: &Cluster, done: &[(Step, Applied)], mode: WriteMode) -> String {
-    let changed: Vec<&(Step, Applied)> = done
-        .iter()
-        .filter(|(_, a)| a.outcome != Outcome::Unchanged)
-        .collect();
-    if changed.is_empty() {
-        return "nothing was changed".to_string();
+async fn rollback(cluster: &Cluster, done: &[Done], mode: WriteMode) -> String {
+    if mode.dry_run != crate::cli::DryRun::None {
+        return "nothing was changed (dry run)".to_string();
     }
     let mut restored = Vec::new();
+    let mut left = Vec::new();
     let mut failed = Vec::new();
-    for (step, applied) in changed.into_iter().rev() {
-        let what = crate::output::type_and_name(&applied.object);
-        let result = match step {
-            Step::Apply {
-                existing: None,
-                desired,
-            } => match remove(cluster, desired, None, mode).await {
-                // A write in doubt that never landed leaves nothing to undo, and is not reported.
-                Ok(false) => continue,
-                other => other.map(|_| ()),
-            },
+    for d in done.iter().rev() {
+        if d.applied.outcome == Outcome::Unchanged {
+            continue;
+        }
+        let what = crate::output::type_and_name(&d.applied.object);
+        let (before, after) = match &d.step {
+            Step::Apply { existing, .. } => (existing.as_ref(), Some(&d.applied.object)),
+            Step::Delete { existing } => (Some(existing), None),
             // run_step records the step it finally sent, never the Cas wrapper.
-            Step::Cas { .. } => Ok(()),
-            Step::Apply {
-                existing: Some(old),
-                ..
-            }
-            | Step::Delete { existing: old } => cluster
-                .apply_over(&restorable(old), Some(&applied.object), mode)
-                .await
-                .map(|_| ()),
+            Step::Cas { .. } => continue,
         };
-        match result {
-            Ok(()) => restored.push(what),
+        let u = Undo {
+            before,
+            after,
+            in_doubt: d.in_doubt,
+            put_back: None,
+        };
+        match undo(cluster, u).await {
+            Ok(Undone::Restored) => restored.push(what),
+            Ok(Undone::NotLanded) => {}
+            Ok(Undone::Left(why)) => left.push(format!("{what} ({why})")),
             Err(e) => failed.push(format!("{what} ({})", crate::error::one_line(&e))),
         }
     }
-    if failed.is_empty() && restored.is_empty() {
-        "nothing was changed".to_string()
-    } else if failed.is_empty() {
-        format!(
-            "rolled back {}; the cluster is as it was",
-            restored.join(", ")
-        )
-    } else {
-        format!(
-            "rolled back {}; could NOT roll back {}: check these objects by hand",
-            if restored.is_empty() {
-                "nothing".to_string()
-            } else {
-                restored.join(", ")
-            },
-            failed.join(", ")
-        )
+    if restored.is_empty() && left.is_empty() && failed.is_empty() {
+        return "nothing was changed".to_string();
     }
+    let mut parts = Vec::new();
+    if !restored.is_empty() || (left.is_empty() && failed.is_empty()) {
+        parts.push(format!("rolled back {}", restored.join(", ")));
+    }
+    if !left.is_empty() {
+        parts.push(format!("did not roll back {}", left.join(", ")));
+    }
+    if !failed.is_empty() {
+        parts.push(format!("could NOT roll back {}", failed.join(", ")));
+    }
+    if left.is_empty() && failed.is_empty() {
+        format!("{}; the cluster is as it was", parts.join("; "))
+    } else {
+        format!("{}: check these objects by hand", parts.join("; "))
+    }
+}
+
+/// One write of this run to take back.
+#[derive(Debug, Clone)]
+pub struct Undo<'a> {
+    /// The object before the run (`None`: it was absent).
+    pub before: Option<&'a Value>,
+    /// What the run left: the server's answer, or what was sent when the write is in doubt
+    /// (`None`: the run deleted it).
+    pub after: Option<&'a Value>,
+    /// The write got no clear answer, so it may not have landed.
+    pub in_doubt: bool,
+    /// What to apply to put `before` back (default: [`restorable`] of it).
+    pub put_back: Option<Value>,
+}
+
+/// What taking back one write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undone {
+    /// The object is as it was before the run.
+    Restored,
+    /// A write in doubt never landed: there was nothing to take back.
+    NotLanded,
+    /// Another writer changed the object after this run wrote it, so it was left as it is:
+    /// putting the old copy back would overwrite their edit.
+    Left(String),
+}
+
+/// Takes back one write, only while the object is still what this run left: the delete or
+/// apply carries the resourceVersion of the run's own write as a precondition (re-read first
+/// when the write is in doubt), and a re-creation is a POST that fails when someone else
+/// created the object meanwhile.
+pub async fn undo(cluster: &Cluster, u: Undo<'_>) -> Result<Undone> {
+    let changed_since = || {
+        Undone::Left(
+            "changed by another writer since this run wrote it, so it was left as it is".into(),
+        )
+    };
+    let guard = if u.in_doubt {
+        let kind = kind_of(u.after.or(u.before).unwrap_or(&Value::Null))?;
+        let probe = u.after.or(u.before).unwrap_or(&Value::Null);
+        let now = cluster
+            .get(&kind, objects::namespace(probe), objects::name(probe))
+            .await?;
+        let untouched = match (&now, u.before) {
+            (None, None) => true,
+            (Some(n), Some(b)) => objects::resource_version(n) == objects::resource_version(b),
+            _ => false,
+        };
+        if untouched {
+            return Ok(Undone::NotLanded);
+        }
+        match (&now, u.after) {
+            (Some(n), Some(a)) if carries(n, a) => Some(objects::resource_version(n).to_string()),
+            (None, None) => None,
+            _ => return Ok(changed_since()),
+        }
+    } else {
+        u.after.map(|a| objects::resource_version(a).to_string())
+    };
+    let exact = WriteMode {
+        dry_run: crate::cli::DryRun::None,
+        force: true,
+    };
+    match (u.before, u.after) {
+        (None, Some(after)) => {
+            match remove(
+                cluster,
+                after,
+                guard.as_deref().filter(|rv| !rv.is_empty()),
+                exact,
+            )
+            .await
+            {
+                Ok(_) => Ok(Undone::Restored),
+                Err(e) if e.downcast_ref::<Stale>().is_some() => Ok(changed_since()),
+                Err(e) => Err(e),
+            }
+        }
+        (Some(before), Some(after)) => {
+            let mut obj = u.put_back.unwrap_or_else(|| restorable(before));
+            if let Some(rv) = guard.filter(|rv| !rv.is_empty()) {
+                obj["metadata"]["resourceVersion"] = json!(rv);
+            }
+            match cluster.apply_over(&obj, Some(after), exact).await {
+                Ok(_) => Ok(Undone::Restored),
+                Err(e) if e.downcast_ref::<Stale>().is_some() => Ok(changed_since()),
+                Err(e) => Err(e),
+            }
+        }
+        (Some(before), None) => {
+            let obj = u.put_back.unwrap_or_else(|| restorable(before));
+            match cluster.create(&obj, exact).await? {
+                Ok(_) => Ok(Undone::Restored),
+                Err(_) => Ok(Undone::Left(
+                    "created again by another writer since this run deleted it, so it was left as it is".into(),
+                )),
+            }
+        }
+        (None, None) => Ok(Undone::NotLanded),
+    }
+}
+
+fn kind_of(obj: &Value) -> Result<Kind> {
+    Kind::of(obj).ok_or_else(|| anyhow::anyhow!("unknown kind of {}", objects::describe(obj)))
+}
+
+/// Whether `now` still holds everything `sent` set: every field of `sent` (bookkeeping aside)
+/// is in `now` with the same value; maps may have more (server defaults), lists must match
+/// item by item.
+pub fn carries(now: &Value, sent: &Value) -> bool {
+    fn sub(now: &Value, sent: &Value) -> bool {
+        match (now, sent) {
+            (Value::Object(n), Value::Object(s)) => {
+                s.iter().all(|(k, v)| n.get(k).is_some_and(|nv| sub(nv, v)))
+            }
+            (Value::Array(n), Value::Array(s)) => {
+                n.len() == s.len() && n.iter().zip(s).all(|(a, b)| sub(a, b))
+            }
+            _ => now == sent,
+        }
+    }
+    sub(now, &restorable(sent))
 }
 
 /// The part of an object kubectl-mesh can put back with server-side apply: identity, labels,

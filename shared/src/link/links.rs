@@ -19,6 +19,7 @@ use crate::error::MeshError;
 use crate::objects;
 use crate::output;
 use crate::table;
+use crate::write::{undo, Undo, Undone};
 use crate::Io;
 
 /// How many ServiceEntries are applied at once.
@@ -355,8 +356,9 @@ async fn gateway_address(
     }
 }
 
-/// One apply's outcome, with the server's object when it is kept for `-o`.
-type ApplyResult = Result<(Outcome, Option<Value>)>;
+/// One apply's outcome and the resourceVersion it left (the rollback's precondition), with the
+/// server's object when it is kept for `-o`.
+type ApplyResult = Result<(Outcome, String, Option<Value>)>;
 
 /// Applies ServiceEntries with at most [`CONCURRENCY`] requests in flight; results in input
 /// order. Each result is the outcome, with the server's object when `keep` (for `-o`).
@@ -379,7 +381,13 @@ async fn apply_all(
             set.spawn(async move {
                 let r = c.apply_over(&desired, existing.as_ref(), mode).await;
                 // Drop the server's copy as soon as possible unless it is printed.
-                (i, r.map(|a| (a.outcome, keep.then_some(a.object))))
+                (
+                    i,
+                    r.map(|a| {
+                        let rv = objects::resource_version(&a.object).to_string();
+                        (a.outcome, rv, keep.then_some(a.object))
+                    }),
+                )
             });
         }
         match set.join_next().await {
@@ -400,56 +408,54 @@ async fn apply_all(
 }
 
 /// Puts back every entry a failed run wrote (or may have written, when no answer came), then
-/// releases the addresses it handed out; returns what the report should say.
+/// the namespace it created and the addresses it handed out; returns what the report should
+/// say. An entry another writer changed since is left as it is, and said so.
 async fn roll_back(
     dst: &Cluster,
     sent: &[(Value, Option<Value>)],
     results: &[ApplyResult],
+    created_ns: Option<&Value>,
     fresh: &BTreeSet<String>,
 ) -> String {
-    let mut steps = Vec::new();
-    for ((desired, current), result) in sent.iter().zip(results) {
-        let landed = match result {
-            Ok((outcome, _)) => *outcome != Outcome::Unchanged,
-            Err(e) => e.downcast_ref::<InDoubt>().is_some(),
-        };
-        if landed {
-            steps.push((desired, current));
-        }
-    }
     let mut failed = Vec::new();
-    for (desired, current) in steps {
-        let undone = match current {
-            None => {
-                let kind = objects::Kind::of(desired);
-                match kind {
-                    Some(k) => dst
-                        .delete(
-                            &k,
-                            objects::namespace(desired),
-                            objects::name(desired),
-                            WriteMode::default(),
-                        )
-                        .await
-                        .map(|_| ()),
-                    None => Ok(()),
-                }
+    let mut left = Vec::new();
+    for ((desired, current), result) in sent.iter().zip(results) {
+        let (after, in_doubt) = match result {
+            Ok((outcome, rv, _)) if *outcome != Outcome::Unchanged => {
+                let mut after = desired.clone();
+                after["metadata"]["resourceVersion"] = Value::String(rv.clone());
+                (after, false)
             }
-            Some(old) => dst
-                .apply_over(
-                    &crate::write::restorable(old),
-                    Some(desired),
-                    WriteMode::default(),
-                )
-                .await
-                .map(|_| ()),
+            Err(e) if e.downcast_ref::<InDoubt>().is_some() => (desired.clone(), true),
+            _ => continue,
         };
-        if let Err(e) = undone {
-            failed.push(format!(
+        let u = Undo {
+            before: current.as_ref(),
+            after: Some(&after),
+            in_doubt,
+            put_back: None,
+        };
+        match undo(dst, u).await {
+            Ok(Undone::Restored | Undone::NotLanded) => {}
+            Ok(Undone::Left(why)) => {
+                left.push(format!("{} ({why})", output::type_and_name(desired)))
+            }
+            Err(e) => failed.push(format!(
                 "{} ({})",
                 output::type_and_name(desired),
                 crate::error::one_line(&e)
-            ));
+            )),
+        }
+    }
+    if let Some(ns) = created_ns {
+        match remove_created_namespace(dst, ns).await {
+            Ok(None) => {}
+            Ok(Some(why)) => left.push(format!("{} ({why})", output::type_and_name(ns))),
+            Err(e) => failed.push(format!(
+                "{} ({})",
+                output::type_and_name(ns),
+                crate::error::one_line(&e)
+            )),
         }
     }
     if let Err(e) = ledger::release(dst, WriteMode::default(), fresh).await {
@@ -458,15 +464,61 @@ async fn roll_back(
             crate::error::one_line(&e)
         ));
     }
-    if failed.is_empty() {
-        format!("nothing was linked into {}: the entries written were rolled back and their addresses released", dst.context)
+    let ns_too = if created_ns.is_some() {
+        ", the namespace it created deleted"
     } else {
-        format!(
-            "could NOT roll back in {}: {}: check them by hand",
+        ""
+    };
+    let mut parts = Vec::new();
+    if !left.is_empty() {
+        parts.push(format!(
+            "left as they are in {}: {}",
+            dst.context,
+            left.join(", ")
+        ));
+    }
+    if !failed.is_empty() {
+        parts.push(format!(
+            "could NOT roll back in {}: {}",
             dst.context,
             failed.join(", ")
-        )
+        ));
     }
+    if parts.is_empty() {
+        format!("nothing was linked into {}: the entries written were rolled back{ns_too} and their addresses released", dst.context)
+    } else {
+        format!("{}: check them by hand", parts.join("; "))
+    }
+}
+
+/// Deletes the namespace a failed run created, while it holds nothing but what Kubernetes and
+/// istiod put in every namespace: a namespace delete takes its contents with it, and someone
+/// may have started using the new namespace meanwhile. `Some(reason)` when it was left.
+async fn remove_created_namespace(dst: &Cluster, ns: &Value) -> Result<Option<String>> {
+    let name = objects::name(ns);
+    let automatic = ["kube-root-ca.crt", "istio-ca-root-cert"];
+    for kind in ["Service", "Pod", "ConfigMap"] {
+        let items = dst.list(&objects::core(kind), Some(name), None).await?;
+        if let Some(item) = items
+            .iter()
+            .find(|i| !(kind == "ConfigMap" && automatic.contains(&objects::name(i))))
+        {
+            return Ok(Some(format!(
+                "it holds {} now, so it was not deleted",
+                output::type_and_name(item)
+            )));
+        }
+    }
+    let u = Undo {
+        before: None,
+        after: Some(ns),
+        in_doubt: false,
+        put_back: None,
+    };
+    Ok(match undo(dst, u).await? {
+        Undone::Left(why) => Some(why),
+        _ => None,
+    })
 }
 
 fn outcome_text(outcome: Outcome, mode: WriteMode) -> String {
@@ -583,6 +635,7 @@ async fn write_direction(
     report.warnings.extend(ledger_warnings);
     report.warnings.extend(allocation.warnings.iter().cloned());
 
+    let mut created_ns = None;
     if !to_link.is_empty() {
         let ensured = match dst.ensure_namespace(ns, true, mode).await {
             Ok(x) => x,
@@ -598,6 +651,9 @@ async fn write_direction(
                 Report::suffix(mode)
             ));
             report.record(&created);
+            if mode.dry_run == DryRun::None {
+                created_ns = Some(created.object);
+            }
         }
     }
 
@@ -649,7 +705,7 @@ async fn write_direction(
     let results = apply_all(dst, sent.clone(), mode, report.keep_objects).await;
     if mode.dry_run == DryRun::None && results.iter().any(Result::is_err) {
         // All or nothing: take back the entries this run wrote and the addresses it handed out.
-        let undo = roll_back(dst, &sent, &results, &allocation.fresh).await;
+        let undo = roll_back(dst, &sent, &results, created_ns.as_ref(), &allocation.fresh).await;
         for ((service, host, address), result) in meta.into_iter().zip(&results) {
             let state = match result {
                 Ok(_) => "rolled back".to_string(),
@@ -670,7 +726,7 @@ async fn write_direction(
     }
     for ((service, host, address), result) in meta.into_iter().zip(results) {
         match result {
-            Ok((outcome, object)) => {
+            Ok((outcome, _, object)) => {
                 report.record_outcome(outcome, object.as_ref());
                 report.rows.push(row(
                     src,
@@ -738,7 +794,7 @@ async fn delete_links(
 ) -> Result<()> {
     let kind = objects::istio("ServiceEntry", version);
     let mut freed = BTreeSet::new();
-    let mut deleted: Vec<&Value> = Vec::new();
+    let mut deleted: Vec<(&Value, bool)> = Vec::new();
     let mut failure: Option<anyhow::Error> = None;
     for se in ses {
         match dst
@@ -746,12 +802,12 @@ async fn delete_links(
             .await
         {
             Ok(_) => {
-                deleted.push(se);
+                deleted.push((se, false));
                 freed.extend(service_entry::hosts(se).into_iter().map(String::from));
             }
             Err(e) => {
                 if e.downcast_ref::<InDoubt>().is_some() {
-                    deleted.push(se); // it may be gone: put it back with the others
+                    deleted.push((se, true)); // it may be gone: put it back with the others
                 }
                 failure = Some(e);
                 break;
@@ -785,7 +841,7 @@ async fn delete_links(
         }
     }
     let Some(err) = failure else {
-        for se in &deleted {
+        for (se, _) in &deleted {
             report.changed = true;
             push_row(
                 src,
@@ -800,17 +856,19 @@ async fn delete_links(
     // All or nothing: put back what this run deleted, so the entries and the ledger agree.
     let mut not_restored = Vec::new();
     if mode.dry_run == DryRun::None {
-        for se in &deleted {
-            let restored = dst
-                .apply_over(&crate::write::restorable(se), None, WriteMode::default())
-                .await;
-            if let Err(e) = restored {
-                not_restored.push(format!(
-                    "{} ({})",
-                    objects::name(se),
-                    crate::error::one_line(&e)
-                ));
-            }
+        for (se, in_doubt) in &deleted {
+            let u = Undo {
+                before: Some(se),
+                after: None,
+                in_doubt: *in_doubt,
+                put_back: None,
+            };
+            let why = match undo(dst, u).await {
+                Ok(Undone::Restored | Undone::NotLanded) => continue,
+                Ok(Undone::Left(why)) => why,
+                Err(e) => crate::error::one_line(&e),
+            };
+            not_restored.push(format!("{} ({why})", objects::name(se)));
         }
     }
     for se in ses {

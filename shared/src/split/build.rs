@@ -18,6 +18,10 @@ pub struct Previous {
     pub route: String,
     /// Each destination with its weight, in the route's order.
     pub destinations: Vec<PreviousWeight>,
+    /// The run that recorded it, the same in every context of that run: `undo` across
+    /// contexts refuses ones that were not changed together (absent: written before 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
 }
 
 /// One destination and its weight.
@@ -44,7 +48,14 @@ impl Previous {
                     weight: *w,
                 })
                 .collect(),
+            change: None,
         }
+    }
+
+    /// The same, recorded by the run `change`.
+    pub fn by(mut self, change: &str) -> Self {
+        self.change = Some(change.to_string());
+        self
     }
 
     /// The weights alone.
@@ -64,6 +75,13 @@ impl Previous {
     pub fn to_annotation(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+/// A new change ID: when the run started, and which process ran it, so two runs never share
+/// one and a person can read it.
+pub fn change_id() -> String {
+    let now = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+    format!("{now}-{}", std::process::id())
 }
 
 /// The raw previous-weights annotation of `vs`, if any.

@@ -23,6 +23,7 @@ use crate::error::{one_line, usage, MeshError};
 use crate::objects::{self, Kind};
 use crate::output;
 use crate::prompt::{self, Prompter};
+use crate::write::{self, Undo, Undone};
 use crate::Io;
 
 /// One cluster's VirtualService and the route being split.
@@ -463,32 +464,31 @@ async fn commit(
     Ok(done)
 }
 
-async fn restore(site: &Site, applied: &Applied) -> Result<String> {
-    let Some(before) = &site.live else {
-        site.cluster
-            .delete(
-                &site.kind,
-                Some(&site.namespace),
-                &site.name,
-                WriteMode::default(),
-            )
-            .await?;
-        return Ok("deleted again (this run created it)".to_string());
+/// Puts one site back as it was before the run, only while it still holds what the run wrote;
+/// `Ok((false, text))` when it was left as another writer made it.
+async fn restore(site: &Site, applied: &Applied, in_doubt: bool) -> Result<(bool, String)> {
+    let put_back = site.live.as_ref().map(|before| {
+        build::weights_object(
+            &applied.object,
+            &site.route.at,
+            &site.route.weights,
+            build::previous_raw(before),
+        )
+    });
+    let u = Undo {
+        before: site.live.as_ref(),
+        after: Some(&applied.object),
+        in_doubt,
+        put_back,
     };
-    let obj = build::weights_object(
-        &applied.object,
-        &site.route.at,
-        &site.route.weights,
-        build::previous_raw(before),
-    );
-    let force = WriteMode {
-        dry_run: DryRun::None,
-        force: true,
-    };
-    site.cluster
-        .apply_over(&obj, Some(&applied.object), force)
-        .await?;
-    Ok(format!("restored to {}", slash(&site.route.weights)))
+    Ok(match write::undo(&site.cluster, u).await? {
+        Undone::NotLanded => (true, "it did not land".to_string()),
+        Undone::Restored if site.live.is_none() => {
+            (true, "deleted again (this run created it)".to_string())
+        }
+        Undone::Restored => (true, format!("restored to {}", slash(&site.route.weights))),
+        Undone::Left(why) => (false, format!("NOT restored: {why}")),
+    })
 }
 
 /// The write that failed: which site, the error, and what may have landed when no answer came.
@@ -527,8 +527,11 @@ async fn fail(
             if applied.outcome == Outcome::Unchanged {
                 format!("unchanged ({now})")
             } else {
-                match restore(site, applied).await {
-                    Ok(s) => s,
+                match restore(site, applied, false).await {
+                    Ok((ok, s)) => {
+                        restored_all &= ok;
+                        s
+                    }
                     Err(e) => {
                         restored_all = false;
                         format!(
@@ -541,8 +544,11 @@ async fn fail(
             }
         } else if j == failed {
             match &in_doubt {
-                Some(applied) => match restore(site, applied).await {
-                    Ok(s) => format!("FAILED: {}; it may have landed, so {s}", one_line(&err)),
+                Some(applied) => match restore(site, applied, true).await {
+                    Ok((ok, s)) => {
+                        restored_all &= ok;
+                        format!("FAILED: {}; it may have landed: {s}", one_line(&err))
+                    }
                     Err(e) => {
                         restored_all = false;
                         format!(
@@ -712,13 +718,15 @@ async fn split(
             ))?;
         }
     }
-    // What undo restores: the weights before this command, kept through every step.
+    // What undo restores: the weights before this command, kept through every step, and
+    // one change ID for every context of the run.
+    let change = build::change_id();
     let previous: Vec<Option<String>> = sites
         .iter()
         .map(|s| {
             s.live
                 .as_ref()
-                .map(|_| Previous::of(&s.route).to_annotation())
+                .map(|_| Previous::of(&s.route).by(&change).to_annotation())
         })
         .collect();
     let steps = plans.first().map_or(0, Vec::len);
@@ -847,6 +855,41 @@ fn interrupted(
     ))
 }
 
+/// Undo across contexts puts each back to what its own annotation recorded, which is one state
+/// only when one run wrote them all: after a partial failure, or a change made in one context
+/// alone, the contexts would end at different weights. Refused then, saying what each holds.
+/// Annotations older than change IDs pass when they record the same weights.
+fn refuse_separate_changes(recorded: &[(String, String, Previous)]) -> Result<()> {
+    let Some((_, _, first)) = recorded.first() else {
+        return Ok(());
+    };
+    let together = recorded
+        .iter()
+        .all(|(_, _, p)| match (&p.change, &first.change) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => p.weights() == first.weights(),
+            _ => false,
+        });
+    if together {
+        return Ok(());
+    }
+    let each: Vec<String> = recorded
+        .iter()
+        .map(|(context, now, p)| {
+            format!(
+                "{context} holds {now} (change {}, undo would set {})",
+                p.change.as_deref().unwrap_or("unrecorded"),
+                slash(&p.weights())
+            )
+        })
+        .collect();
+    Err(MeshError::Check(format!(
+        "the contexts were not changed by one run, so undo would leave them at different weights: {}; set the weights instead (kubectl mesh-split WEIGHTS), or undo one --context at a time",
+        each.join("; ")
+    ))
+    .into())
+}
+
 async fn undo(
     plan: &Plan,
     clusters: Vec<Cluster>,
@@ -857,6 +900,8 @@ async fn undo(
     let mut sites = Vec::new();
     let mut want = Vec::new();
     let mut previous = Vec::new();
+    let mut recorded = Vec::new();
+    let change = build::change_id();
     for cluster in clusters {
         let kind = vs_kind(&cluster).await?;
         let Some(vs) = find(&cluster, &kind, &target).await? else {
@@ -903,7 +948,8 @@ async fn undo(
         }
         want.push(prev.weights());
         // Undo records what it replaces, so a second undo goes forward again.
-        previous.push(Some(Previous::of(&route).to_annotation()));
+        previous.push(Some(Previous::of(&route).by(&change).to_annotation()));
+        recorded.push((cluster.context.clone(), slash(&route.weights), prev.clone()));
         let decision = ownership::decide(&vs, route.at.kind, plan.write.force_conflicts);
         let site = Site {
             name: objects::name(&vs).to_string(),
@@ -918,6 +964,7 @@ async fn undo(
         refuse_foreign_owner(&site)?;
         sites.push(site);
     }
+    refuse_separate_changes(&recorded)?;
     ownership_notes(&sites, io)?;
     let mode = WriteMode {
         dry_run: plan.write.dry_run,

@@ -60,6 +60,9 @@ pub enum FaultAction {
     /// Handle normally (the change is stored), then answer this status instead, as a real
     /// server does when etcd times out after the write (`etcdserver: request timed out`).
     StoreThenStatus(u16),
+    /// Hold the request, then answer this status without touching the store: a slow failure,
+    /// during which a test can act as another writer.
+    DelayThenStatus(Duration, u16),
     /// Answer 200 with this JSON body instead of handling the request (a broken server or proxy).
     Body(String),
 }

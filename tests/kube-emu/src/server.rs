@@ -145,6 +145,13 @@ async fn handle(
             code,
             &format!("injected fault: {}", crate::util::reason_for(code)),
         ),
+        Some(FaultAction::DelayThenStatus(d, code)) => {
+            tokio::time::sleep(d).await;
+            crate::util::simple_status(
+                code,
+                &format!("injected fault: {}", crate::util::reason_for(code)),
+            )
+        }
         Some(FaultAction::Body(text)) => {
             let mut r = crate::util::simple_status(200, "");
             r.body = text.into_bytes();
