@@ -272,6 +272,61 @@ fn a_failed_write_in_cluster2_puts_cluster1_back_and_exits_4() {
     assert_eq!(weights(&srv, "cluster1"), vec![100, 0]);
 }
 
+/// A signal during a write across contexts (#18 item 17): cluster1's write is in flight when
+/// it comes, so that write finishes, cluster2 is never written, cluster1 is put back, and the
+/// state table is printed with exit 4. For SIGINT, SIGTERM and SIGHUP alike.
+#[test]
+fn a_signal_between_clusters_rolls_back_and_exits_4() {
+    let srv = migration(Tier::Emu);
+    let emu = srv.emu().expect("kube-emu");
+    for sig in ["INT", "TERM", "HUP"] {
+        emu.clear_requests();
+        emu.inject(
+            "cluster1",
+            Fault::new(
+                "PATCH",
+                "virtualservices",
+                FaultAction::Delay(Duration::from_millis(1500)),
+            ),
+        );
+        let child = common::spawn_plugin(&srv, "split", &with_both(&["80/20"]));
+        // The reads of both contexts come before any write; then cluster1's write is held.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while emu.requests("cluster2").is_empty() {
+            assert!(Instant::now() < deadline, "the run never read cluster2");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let killed = Command::new("kill")
+            .args([&format!("-{sig}"), &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let run: Run = child.wait_with_output().expect("wait").into();
+        let run = run.expect_code(4);
+        assert!(
+            run.stderr.contains("cluster1   restored to 100/0"),
+            "{sig}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(&format!(
+                "cluster2   FAILED: interrupted by SIG{sig}: context cluster2 was not written"
+            )),
+            "{sig}: {}",
+            run.stderr
+        );
+        assert_eq!(
+            writes(emu, "cluster1").len(),
+            2,
+            "the write and its restore"
+        );
+        assert!(writes(emu, "cluster2").is_empty());
+        assert_eq!(weights(&srv, "cluster1"), vec![100, 0]);
+        assert_eq!(weights(&srv, "cluster2"), vec![100, 0]);
+    }
+}
+
 /// A rollback never overwrites an edit made after this run wrote (#18 item 13): cluster1 is
 /// written, cluster2's write fails slowly, and meanwhile another writer sets cluster1 to 50/50.
 #[test]

@@ -402,18 +402,33 @@ fn check_existing_matches(vs: &Value, route: &Route, c: &Create, context: &str) 
     ))
 }
 
-/// Writes `want[i]` to every site in order. When a write fails, the sites already written are
-/// put back; with several contexts the error is a partial failure (exit 4) after a state table.
+/// Writes `want[i]` to every site in order. When a write fails, or a signal comes, the sites
+/// already written are put back; with several contexts the error is a partial failure (exit 4)
+/// after a state table.
 async fn commit(
     sites: &mut [Site],
     want: &[Vec<u32>],
     previous: &[Option<String>],
     create: Option<&Create>,
     mode: WriteMode,
+    interrupt: Option<&Interrupt>,
     io: &mut Io,
 ) -> Result<Vec<Applied>> {
     let mut done: Vec<Applied> = Vec::new();
     for (i, site) in sites.iter().enumerate() {
+        // A signal never stops the process between two clusters: the write in flight finished,
+        // and the ones before it are put back as for a failure.
+        if let Some(sig) = interrupt.and_then(Interrupt::signal) {
+            let failure = Failure {
+                at: i,
+                in_doubt: None,
+                err: anyhow!(
+                    "interrupted by {sig}: context {} was not written",
+                    site.context()
+                ),
+            };
+            return Err(fail(sites, &done, failure, want, mode, io).await);
+        }
         if let Some(live) = &site.live {
             if site.route.weights == want[i] {
                 done.push(Applied {
@@ -762,7 +777,7 @@ async fn split(
         return Ok(());
     }
 
-    let mut interrupt = if steps > 1 && mode.dry_run == DryRun::None {
+    let mut interrupt = if (steps > 1 || sites.len() > 1) && mode.dry_run == DryRun::None {
         Some(Interrupt::catch().await)
     } else {
         None
@@ -771,7 +786,16 @@ async fn split(
     let mut reached: Vec<Vec<u32>> = sites.iter().map(|s| s.route.weights.clone()).collect();
     for k in 0..steps {
         let want: Vec<Vec<u32>> = plans.iter().map(|p| p[k].clone()).collect();
-        let applied = commit(&mut sites, &want, &previous, create, mode, io).await?;
+        let applied = commit(
+            &mut sites,
+            &want,
+            &previous,
+            create,
+            mode,
+            interrupt.as_ref(),
+            io,
+        )
+        .await?;
         if steps > 1 {
             io.note(format!(
                 "Step {}/{steps}: {} in {}",
@@ -984,7 +1008,21 @@ async fn undo(
         io.note("(dry run: nothing was written)")?;
         return Ok(());
     }
-    let applied = commit(&mut sites, &want, &previous, None, mode, io).await?;
+    let interrupt = if sites.len() > 1 && mode.dry_run == DryRun::None {
+        Some(Interrupt::catch().await)
+    } else {
+        None
+    };
+    let applied = commit(
+        &mut sites,
+        &want,
+        &previous,
+        None,
+        mode,
+        interrupt.as_ref(),
+        io,
+    )
+    .await?;
     result_lines(&sites, &applied, mode.dry_run, io)?;
     if mode.dry_run == DryRun::None {
         read_back(&sites, &want).await?;

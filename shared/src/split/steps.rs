@@ -1,5 +1,6 @@
 //! Waiting between progressive steps: a progress bar on a terminal, a line otherwise, and
-//! Ctrl-C, which stops the walk after the current step instead of killing the process mid-write.
+//! Ctrl-C, SIGTERM or SIGHUP, which stop the walk (or a write across contexts) after the write
+//! in flight instead of killing the process between two clusters.
 
 use std::io::Write;
 use std::time::Duration;
@@ -8,25 +9,44 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
-/// Ctrl-C, caught from when it is created until it is dropped.
+/// Ctrl-C (SIGINT), SIGTERM and SIGHUP, caught from when it is created until it is dropped.
 pub struct Interrupt {
-    rx: watch::Receiver<bool>,
+    rx: watch::Receiver<Option<&'static str>>,
     task: tokio::task::JoinHandle<()>,
     /// False once the listener is gone (no signal support): then only the clock counts.
     listening: bool,
 }
 
 impl Interrupt {
-    /// Starts catching Ctrl-C: from now on it no longer kills the process.
+    /// Starts catching the signals: from now on they no longer kill the process.
     pub async fn catch() -> Self {
-        let (tx, rx) = watch::channel(false);
+        use tokio::signal::unix::{signal, SignalKind};
+        let (tx, rx) = watch::channel(None);
+        // Installed here, before the first write, not inside the task.
+        let handlers = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        );
         let task = tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = tx.send(true);
+            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = handlers else {
+                return;
+            };
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+                _ = hup.recv() => "SIGHUP",
+            };
+            let _ = tx.send(Some(name));
+            // Keep the handlers installed: a second signal must not kill the rollback.
+            loop {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                    _ = hup.recv() => {}
+                }
             }
         });
-        // Let the task install the handler before the first write.
-        tokio::task::yield_now().await;
         Self {
             rx,
             task,
@@ -34,12 +54,17 @@ impl Interrupt {
         }
     }
 
-    /// Whether Ctrl-C was pressed.
+    /// Whether a signal came.
     pub fn pressed(&self) -> bool {
+        self.rx.borrow().is_some()
+    }
+
+    /// The signal that came, if any.
+    pub fn signal(&self) -> Option<&'static str> {
         *self.rx.borrow()
     }
 
-    /// Waits `interval`; `false` when Ctrl-C cut the wait short.
+    /// Waits `interval`; `false` when a signal cut the wait short.
     pub async fn wait(
         &mut self,
         interval: Duration,
