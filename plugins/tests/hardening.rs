@@ -423,3 +423,60 @@ fn a_malformed_kubeconfig_error_never_shows_its_secrets() {
         assert!(err.contains("line 6 column"), "mesh-{p}: {err}");
     }
 }
+
+/// A server that accepts connections and never answers (#18 item 5): without
+/// `--request-timeout`, every plugin gives up after kubectl's discovery timeout and says so,
+/// instead of hanging for minutes. The four plugins run at once, over plain HTTP and TLS.
+#[test]
+fn a_server_that_never_answers_times_out_by_default() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // Accept and hold every connection, answering nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.extend(conn.ok());
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut children = Vec::new();
+    for scheme in ["http", "https"] {
+        let path = dir.path().join(scheme);
+        std::fs::write(
+            &path,
+            format!("apiVersion: v1\nkind: Config\ncurrent-context: h\nclusters:\n- name: h\n  cluster: {{server: '{scheme}://127.0.0.1:{port}', insecure-skip-tls-verify: true}}\nusers:\n- name: u\n  user: {{token: HANGINGTOKEN}}\ncontexts:\n- name: h\n  context: {{cluster: h, user: u}}\n"),
+        )
+        .expect("write");
+        for (p, args) in [
+            ("register", &["--list"][..]),
+            ("vm", &["status", "analytics"][..]),
+            ("link", &["--list", "--to", "h"][..]),
+            ("split", &["status"][..]),
+        ] {
+            let child = Command::new(common::bin(p))
+                .args(args)
+                .env("KUBECONFIG", &path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn");
+            children.push((format!("{scheme} mesh-{p}"), child));
+        }
+    }
+    let started = std::time::Instant::now();
+    for (what, child) in children {
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.contains("no answer within 32s, the default request timeout (--request-timeout sets another, 0 none)"),
+            "{what}: {err}"
+        );
+        assert!(err.contains("in context \"h\""), "{what}: {err}");
+        assert_eq!(err.lines().count(), 1, "{what}: {err}");
+        assert!(!err.contains("HANGINGTOKEN"), "{what}: {err}");
+    }
+    // Not a speed check: a hang would be kube's five-minute read timeout.
+    assert!(started.elapsed() < std::time::Duration::from_secs(120));
+}

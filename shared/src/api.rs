@@ -75,7 +75,12 @@ pub struct Cluster {
     pub context: String,
     /// The namespace commands default to.
     pub namespace: String,
+    /// The request time limit, as an error names it.
+    limit: String,
 }
+
+/// The time limit of one request without `--request-timeout`: kubectl's discovery timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(32);
 
 /// Loads the kubeconfig once and resolves every requested context (the current one when none),
 /// so unknown contexts fail as usage errors before any connection.
@@ -104,7 +109,17 @@ impl Cluster {
         let mut config = Config::from_custom_kubeconfig(kc.clone(), &opts)
             .await
             .with_context(|| format!("loading context {:?} from the kubeconfig", target.context))?;
-        let timeout = args.request_timeout.0;
+        // A server that accepts connections and never answers must not hang a plugin for the
+        // five minutes kube's own read timeout allows: without the flag, kubectl's discovery
+        // timeout applies to every request (an admission webhook may take up to 30 s).
+        let (timeout, limit) = match args.request_timeout {
+            Some(t) => (t.0, format!("--request-timeout ({t})")),
+            None => (
+                DEFAULT_REQUEST_TIMEOUT,
+                "32s, the default request timeout (--request-timeout sets another, 0 none)"
+                    .to_string(),
+            ),
+        };
         if timeout > Duration::ZERO {
             config.connect_timeout = Some(timeout);
             config.read_timeout = Some(timeout);
@@ -116,6 +131,7 @@ impl Cluster {
             client,
             context: target.context.clone(),
             namespace: target.namespace.clone(),
+            limit,
         })
     }
 
@@ -137,6 +153,7 @@ impl Cluster {
             client,
             context: context.to_string(),
             namespace: namespace.to_string(),
+            limit: "the client's timeout".to_string(),
         }
     }
 
@@ -185,7 +202,7 @@ impl Cluster {
             }
             kube::Error::Api(s) if !s.message.is_empty() => format!("{} ({})", s.message, s.code),
             kube::Error::Api(s) => format!("the server answered {} {}", s.code, s.reason),
-            other => transport_message(other),
+            other => transport_message(other, &self.limit),
         };
         let msg = format!(
             "cannot {verb} {what} in context {:?}: {detail}",
@@ -573,7 +590,7 @@ fn encode(v: &str) -> String {
     out
 }
 
-fn transport_message(err: &kube::Error) -> String {
+fn transport_message(err: &kube::Error, limit: &str) -> String {
     let mut msg = err.to_string();
     let mut source = std::error::Error::source(err);
     while let Some(s) = source {
@@ -583,7 +600,7 @@ fn transport_message(err: &kube::Error) -> String {
     if msg.to_ascii_lowercase().contains("elapsed")
         || msg.to_ascii_lowercase().contains("timed out")
     {
-        return format!("no answer within --request-timeout ({msg})");
+        return format!("no answer within {limit} ({msg})");
     }
     msg
 }

@@ -30,9 +30,10 @@ pub struct KubeArgs {
     #[arg(short = 'n', long, value_name = "NAMESPACE", global = true)]
     pub namespace: Option<String>,
 
-    /// How long to wait for one API request before giving up (0: no limit)
-    #[arg(long, value_name = "DURATION", default_value = "0", global = true)]
-    pub request_timeout: HumanDuration,
+    /// How long to wait for one API request before giving up (default 32s, as kubectl's
+    /// discovery; 0: no limit)
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub request_timeout: Option<HumanDuration>,
 }
 
 /// `-o` formats, as kubectl spells them.

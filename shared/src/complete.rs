@@ -315,7 +315,7 @@ fn kube_args(typed: &Typed, context: Option<&str>) -> KubeArgs {
         kubeconfig: typed.kubeconfig.clone().map(Into::into),
         contexts: context.map(|c| vec![c.to_string()]).unwrap_or_default(),
         namespace: typed.namespace.clone(),
-        request_timeout: HumanDuration(LIVE_TIMEOUT),
+        request_timeout: Some(HumanDuration(LIVE_TIMEOUT)),
         ..KubeArgs::default()
     }
 }
