@@ -1,5 +1,6 @@
 //! The README's quick start, word for word, in a real interactive shell (bash under tmux): the
-//! emulated clusters start as a background job, and the plugin and kubectl run against them.
+//! demo's emulated clusters start as a background job, and every plugin and kubectl run
+//! against them; each line's exit status is checked.
 //! Before kube-emu stopped reading a terminal, the shell stopped the job at once
 //! (`Stopped (tty input)`) and the next command hung.
 
@@ -62,7 +63,7 @@ fn the_quick_start_runs_word_for_word_in_an_interactive_shell() {
         &root.to_string_lossy(),
         &shell,
     ]);
-    let screen = || tmux(&["capture-pane", "-t", &session, "-p", "-S", "-200"]);
+    let screen = || tmux(&["capture-pane", "-t", &session, "-p", "-S", "-"]);
     let wait_for = |what: &str, secs: u64| {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < deadline {
@@ -73,17 +74,26 @@ fn the_quick_start_runs_word_for_word_in_an_interactive_shell() {
         }
         false
     };
+    // After each README line, the shell echoes its exit status, so a failure names its line.
     let mut ok = true;
-    for line in &lines {
+    let mut failed = None;
+    for (n, line) in lines.iter().enumerate() {
         tmux(&["send-keys", "-t", &session, "-l", line]);
         tmux(&["send-keys", "-t", &session, "Enter"]);
         if line.ends_with('&') {
-            // The servers print `ready PATH` once they serve.
-            ok &= wait_for("ready /tmp/emu.kubeconfig", 600);
-        } else if line.starts_with("kubectl mesh-register") {
-            ok &= wait_for("mesh-expansion-productcatalog", 30);
-        } else if line.starts_with("kubectl get") {
-            ok &= wait_for("kind: ServiceEntry", 30);
+            // The demo prints `ready PATH` once it serves (the first run compiles it).
+            ok &= wait_for("ready /tmp/kubectl-mesh-demo.kubeconfig", 900);
+        } else {
+            // The typed probe never contains its own answer: 1000 + n is computed by the shell.
+            let probe = format!("echo \"== line $(( {n} + 1000 )) exit $?\"");
+            tmux(&["send-keys", "-t", &session, "-l", &probe]);
+            tmux(&["send-keys", "-t", &session, "Enter"]);
+            let mark = format!("== line {} exit ", n + 1000);
+            ok &= wait_for(&mark, 60);
+            if !screen().contains(&format!("{mark}0")) {
+                failed = Some(line.clone());
+                ok = false;
+            }
         }
         if !ok {
             break;
@@ -97,7 +107,10 @@ fn the_quick_start_runs_word_for_word_in_an_interactive_shell() {
     tmux(&["send-keys", "-t", &session, "Enter"]);
     std::thread::sleep(Duration::from_millis(500));
     tmux(&["kill-session", "-t", &session]);
-    assert!(ok, "the quick start did not get through:\n{text}");
+    assert!(
+        ok,
+        "the quick start did not get through (failed: {failed:?}):\n{text}"
+    );
     assert!(
         !text.contains("Stopped"),
         "the shell stopped the server:\n{text}"
@@ -107,7 +120,19 @@ fn the_quick_start_runs_word_for_word_in_an_interactive_shell() {
         "the server is not running as a job:\n{text}"
     );
     assert!(
-        text.contains("serviceentry.networking.istio.io/mesh-expansion-productcatalog"),
+        text.contains("export KUBECONFIG=/tmp/kubectl-mesh-demo.kubeconfig"),
         "{text}"
     );
+    for want in [
+        "serviceentry.networking.istio.io/mesh-expansion-productcatalogservice created",
+        "kind: ServiceEntry",
+        "workloadgroup.networking.istio.io/productcatalog",
+        "/tmp/productcatalog-vm/istio-token written",
+        "productcatalogservice-gke.default.global   240.0.0.",
+        "cluster2   productcatalogservice-gke                  0        20",
+        "cluster1   productcatalog-migration   http/0   productcatalogservice-gke.default.global   20       0",
+        "cluster1   productcatalogservice-gke.default.global   20       0",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
 }

@@ -1,14 +1,21 @@
-//! `kube-emu --kubeconfig PATH [--clusters a,b] [--crds FILE]... [--seed FILE]... [--deterministic]`
+//! `kube-emu --kubeconfig PATH [--clusters a,b] [--crds FILE]... [--seed FILE]... [--deterministic]`,
+//! or `kube-emu --demo`: two clusters seeded as the migration sample has them, for the README.
 #![allow(missing_docs)]
 
 use anyhow::{bail, Context};
 use std::io::Read;
+
+/// The demo's kubeconfig, unless `--kubeconfig` says otherwise.
+const DEMO_KUBECONFIG: &str = "/tmp/kubectl-mesh-demo.kubeconfig";
+/// Both clusters of the demo, each object routed by its `kube-emu/cluster` annotation.
+const DEMO_SEED: &str = include_str!("../demo/seed.yaml");
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut kubeconfig = None;
     let mut builder = kube_emu::Emu::builder();
     let mut no_crds = false;
+    let mut demo = false;
     while let Some(a) = args.next() {
         let mut val = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
         match a.as_str() {
@@ -30,8 +37,9 @@ fn main() -> anyhow::Result<()> {
                 builder = builder.seed_yaml(&text);
             }
             "--deterministic" => builder = builder.deterministic(),
+            "--demo" => demo = true,
             "-h" | "--help" => {
-                println!("usage: kube-emu --kubeconfig PATH [--clusters cluster1,cluster2] [--crds FILE]... [--no-crds] [--seed FILE]... [--deterministic]");
+                println!("usage: kube-emu --kubeconfig PATH [--clusters cluster1,cluster2] [--crds FILE]... [--no-crds] [--seed FILE]... [--deterministic]\n       kube-emu --demo [--kubeconfig PATH]   (two clusters seeded as the migration sample; default {DEMO_KUBECONFIG})");
                 return Ok(());
             }
             other => bail!("unknown argument {other:?} (see --help)"),
@@ -40,13 +48,23 @@ fn main() -> anyhow::Result<()> {
     if no_crds {
         builder = builder.no_crds();
     }
+    if demo {
+        builder = builder
+            .clusters(&["cluster1", "cluster2"])
+            .seed_yaml(DEMO_SEED);
+        kubeconfig = kubeconfig.or_else(|| Some(DEMO_KUBECONFIG.to_string()));
+    }
     let Some(kubeconfig) = kubeconfig else {
-        bail!("--kubeconfig PATH is required")
+        bail!("--kubeconfig PATH is required (or --demo)")
     };
     let emu = builder.start()?;
     std::fs::write(&kubeconfig, emu.kubeconfig_yaml())
         .with_context(|| format!("writing {kubeconfig}"))?;
     println!("ready {kubeconfig}");
+    if demo {
+        println!("export KUBECONFIG={kubeconfig}");
+        eprintln!("kube-emu: cluster1 and cluster2 are up, seeded as the migration sample at its step 9; stop them with `kill %1` (or Ctrl-C in the foreground)");
+    }
     use std::io::Write;
     std::io::stdout().flush()?;
     let rt = tokio::runtime::Builder::new_current_thread()
