@@ -259,11 +259,8 @@ func startCluster(ctx context.Context, work, name string) (*cluster, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(3)
-	if err != nil {
-		return nil, err
-	}
-	c := &cluster{name: name, dir: dir, port: ports[0], adminToken: randomToken(), viewerToken: randomToken()}
+	c := &cluster{name: name, dir: dir, adminToken: randomToken(), viewerToken: randomToken()}
+	var err error
 	if c.caPEM, err = writePKI(dir); err != nil {
 		return nil, err
 	}
@@ -275,21 +272,48 @@ func startCluster(ctx context.Context, work, name string) (*cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	exe, err := os.Executable()
-	if err != nil {
+	log.Close()
+	if err := launch(c); err != nil {
 		return nil, err
 	}
+	return c, nil
+}
+
+// launch starts the child that serves c (etcd and kube-apiserver) on fresh ports.
+func launch(c *cluster) error {
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
+	}
+	c.port = ports[0]
+	log, err := os.OpenFile(filepath.Join(c.dir, "apiserver.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	cmd := exec.Command(exe, serveCommand,
-		"--dir", dir,
+		"--dir", c.dir,
 		"--secure-port", fmt.Sprint(ports[0]),
 		"--etcd-client-port", fmt.Sprint(ports[1]),
 		"--etcd-peer-port", fmt.Sprint(ports[2]))
 	cmd.Stdout = log
 	cmd.Stderr = log
-	if c.child, err = startProc("kube-apiserver "+name, cmd); err != nil {
-		return nil, err
+	c.child, err = startProc("kube-apiserver "+c.name, cmd)
+	return err
+}
+
+// logTail is the end of a cluster's log, for an error that outlives the work directory.
+func logTail(c *cluster, lines int) string {
+	b, _ := os.ReadFile(filepath.Join(c.dir, "apiserver.log"))
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
 	}
-	return c, nil
+	return strings.Join(all, "\n")
 }
 
 func shutdown(clusters []*cluster) {
@@ -320,6 +344,7 @@ func waitAndSetup(ctx context.Context, c *cluster, crds string) error {
 	pool.AppendCertsFromPEM(c.caPEM)
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	deadline := time.Now().Add(120 * time.Second)
+	relaunches := 0
 	for {
 		req, _ := http.NewRequestWithContext(ctx, "GET", c.url()+"/readyz", nil)
 		req.Header.Set("Authorization", "Bearer "+c.adminToken)
@@ -333,8 +358,19 @@ func waitAndSetup(ctx context.Context, c *cluster, crds string) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if c.child.exited() && relaunches < 3 && strings.Contains(logTail(c, 50), "address already in use") {
+			// A port picked free was taken before the child bound it (other servers start
+			// beside us): pick new ones.
+			relaunches++
+			// etcd keeps its member's peer URL in its data: start it afresh on the new ports.
+			_ = os.RemoveAll(filepath.Join(c.dir, "etcd"))
+			if err := launch(c); err != nil {
+				return err
+			}
+			continue
+		}
 		if c.child.exited() || time.Now().After(deadline) {
-			return fmt.Errorf("kube-apiserver did not become ready; see %s", filepath.Join(c.dir, "apiserver.log"))
+			return fmt.Errorf("kube-apiserver did not become ready; the end of %s:\n%s", filepath.Join(c.dir, "apiserver.log"), logTail(c, 15))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
