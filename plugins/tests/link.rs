@@ -1062,6 +1062,52 @@ fn setup_dns_on_kube_dns_keeps_other_stub_domains(tier) {
     assert_eq!(cm["data"]["stubDomains"], "{\"acme.local\":[\"1.2.3.4\"]}");
 }
 
+/// AKS puts its managed `coredns` ConfigMap back, so with `coredns-custom` present the block
+/// goes there, in a key of its own (#18 item 14); check reads it there; undo takes only it.
+fn setup_dns_on_aks_writes_coredns_custom(tier) {
+    let srv = start(tier);
+    srv.apply_yaml(
+        "cluster2",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: coredns-custom, namespace: kube-system}\ndata:\n  azurestack.server: |\n    azurestack.local:53 {\n        forward . 1.2.3.4\n    }\n",
+    )
+    .expect("seed");
+    const CUSTOM: &str = "/api/v1/namespaces/kube-system/configmaps/coredns-custom";
+    const COREDNS: &str = "/api/v1/namespaces/kube-system/configmaps/coredns";
+    let before = srv.get_json("cluster2", COREDNS).expect("coredns");
+    let original = srv.get_json("cluster2", CUSTOM).expect("custom");
+    let run = link(&srv, &["--to", "cluster2", "--setup-dns"]).ok();
+    assert_eq!(
+        run.stdout,
+        "configmap/coredns-custom configured (context cluster2)\n"
+    );
+    assert!(run.stderr.contains("AKS's managed CoreDNS"), "{}", run.stderr);
+    let custom = srv.get_json("cluster2", CUSTOM).expect("custom");
+    assert_eq!(
+        custom["data"]["kubectl-mesh-global.server"]
+            .as_str()
+            .map(|b| b.contains("global:53 {\n    errors\n    cache 30\n    forward . 10.96.0.53\n}")),
+        Some(true),
+        "{custom}"
+    );
+    assert_eq!(custom["data"]["azurestack.server"], original["data"]["azurestack.server"]);
+    let after = srv.get_json("cluster2", COREDNS).expect("coredns");
+    assert_eq!(after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"]);
+    let run = link(&srv, &["--to", "cluster2", "--setup-dns"]).ok();
+    assert_eq!(
+        run.stdout,
+        "configmap/coredns-custom unchanged (context cluster2)\n"
+    );
+    let run = link(&srv, &["check", "--from", "cluster1", "--to", "cluster2"]).ok();
+    assert!(
+        run.stdout.contains("forwards to istiocoredns (10.96.0.53)"),
+        "{}",
+        run.stdout
+    );
+    link(&srv, &["--to", "cluster2", "--setup-dns", "--undo"]).ok();
+    let undone = srv.get_json("cluster2", CUSTOM).expect("custom");
+    assert_eq!(undone["data"], original["data"]);
+}
+
 fn check_reports_every_prerequisite(tier) {
     let srv = start(tier);
     link(&srv, &["--to", "cluster2", "--setup-dns"]).ok();

@@ -307,12 +307,7 @@ pub async fn run(
     }
 
     let istiocoredns = b.get(&svc, Some("istio-system"), "istiocoredns").await?;
-    let coredns = b.get(&cm, Some(dns::NAMESPACE), dns::COREDNS).await?;
-    let flavor = dns::flavor(coredns.as_ref());
-    let dns_cm = match flavor {
-        Flavor::CoreDns => coredns,
-        Flavor::KubeDns => b.get(&cm, Some(dns::NAMESPACE), dns::KUBE_DNS).await?,
-    };
+    let (flavor, dns_cm) = dns::read(b).await?;
     lines.push(stub_domain_line(
         &b.context,
         istiocoredns.as_ref(),

@@ -1,5 +1,6 @@
 //! The `global` stub domain of a calling cluster: a marked `global:53` server block in the
-//! CoreDNS Corefile, or a `global` entry in kube-dns `stubDomains`, pointing at istiocoredns.
+//! CoreDNS Corefile (or, on AKS, a server block key of `coredns-custom`), or a `global` entry in
+//! kube-dns `stubDomains`, pointing at istiocoredns.
 //!
 //! Only the `global` part is touched; every other key and block stays as it is. The first setup
 //! keeps the original value in an annotation, and undo takes out exactly what setup put in.
@@ -19,6 +20,11 @@ pub const NAMESPACE: &str = "kube-system";
 pub const COREDNS: &str = "coredns";
 /// kube-dns's ConfigMap.
 pub const KUBE_DNS: &str = "kube-dns";
+/// AKS's ConfigMap for additions to its managed CoreDNS, whose own `coredns` ConfigMap the
+/// addon manager puts back.
+pub const COREDNS_CUSTOM: &str = "coredns-custom";
+/// The key of our server block in `coredns-custom` (AKS imports every key ending in `.server`).
+pub const CUSTOM_KEY: &str = "kubectl-mesh-global.server";
 /// Annotation holding the original value of the changed key (JSON: `{"KEY": "text" | null}`).
 pub const BACKUP_ANNOTATION: &str = "kubectl-mesh/dns-original";
 
@@ -32,6 +38,8 @@ pub enum Flavor {
     CoreDns,
     /// kube-dns: `stubDomains`.
     KubeDns,
+    /// AKS: the key [`CUSTOM_KEY`] of `coredns-custom`.
+    CoreDnsCustom,
 }
 
 impl Flavor {
@@ -40,16 +48,36 @@ impl Flavor {
         match self {
             Flavor::CoreDns => COREDNS,
             Flavor::KubeDns => KUBE_DNS,
+            Flavor::CoreDnsCustom => COREDNS_CUSTOM,
         }
     }
 }
 
-/// CoreDNS when its ConfigMap has a Corefile; kube-dns otherwise.
-pub fn flavor(coredns: Option<&Value>) -> Flavor {
-    match coredns {
-        Some(cm) if cm["data"]["Corefile"].is_string() => Flavor::CoreDns,
+/// AKS's `coredns-custom` when it exists (an edit of `coredns` would be reverted there);
+/// else CoreDNS when its ConfigMap has a Corefile; kube-dns otherwise.
+pub fn flavor(coredns: Option<&Value>, custom: Option<&Value>) -> Flavor {
+    match (coredns, custom) {
+        (_, Some(_)) => Flavor::CoreDnsCustom,
+        (Some(cm), None) if cm["data"]["Corefile"].is_string() => Flavor::CoreDns,
         _ => Flavor::KubeDns,
     }
+}
+
+/// Reads the DNS flavor of a cluster and the ConfigMap it keeps the stub domain in.
+pub async fn read(cluster: &Cluster) -> Result<(Flavor, Option<Value>)> {
+    let cm = objects::core("ConfigMap");
+    let custom = cluster.get(&cm, Some(NAMESPACE), COREDNS_CUSTOM).await?;
+    let coredns = match custom {
+        Some(_) => None,
+        None => cluster.get(&cm, Some(NAMESPACE), COREDNS).await?,
+    };
+    let fl = flavor(coredns.as_ref(), custom.as_ref());
+    let current = match fl {
+        Flavor::CoreDns => coredns,
+        Flavor::CoreDnsCustom => custom,
+        Flavor::KubeDns => cluster.get(&cm, Some(NAMESPACE), KUBE_DNS).await?,
+    };
+    Ok((fl, current))
 }
 
 /// The server block `--setup-dns` adds.
@@ -91,33 +119,12 @@ fn has_foreign_global(corefile: &str) -> bool {
 pub fn configured_target(flavor: Flavor, cm: Option<&Value>) -> Option<Vec<String>> {
     let cm = cm?;
     match flavor {
-        Flavor::CoreDns => {
-            let corefile = cm["data"]["Corefile"].as_str()?;
-            let mut in_global = false;
-            let mut found = None;
-            for line in corefile.lines().map(str::trim) {
-                if line.starts_with("global") && line.ends_with('{') {
-                    in_global = true;
-                    continue;
-                }
-                if in_global && line.starts_with('}') {
-                    in_global = false;
-                }
-                if in_global {
-                    let mut words = line.split_whitespace();
-                    if matches!(words.next(), Some("forward" | "proxy"))
-                        && words.next() == Some(".")
-                    {
-                        found = Some(
-                            words
-                                .map(|w| w.trim_start_matches("dns://").to_string())
-                                .collect(),
-                        );
-                    }
-                }
-            }
-            found
-        }
+        Flavor::CoreDns => corefile_target(cm["data"]["Corefile"].as_str()?),
+        Flavor::CoreDnsCustom => cm["data"]
+            .as_object()?
+            .iter()
+            .filter(|(k, _)| k.ends_with(".server"))
+            .find_map(|(_, v)| corefile_target(v.as_str()?)),
         Flavor::KubeDns => {
             let stub: Value = serde_json::from_str(cm["data"]["stubDomains"].as_str()?).ok()?;
             stub["global"].as_array().map(|a| {
@@ -127,6 +134,32 @@ pub fn configured_target(flavor: Flavor, cm: Option<&Value>) -> Option<Vec<Strin
             })
         }
     }
+}
+
+/// Where a `global` block of a Corefile forwards to.
+fn corefile_target(corefile: &str) -> Option<Vec<String>> {
+    let mut in_global = false;
+    let mut found = None;
+    for line in corefile.lines().map(str::trim) {
+        if line.starts_with("global") && line.ends_with('{') {
+            in_global = true;
+            continue;
+        }
+        if in_global && line.starts_with('}') {
+            in_global = false;
+        }
+        if in_global {
+            let mut words = line.split_whitespace();
+            if matches!(words.next(), Some("forward" | "proxy")) && words.next() == Some(".") {
+                found = Some(
+                    words
+                        .map(|w| w.trim_start_matches("dns://").to_string())
+                        .collect(),
+                );
+            }
+        }
+    }
+    found
 }
 
 fn backup(cm: &mut Value, key: &str, original: Option<&str>) {
@@ -178,6 +211,24 @@ pub fn setup(flavor: Flavor, cm: Option<&Value>, ip: IpAddr) -> Result<Option<Va
             }
             Ok(Some(out))
         }
+        Flavor::CoreDnsCustom => {
+            let cm = cm.ok_or("the coredns-custom ConfigMap is missing")?;
+            let wanted = block(ip);
+            if cm["data"][CUSTOM_KEY].as_str() == Some(wanted.as_str()) {
+                return Ok(None);
+            }
+            let foreign = cm["data"].as_object().and_then(|d| {
+                d.iter()
+                    .filter(|(k, _)| k.as_str() != CUSTOM_KEY)
+                    .find(|(_, v)| v.as_str().is_some_and(has_foreign_global))
+            });
+            if let Some((key, _)) = foreign {
+                return Err(format!("configmap kube-system/coredns-custom already has a `global` server block in key {key:?} that kubectl-mesh did not write: point its forward at istiocoredns by hand, or remove it and run --setup-dns again"));
+            }
+            let mut out = clean(cm);
+            out["data"][CUSTOM_KEY] = json!(wanted);
+            Ok(Some(out))
+        }
         Flavor::KubeDns => {
             let (mut out, original) = match cm {
                 Some(cm) => (
@@ -227,6 +278,16 @@ pub fn undo(flavor: Flavor, cm: Option<&Value>) -> Result<Option<Value>, String>
             drop_backup(&mut out);
             Ok(Some(out))
         }
+        Flavor::CoreDnsCustom => {
+            if cm["data"].get(CUSTOM_KEY).is_none() {
+                return Ok(None);
+            }
+            let mut out = clean(cm);
+            if let Some(d) = out["data"].as_object_mut() {
+                d.remove(CUSTOM_KEY);
+            }
+            Ok(Some(out))
+        }
         Flavor::KubeDns => {
             let Some(saved) = saved else { return Ok(None) };
             let original: Option<Map<String, Value>> = saved["stubDomains"]
@@ -268,17 +329,6 @@ pub async fn apply(
     notes: &mut Vec<String>,
 ) -> Result<Applied> {
     let cm_kind = objects::core("ConfigMap");
-    if !undo_it
-        && cluster
-            .get(&cm_kind, Some(NAMESPACE), "coredns-custom")
-            .await?
-            .is_some()
-    {
-        notes.push(format!(
-            "Warning: {} has configmap kube-system/coredns-custom (AKS): the managed coredns ConfigMap may be reverted; add the global:53 block to coredns-custom instead if it disappears",
-            cluster.context
-        ));
-    }
     let ip = if undo_it {
         None
     } else {
@@ -301,12 +351,7 @@ pub async fn apply(
         Some(ip)
     };
     for attempt in 1..=5u64 {
-        let coredns = cluster.get(&cm_kind, Some(NAMESPACE), COREDNS).await?;
-        let fl = flavor(coredns.as_ref());
-        let current = match fl {
-            Flavor::CoreDns => coredns,
-            Flavor::KubeDns => cluster.get(&cm_kind, Some(NAMESPACE), KUBE_DNS).await?,
-        };
+        let (fl, current) = read(cluster).await?;
         let next = match ip {
             Some(ip) => setup(fl, current.as_ref(), ip),
             None => undo(fl, current.as_ref()),
@@ -322,6 +367,12 @@ pub async fn apply(
                 outcome: Outcome::Unchanged,
             });
         };
+        if fl == Flavor::CoreDnsCustom && attempt == 1 {
+            notes.push(format!(
+                "{} runs AKS's managed CoreDNS: the block goes into configmap kube-system/coredns-custom (key {CUSTOM_KEY}), which CoreDNS loads on restart (kubectl --context {} -n kube-system rollout restart deployment coredns)",
+                cluster.context, cluster.context
+            ));
+        }
         if fl == Flavor::CoreDns
             && ip.is_some()
             && !next["data"]["Corefile"]
@@ -380,7 +431,8 @@ mod tests {
     #[test]
     fn coredns_block_is_added_kept_and_removed() {
         let cm = coredns();
-        assert_eq!(flavor(Some(&cm)), Flavor::CoreDns);
+        assert_eq!(flavor(Some(&cm), None), Flavor::CoreDns);
+        assert_eq!(flavor(Some(&cm), Some(&cm)), Flavor::CoreDnsCustom);
         let set = setup(Flavor::CoreDns, Some(&cm), ip("10.96.0.53"))
             .expect("setup")
             .expect("changed");
@@ -472,7 +524,7 @@ mod tests {
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
                         "metadata": {"name": "kube-dns", "namespace": "kube-system"},
                         "data": {"stubDomains": "{\"acme.local\": [\"1.2.3.4\"]}", "upstreamNameservers": "[\"8.8.8.8\"]"}});
-        assert_eq!(flavor(None), Flavor::KubeDns);
+        assert_eq!(flavor(None, None), Flavor::KubeDns);
         let set = setup(Flavor::KubeDns, Some(&cm), ip("10.0.0.53"))
             .expect("setup")
             .expect("changed");
@@ -518,5 +570,36 @@ mod tests {
         bad["data"]["stubDomains"] = json!("not json");
         bad["metadata"]["annotations"] = json!({});
         assert!(setup(Flavor::KubeDns, Some(&bad), ip("10.0.0.53")).is_err());
+    }
+
+    #[test]
+    fn aks_gets_its_own_key_in_coredns_custom_and_undo_takes_only_that() {
+        let ip: IpAddr = "10.0.0.53".parse().expect("ip");
+        let custom = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": COREDNS_CUSTOM, "namespace": NAMESPACE, "resourceVersion": "7"},
+            "data": {"azurestack.server": "azurestack.local:53 {\n    forward . 1.2.3.4\n}\n"}});
+        let set = setup(Flavor::CoreDnsCustom, Some(&custom), ip)
+            .expect("setup")
+            .expect("a change");
+        assert_eq!(set["data"][CUSTOM_KEY], json!(block(ip)));
+        assert_eq!(
+            set["data"]["azurestack.server"],
+            custom["data"]["azurestack.server"]
+        );
+        assert_eq!(
+            configured_target(Flavor::CoreDnsCustom, Some(&set)),
+            Some(vec!["10.0.0.53".to_string()])
+        );
+        assert_eq!(setup(Flavor::CoreDnsCustom, Some(&set), ip), Ok(None));
+        let undone = undo(Flavor::CoreDnsCustom, Some(&set))
+            .expect("undo")
+            .expect("a change");
+        assert_eq!(undone["data"], custom["data"]);
+        assert_eq!(undo(Flavor::CoreDnsCustom, Some(&custom)), Ok(None));
+        // Someone else's global block in another key is never overwritten.
+        let mut theirs = custom.clone();
+        theirs["data"]["mine.server"] = json!("global:53 {\n    forward . 9.9.9.9\n}\n");
+        let err = setup(Flavor::CoreDnsCustom, Some(&theirs), ip).expect_err("foreign");
+        assert!(err.contains("\"mine.server\""), "{err}");
     }
 }
