@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use http::Request;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -108,7 +108,20 @@ impl Cluster {
         };
         let mut config = Config::from_custom_kubeconfig(kc.clone(), &opts)
             .await
-            .with_context(|| format!("loading context {:?} from the kubeconfig", target.context))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "loading context {:?} from the kubeconfig: {}",
+                    target.context,
+                    crate::proxy::redact(&crate::error::one_line(&e.into()))
+                )
+            })?;
+        // kube applies NO_PROXY to the proxy's own address and the environment's proxy even to
+        // loopback servers; kubectl's rules are the ones users know, so the choice is ours.
+        config.proxy_url = crate::proxy::choose(
+            kubeconfig::proxy_url(kc, &target.context, args.cluster.as_deref()),
+            &config.cluster_url,
+            &crate::proxy::Env::from_process(),
+        )?;
         // A server that accepts connections and never answers must not hang a plugin for the
         // five minutes kube's own read timeout allows: without the flag, kubectl's discovery
         // timeout applies to every request (an admission webhook may take up to 30 s).
@@ -125,8 +138,13 @@ impl Cluster {
             config.read_timeout = Some(timeout);
             config.write_timeout = Some(timeout);
         }
-        let client = Client::try_from(config)
-            .with_context(|| format!("building a client for context {:?}", target.context))?;
+        let client = Client::try_from(config).map_err(|e| {
+            anyhow::anyhow!(
+                "building a client for context {:?}: {}",
+                target.context,
+                crate::proxy::redact(&crate::error::one_line(&e.into()))
+            )
+        })?;
         Ok(Self {
             client,
             context: target.context.clone(),
@@ -202,7 +220,7 @@ impl Cluster {
             }
             kube::Error::Api(s) if !s.message.is_empty() => format!("{} ({})", s.message, s.code),
             kube::Error::Api(s) => format!("the server answered {} {}", s.code, s.reason),
-            other => transport_message(other, &self.limit),
+            other => crate::proxy::redact(&transport_message(other, &self.limit)),
         };
         let msg = format!(
             "cannot {verb} {what} in context {:?}: {detail}",

@@ -207,6 +207,28 @@ pub fn resolve(kc: &Kubeconfig, context: Option<&str>, namespace: Option<&str>) 
     })
 }
 
+/// The `proxy-url` of the cluster a context uses (`--cluster` overrides the context's).
+pub fn proxy_url<'a>(kc: &'a Kubeconfig, context: &str, cluster: Option<&str>) -> Option<&'a str> {
+    let name = match cluster {
+        Some(c) => c.to_string(),
+        None => kc
+            .contexts
+            .iter()
+            .find(|c| c.name == context)?
+            .context
+            .as_ref()?
+            .cluster
+            .clone(),
+    };
+    kc.clusters
+        .iter()
+        .find(|c| c.name == name)?
+        .cluster
+        .as_ref()?
+        .proxy_url
+        .as_deref()
+}
+
 /// Names of every context, for completion and error messages.
 pub fn context_names(kc: &Kubeconfig) -> Vec<String> {
     kc.contexts.iter().map(|c| c.name.clone()).collect()

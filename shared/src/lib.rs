@@ -18,6 +18,7 @@ pub mod objects;
 pub mod output;
 pub mod ports;
 pub mod prompt;
+pub mod proxy;
 pub mod table;
 pub mod write;
 

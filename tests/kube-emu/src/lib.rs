@@ -159,6 +159,7 @@ pub struct EmuBuilder {
     crds: Crds,
     seeds: Vec<String>,
     deterministic: bool,
+    bind: std::net::IpAddr,
 }
 
 /// Running API servers, one per cluster. Dropping it stops them.
@@ -178,6 +179,7 @@ impl Emu {
             crds: Crds::Default,
             seeds: vec![],
             deterministic: false,
+            bind: std::net::IpAddr::from([127, 0, 0, 1]),
         }
     }
 }
@@ -236,6 +238,13 @@ impl EmuBuilder {
         self
     }
 
+    /// Listens on `addr` instead of 127.0.0.1 (`0.0.0.0`: every interface), for tests that must
+    /// reach the server by an address that is not loopback (a proxy is never used for one).
+    pub fn bind(mut self, addr: std::net::IpAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
     pub fn start(self) -> anyhow::Result<Emu> {
         let sets: Vec<Arc<registry::CrdSet>> = match &self.crds {
             Crds::None => vec![],
@@ -259,7 +268,7 @@ impl EmuBuilder {
         let mut listeners = Vec::new();
         let mut clusters = Vec::new();
         for name in &names {
-            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            let l = std::net::TcpListener::bind((self.bind, 0))?;
             l.set_nonblocking(true)?;
             let port = l.local_addr()?.port();
             let core = api::Core::new(name, &sets, self.deterministic);
