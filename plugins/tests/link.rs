@@ -919,6 +919,48 @@ fn a_lost_ledger_is_rebuilt_and_addresses_stay(tier) {
     assert_eq!(ledger(&srv, "cluster2").len(), 3);
 }
 
+/// A pool outside 240.0.0.0/4 draws a warning, and one holding a Service's cluster IP in the
+/// target is refused before any write (#18 item 6).
+fn a_routable_pool_warns_and_one_holding_a_service_ip_is_refused(tier) {
+    let srv = start(tier);
+    if let Some(emu) = srv.emu() {
+        emu.clear_requests();
+    }
+    let args = |pool: &'static str| {
+        ["--from", "cluster1", "--to", "cluster2", "adservice", "--address-pool", pool]
+    };
+    let run = link(&srv, &args("10.96.0.0/16")).expect_code(2);
+    assert!(
+        run.stderr
+            .starts_with("error: --address-pool: 10.96.0.0/16 contains 10.96."),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(", the cluster IP of Service ")
+            && run.stderr.contains(" in context cluster2: give a range no Service uses"),
+        "{}",
+        run.stderr
+    );
+    if let Some(emu) = srv.emu() {
+        assert!(writes(emu, "cluster2").is_empty(), "{:?}", writes(emu, "cluster2"));
+    }
+    assert!(versions(&srv, "cluster2").is_empty());
+    let run = link(&srv, &args("192.168.200.0/24")).ok();
+    assert!(
+        run.stderr.contains("--address-pool 192.168.200.0/24 is routable"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        addresses(&srv, "cluster2").get("adservice.default.global").map(String::as_str),
+        Some("192.168.200.1")
+    );
+    // The default pool says nothing of the kind.
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "emailservice"]).ok();
+    assert!(!run.stderr.contains("routable"), "{}", run.stderr);
+}
+
 fn an_exhausted_pool_fails_before_any_entry(tier) {
     let srv = start(tier);
     if let Some(emu) = srv.emu() {

@@ -525,6 +525,49 @@ fn outcome_text(outcome: Outcome, mode: WriteMode) -> String {
     format!("{}{}", outcome.word(), Report::suffix(mode))
 }
 
+/// A pool outside 240.0.0.0/4 may hold addresses real workloads have: warn, and refuse it when
+/// a Service of a target cluster already has a cluster IP in it (its traffic would go to the
+/// remote cluster instead), before anything is written.
+async fn check_pool(facts: &[Facts<'_>], opts: &Options, report: &mut Report) -> Result<()> {
+    if !opts.pool.routable() {
+        return Ok(());
+    }
+    report.warnings.push(format!(
+        "--address-pool {} is routable: a .global address there hides any pod, Service or VM that has it from the calling cluster's sidecars; {} is never routed",
+        opts.pool,
+        super::pool::DEFAULT_POOL
+    ));
+    let mut seen = BTreeSet::new();
+    for f in facts {
+        if !seen.insert(f.dst.context.as_str()) {
+            continue;
+        }
+        let services = f.dst.list(&objects::core("Service"), None, None).await?;
+        for svc in &services {
+            let ips = svc["spec"]["clusterIPs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(std::iter::once(&svc["spec"]["clusterIP"]))
+                .filter_map(|v| v.as_str()?.parse::<std::net::Ipv4Addr>().ok());
+            if let Some(ip) = ips.into_iter().find(|ip| opts.pool.contains(*ip)) {
+                return Err(crate::error::usage(
+                    "--address-pool",
+                    format!(
+                        "{} contains {ip}, the cluster IP of Service {}/{} in context {}: give a range no Service uses, such as {}",
+                        opts.pool,
+                        objects::namespace(svc).unwrap_or(""),
+                        objects::name(svc),
+                        f.dst.context,
+                        super::pool::DEFAULT_POOL
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Links the selection from `facts.src` into `facts.dst`, then prunes when asked.
 async fn write_direction(
     facts: Facts<'_>,
@@ -944,6 +987,7 @@ pub async fn link(
             }
         }
     }
+    check_pool(&facts, opts, report).await?;
     for f in &facts {
         if f.linkable.is_empty() && !prune {
             report.note(format!(

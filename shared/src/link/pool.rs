@@ -92,6 +92,18 @@ impl Pool {
         u64::from(u32::from(hi)) - u64::from(u32::from(lo)) + 1
     }
 
+    /// Whether the pool lies outside 240.0.0.0/4, the reserved class E range nothing routes:
+    /// its addresses may belong to real pods, Services or VMs, which a `.global` VIP would
+    /// shadow in every sidecar of the calling cluster.
+    pub fn routable(&self) -> bool {
+        !overlaps(
+            self.network,
+            self.prefix.max(4),
+            u32::from(Ipv4Addr::new(240, 0, 0, 0)),
+            4,
+        )
+    }
+
     /// Whether `ip` lies in the pool's range (including network and broadcast addresses).
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & mask(self.prefix) == self.network
@@ -425,5 +437,21 @@ mod tests {
         assert!(overlaps(n("10.1.0.0"), 16, n("10.0.0.0"), 8));
         assert!(!overlaps(n("10.0.0.0"), 16, n("10.1.0.0"), 16));
         assert!(overlaps(n("0.0.0.0"), 0, n("10.1.0.0"), 16));
+    }
+
+    #[test]
+    fn only_class_e_pools_are_unroutable() {
+        for (p, routable) in [
+            ("240.0.0.0/16", false),
+            ("250.1.0.0/16", false),
+            ("10.0.0.0/8", true),
+            ("192.168.10.0/24", true),
+            ("224.0.0.0/3", true),
+        ] {
+            match p.parse::<Pool>() {
+                Ok(pool) => assert_eq!(pool.routable(), routable, "{p}"),
+                Err(_) => assert!(routable, "{p} refused"),
+            }
+        }
     }
 }
