@@ -1391,3 +1391,121 @@ fn a_failed_link_deletes_the_namespace_it_created() {
         .get_json("cluster2", "/api/v1/namespaces/shop")
         .is_some());
 }
+
+/// Sends `sig` to a running plugin once the address ledger of cluster2 has been written (the
+/// ServiceEntry applies after it are held by faults), and waits for it to end.
+fn signal_during_applies(
+    emu: &kube_emu::Emu,
+    child: std::process::Child,
+    sig: &str,
+) -> common::Run {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !emu
+        .requests("cluster2")
+        .iter()
+        .any(|r| r.path.contains("/configmaps") && r.method != "GET")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ledger was never written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let killed = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    child.wait_with_output().expect("wait").into()
+}
+
+/// A signal during a link (#18 item 17): the applies in flight finish, no new one starts, and
+/// the direction is rolled back as for a failure: no entry, no reserved address.
+#[test]
+fn a_signal_during_a_link_rolls_it_back() {
+    let mut seed = boutique();
+    for n in 0..20 {
+        seed.push_str(&service(
+            "cluster1",
+            &format!("extra{n}"),
+            "grpc",
+            7000 + n,
+            7000 + n,
+        ));
+    }
+    let srv = Server::builder(Tier::Emu)
+        .clusters(&["cluster1", "cluster2"])
+        .seed_yaml(&seed)
+        .start();
+    let emu = srv.emu().expect("kube-emu");
+    // Hold every apply the first round sends (16 in flight), so the signal comes mid-way.
+    for _ in 0..16 {
+        emu.inject(
+            "cluster2",
+            Fault::new(
+                "PATCH",
+                "/serviceentries/",
+                FaultAction::Delay(std::time::Duration::from_millis(1500)),
+            ),
+        );
+    }
+    let child = spawn(&srv, &["--from", "cluster1", "--to", "cluster2", "--all"]);
+    let run = signal_during_applies(emu, child, "TERM").expect_code(1);
+    assert!(
+        run.stderr.contains("interrupted by SIGTERM: not written"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("the entries written were rolled back and their addresses released"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        addresses(&srv, "cluster2").is_empty(),
+        "{:?}",
+        addresses(&srv, "cluster2")
+    );
+    assert!(ledger(&srv, "cluster2").is_empty());
+}
+
+/// A signal during the first direction of a two-way link: that direction finishes, the second
+/// is never started, and the exit is 4 with exactly that said.
+#[test]
+fn a_signal_between_the_directions_of_a_two_way_link_exits_4() {
+    let srv = start(Tier::Emu);
+    let emu = srv.emu().expect("kube-emu");
+    for _ in 0..6 {
+        emu.inject(
+            "cluster2",
+            Fault::new(
+                "PATCH",
+                "/serviceentries/",
+                FaultAction::Delay(std::time::Duration::from_millis(1500)),
+            ),
+        );
+    }
+    let child = spawn(
+        &srv,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "--all",
+            "--bidirectional",
+        ],
+    );
+    let run = signal_during_applies(emu, child, "INT").expect_code(4);
+    assert!(
+        run.stderr.contains(
+            "interrupted by SIGINT: the other direction was written, cluster2 to cluster1 was not"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(addresses(&srv, "cluster2").len(), 6);
+    assert!(addresses(&srv, "cluster1").is_empty());
+}

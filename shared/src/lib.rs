@@ -11,6 +11,7 @@ pub mod cli;
 pub mod complete;
 pub mod duration;
 pub mod error;
+pub mod interrupt;
 pub mod io;
 pub mod kubeconfig;
 pub mod names;

@@ -16,6 +16,7 @@ use super::service_entry::{self, Link, SourceService};
 use crate::api::{Applied, Cluster, InDoubt, Outcome, WriteMode};
 use crate::cli::{DryRun, OutputFormat};
 use crate::error::MeshError;
+use crate::interrupt::Interrupt;
 use crate::objects;
 use crate::output;
 use crate::table;
@@ -367,6 +368,7 @@ async fn apply_all(
     items: Vec<(Value, Option<Value>)>,
     mode: WriteMode,
     keep: bool,
+    interrupt: Option<&Interrupt>,
 ) -> Vec<ApplyResult> {
     let n = items.len();
     let mut results: Vec<Option<ApplyResult>> = (0..n).map(|_| None).collect();
@@ -374,6 +376,14 @@ async fn apply_all(
     let mut set = JoinSet::new();
     loop {
         while set.len() < CONCURRENCY {
+            // After a signal the applies in flight finish, and no new one starts: the caller
+            // then rolls back as for a failure.
+            if let Some(sig) = interrupt.and_then(Interrupt::signal) {
+                for (i, _) in pending.by_ref() {
+                    results[i] = Some(Err(anyhow::anyhow!("interrupted by {sig}: not written")));
+                }
+                break;
+            }
             let Some((i, (desired, existing))) = pending.next() else {
                 break;
             };
@@ -573,6 +583,7 @@ async fn write_direction(
     facts: Facts<'_>,
     opts: &Options,
     prune: bool,
+    interrupt: Option<&Interrupt>,
     report: &mut Report,
 ) -> Result<()> {
     let Facts {
@@ -745,7 +756,7 @@ async fn write_direction(
         .collect();
     let sent: Vec<(Value, Option<Value>)> =
         items.into_iter().map(|(_, _, _, d, c)| (d, c)).collect();
-    let results = apply_all(dst, sent.clone(), mode, report.keep_objects).await;
+    let results = apply_all(dst, sent.clone(), mode, report.keep_objects, interrupt).await;
     if mode.dry_run == DryRun::None && results.iter().any(Result::is_err) {
         // All or nothing: take back the entries this run wrote and the addresses it handed out.
         let undo = roll_back(dst, &sent, &results, created_ns.as_ref(), &allocation.fresh).await;
@@ -996,9 +1007,25 @@ pub async fn link(
             ));
         }
     }
+    // Signals never stop a run between two writes: see apply_all, and between directions.
+    let interrupt = if opts.mode.dry_run == DryRun::None {
+        Some(Interrupt::catch().await)
+    } else {
+        None
+    };
+    let two = facts.len() > 1;
     for f in facts {
         let before = report.changed;
-        if let Err(e) = write_direction(f, opts, prune, report).await {
+        let failures = report.failures.len();
+        let direction = format!("{} to {}", f.src.context, f.dst.context);
+        if let (true, Some(sig)) = (before, interrupt.as_ref().and_then(Interrupt::signal)) {
+            return Err(MeshError::Partial(format!(
+                "interrupted by {sig}: the other direction was written, {direction} was not: run the command again to finish, or --unlink to take the written one back"
+            ))
+            .into());
+        }
+        let result = write_direction(f, opts, prune, interrupt.as_ref(), report).await;
+        if let Err(e) = result {
             if before {
                 return Err(MeshError::Partial(format!(
                     "{e:#} (the other direction was already written: run the command again)"
@@ -1006,6 +1033,14 @@ pub async fn link(
                 .into());
             }
             return Err(e);
+        }
+        if two && before && report.failures.len() > failures {
+            // This direction was rolled back, the one before it stays: exit 4, saying so.
+            return Err(MeshError::Partial(format!(
+                "{} ({direction} was rolled back; the other direction stays written: run the command again to finish, or --unlink to take it back)",
+                report.failures[failures..].join("; ")
+            ))
+            .into());
         }
     }
     Ok(())
