@@ -1501,7 +1501,7 @@ fn a_signal_between_the_directions_of_a_two_way_link_exits_4() {
     let run = signal_during_applies(emu, child, "INT").expect_code(4);
     assert!(
         run.stderr.contains(
-            "interrupted by SIGINT: the other direction was written, cluster2 to cluster1 was not"
+            "interrupted by SIGINT: cluster1 to cluster2 was written, cluster2 to cluster1 was not"
         ),
         "{}",
         run.stderr

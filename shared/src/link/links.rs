@@ -1013,20 +1013,23 @@ pub async fn link(
     } else {
         None
     };
-    let two = facts.len() > 1;
+    // The direction already written, if any: what a later failure or signal leaves behind.
+    let mut written: Option<String> = None;
     for f in facts {
-        let before = report.changed;
         let failures = report.failures.len();
         let direction = format!("{} to {}", f.src.context, f.dst.context);
-        if let (true, Some(sig)) = (before, interrupt.as_ref().and_then(Interrupt::signal)) {
+        if let Some(sig) = interrupt.as_ref().and_then(Interrupt::signal) {
+            let Some(w) = &written else {
+                break; // nothing stays written: the report says what was rolled back
+            };
             return Err(MeshError::Partial(format!(
-                "interrupted by {sig}: the other direction was written, {direction} was not: run the command again to finish, or --unlink to take the written one back"
+                "interrupted by {sig}: {w} was written, {direction} was not: run the command again to finish, or --unlink to take {w} back"
             ))
             .into());
         }
         let result = write_direction(f, opts, prune, interrupt.as_ref(), report).await;
         if let Err(e) = result {
-            if before {
+            if written.is_some() {
                 return Err(MeshError::Partial(format!(
                     "{e:#} (the other direction was already written: run the command again)"
                 ))
@@ -1034,13 +1037,17 @@ pub async fn link(
             }
             return Err(e);
         }
-        if two && before && report.failures.len() > failures {
-            // This direction was rolled back, the one before it stays: exit 4, saying so.
-            return Err(MeshError::Partial(format!(
-                "{} ({direction} was rolled back; the other direction stays written: run the command again to finish, or --unlink to take it back)",
-                report.failures[failures..].join("; ")
-            ))
-            .into());
+        if report.failures.len() > failures {
+            if let Some(w) = &written {
+                // This direction was rolled back, the one before it stays: exit 4, saying so.
+                return Err(MeshError::Partial(format!(
+                    "{} ({direction} was rolled back; {w} stays written: run the command again to finish, or --unlink to take it back)",
+                    report.failures[failures..].join("; ")
+                ))
+                .into());
+            }
+        } else if report.changed {
+            written = Some(direction);
         }
     }
     Ok(())
