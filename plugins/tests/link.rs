@@ -1392,13 +1392,22 @@ fn a_failed_link_deletes_the_namespace_it_created() {
         .is_some());
 }
 
-/// Sends `sig` to a running plugin once the address ledger of cluster2 has been written (the
-/// ServiceEntry applies after it are held by faults), and waits for it to end.
-fn signal_during_applies(
-    emu: &kube_emu::Emu,
-    child: std::process::Child,
-    sig: &str,
-) -> common::Run {
+/// Holds the next `held` ServiceEntry applies to cluster2 for 1.5 s each, starts mesh-link
+/// with `args`, sends it `sig` once the address ledger (written before them) is in, and waits
+/// for its end.
+fn signal_during_applies(srv: &Server, held: usize, args: &[&str], sig: &str) -> common::Run {
+    let emu = srv.emu().expect("kube-emu");
+    for _ in 0..held {
+        emu.inject(
+            "cluster2",
+            Fault::new(
+                "PATCH",
+                "/serviceentries/",
+                FaultAction::Delay(std::time::Duration::from_millis(1500)),
+            ),
+        );
+    }
+    let child = spawn(srv, args);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !emu
         .requests("cluster2")
@@ -1438,20 +1447,9 @@ fn a_signal_during_a_link_rolls_it_back() {
         .clusters(&["cluster1", "cluster2"])
         .seed_yaml(&seed)
         .start();
-    let emu = srv.emu().expect("kube-emu");
     // Hold every apply the first round sends (16 in flight), so the signal comes mid-way.
-    for _ in 0..16 {
-        emu.inject(
-            "cluster2",
-            Fault::new(
-                "PATCH",
-                "/serviceentries/",
-                FaultAction::Delay(std::time::Duration::from_millis(1500)),
-            ),
-        );
-    }
-    let child = spawn(&srv, &["--from", "cluster1", "--to", "cluster2", "--all"]);
-    let run = signal_during_applies(emu, child, "TERM").expect_code(1);
+    let args = ["--from", "cluster1", "--to", "cluster2", "--all"];
+    let run = signal_during_applies(&srv, 16, &args, "TERM").expect_code(1);
     assert!(
         run.stderr.contains("interrupted by SIGTERM: not written"),
         "{}",
@@ -1476,29 +1474,15 @@ fn a_signal_during_a_link_rolls_it_back() {
 #[test]
 fn a_signal_between_the_directions_of_a_two_way_link_exits_4() {
     let srv = start(Tier::Emu);
-    let emu = srv.emu().expect("kube-emu");
-    for _ in 0..6 {
-        emu.inject(
-            "cluster2",
-            Fault::new(
-                "PATCH",
-                "/serviceentries/",
-                FaultAction::Delay(std::time::Duration::from_millis(1500)),
-            ),
-        );
-    }
-    let child = spawn(
-        &srv,
-        &[
-            "--from",
-            "cluster1",
-            "--to",
-            "cluster2",
-            "--all",
-            "--bidirectional",
-        ],
-    );
-    let run = signal_during_applies(emu, child, "INT").expect_code(4);
+    let args = [
+        "--from",
+        "cluster1",
+        "--to",
+        "cluster2",
+        "--all",
+        "--bidirectional",
+    ];
+    let run = signal_during_applies(&srv, 6, &args, "INT").expect_code(4);
     assert!(
         run.stderr.contains(
             "interrupted by SIGINT: cluster1 to cluster2 was written, cluster2 to cluster1 was not"

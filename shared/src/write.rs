@@ -361,8 +361,8 @@ pub async fn undo(cluster: &Cluster, u: Undo<'_>) -> Result<Undone> {
         )
     };
     let guard = if u.in_doubt {
-        let kind = kind_of(u.after.or(u.before).unwrap_or(&Value::Null))?;
         let probe = u.after.or(u.before).unwrap_or(&Value::Null);
+        let kind = kind_of(probe)?;
         let now = cluster
             .get(&kind, objects::namespace(probe), objects::name(probe))
             .await?;
