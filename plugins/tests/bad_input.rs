@@ -66,7 +66,7 @@ fn register_corpus() {
                 "--context",
                 "cluster1",
                 "--context",
-                "cluster2",
+                "cluster1",
             ],
             &[
                 "svc",

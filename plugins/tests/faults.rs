@@ -222,6 +222,34 @@ fn register_serviceentry_survives_every_fault() {
     });
 }
 
+/// Registering in two clusters (#16 part 4): both hold the registration, or neither does (exit
+/// 1 before any write, exit 4 after cluster1 was put back).
+#[test]
+fn register_across_two_clusters_survives_every_fault() {
+    sweep(&Case {
+        plugin: "register",
+        clusters: &["cluster1", "cluster2"],
+        seed: "",
+        args: &[
+            "productcatalog",
+            "10.0.0.1",
+            "grpc:3550",
+            "--context",
+            "cluster1",
+            "--context",
+            "cluster2",
+        ],
+        watch: &[
+            ("cluster1", "/api/v1/namespaces/default/services/productcatalog"),
+            ("cluster1", "/apis/networking.istio.io/v1/namespaces/default/serviceentries/mesh-expansion-productcatalog"),
+            ("cluster2", "/api/v1/namespaces/default/services/productcatalog"),
+            ("cluster2", "/apis/networking.istio.io/v1/namespaces/default/serviceentries/mesh-expansion-productcatalog"),
+        ],
+        failure_codes: &[1, 4],
+        prepare: &[],
+    });
+}
+
 const REGISTERED: &str = r#"
 apiVersion: v1
 kind: Service

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    api_requests, kubectl, plugin, writes, xds_endpoints, Emu, Fault, FaultAction, Server, Target,
-    Tier,
+    api_requests, kubectl, plugin, writes, xds_endpoints, Emu, Fault, FaultAction, Run, Server,
+    Target, Tier,
 };
 use serde_json::Value;
 
@@ -668,4 +668,346 @@ fn real_istiod_sends_the_registered_vm_endpoints() {
         "both VMs as WorkloadEntries",
         endpoints_are(&["10.128.0.13:3550", "10.128.0.14:3550"]),
     );
+}
+
+// Several `--context`s (#16, part 4): the VM service registered in every cluster that calls it.
+
+const BOTH: [&str; 4] = ["--context", "cluster1", "--context", "cluster2"];
+
+fn across<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = args.to_vec();
+    v.extend_from_slice(&BOTH);
+    v
+}
+
+fn two_clusters(tier: Tier) -> Server {
+    Server::builder(tier)
+        .clusters(&["cluster1", "cluster2"])
+        .start()
+}
+
+fn rv_in(srv: &Server, cluster: &str, path: &str) -> String {
+    srv.get_json(cluster, path)
+        .and_then(|o| o["metadata"]["resourceVersion"].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+fn se_addresses(srv: &Server, cluster: &str) -> Vec<String> {
+    srv.get_json(cluster, SE_PATH)
+        .and_then(|se| se["spec"]["endpoints"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e["address"].as_str().map(String::from))
+        .collect()
+}
+
+/// Writes that were sent for real (a server dry run stores nothing), from kube-emu's log.
+fn real_writes(emu: &Emu, cluster: &str) -> Vec<common::LoggedRequest> {
+    writes(emu, cluster)
+        .into_iter()
+        .filter(|r| !r.query.contains("dryRun=All"))
+        .collect()
+}
+
+/// A Service `productcatalog` in cluster2 whose targetPort another field manager owns: our
+/// apply (targetPort = port) conflicts with it.
+const HELM_SERVICE: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: productcatalog
+  namespace: default
+  labels: {app: productcatalog, app.kubernetes.io/managed-by: kubectl-mesh}
+spec:
+  ports:
+  - {name: grpc, port: 3550, targetPort: 8080, protocol: TCP}
+";
+
+/// Refuses every real (not dry-run) create or update of a ServiceEntry in cluster2: an admission
+/// refusal that the server dry run cannot foresee, so the write itself fails.
+const REFUSE_REAL_WRITES: &str = "apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: refuse-serviceentries}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [networking.istio.io]
+      apiVersions: ['*']
+      operations: [CREATE, UPDATE]
+      resources: [serviceentries]
+  validations:
+  - expression: has(request.dryRun) && request.dryRun
+    message: serviceentries are frozen in this cluster
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: refuse-serviceentries}
+spec:
+  policyName: refuse-serviceentries
+  validationActions: [Deny]
+";
+
+fn kubectl_apply_file(srv: &Server, extra: &[&str], yaml: &str) -> Run {
+    use std::io::Write as _;
+    let mut f = tempfile::NamedTempFile::new().expect("temp file");
+    f.write_all(yaml.as_bytes()).expect("write yaml");
+    let path = f.path().to_string_lossy().into_owned();
+    let mut args = vec!["apply", "-f", path.as_str()];
+    args.extend_from_slice(extra);
+    kubectl(srv, &args)
+}
+
+on_both_tiers! {
+fn two_contexts_are_written_rerun_unchanged_listed_and_deleted(tier) {
+    let srv = two_clusters(tier);
+    let run = kubectl(
+        &srv,
+        &across(&["mesh-register", "productcatalog", "10.128.0.13", "grpc:3550"]),
+    )
+    .ok();
+    assert_eq!(
+        run.stdout,
+        "cluster1: service/productcatalog created\n\
+         cluster1: serviceentry.networking.istio.io/mesh-expansion-productcatalog created\n\
+         cluster2: service/productcatalog created\n\
+         cluster2: serviceentry.networking.istio.io/mesh-expansion-productcatalog created\n"
+    );
+    for c in ["cluster1", "cluster2"] {
+        assert_eq!(se_addresses(&srv, c), vec!["10.128.0.13"], "{c}");
+        assert!(srv.get_json(c, SVC_PATH).is_some(), "{c}");
+    }
+
+    // Again: unchanged in each context, and no resourceVersion moves.
+    let rvs: Vec<String> = ["cluster1", "cluster2"]
+        .iter()
+        .flat_map(|c| [rv_in(&srv, c, SVC_PATH), rv_in(&srv, c, SE_PATH)])
+        .collect();
+    let run = plugin(
+        Some(&srv),
+        "register",
+        &across(&["productcatalog", "10.128.0.13", "grpc:3550"]),
+    )
+    .ok();
+    assert_eq!(run.stdout.matches(" unchanged\n").count(), 4, "{}", run.stdout);
+    assert!(run.stdout.starts_with("cluster1: service/productcatalog unchanged\n"), "{}", run.stdout);
+    let again: Vec<String> = ["cluster1", "cluster2"]
+        .iter()
+        .flat_map(|c| [rv_in(&srv, c, SVC_PATH), rv_in(&srv, c, SE_PATH)])
+        .collect();
+    assert_eq!(again, rvs);
+
+    // A second VM registered in cluster1 alone: --list marks the difference.
+    plugin(
+        Some(&srv),
+        "register",
+        &["productcatalog", "10.128.0.14", "grpc:3550", "--context", "cluster1"],
+    )
+    .ok();
+    let run = plugin(Some(&srv), "register", &across(&["--list"])).ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", run.stdout);
+    assert!(lines[0].starts_with("CONTEXT    NAME "), "{}", run.stdout);
+    assert!(lines[0].ends_with("DIFFERS"), "{}", run.stdout);
+    assert!(lines[1].starts_with("cluster1   productcatalog "), "{}", run.stdout);
+    assert!(lines[1].contains("10.128.0.13,10.128.0.14"), "{}", run.stdout);
+    assert!(lines[1].ends_with("addresses"), "{}", run.stdout);
+    assert!(lines[2].starts_with("cluster2   productcatalog "), "{}", run.stdout);
+    assert!(lines[2].ends_with("addresses"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("Warning: service default/productcatalog differs between the contexts: addresses: cluster1 10.128.0.13,10.128.0.14, cluster2 10.128.0.13"),
+        "{}",
+        run.stderr
+    );
+
+    // --delete across both: cluster1 keeps its second VM, cluster2 loses the registration.
+    let run = plugin(
+        Some(&srv),
+        "register",
+        &across(&["--delete", "productcatalog", "10.128.0.13"]),
+    )
+    .ok();
+    assert_eq!(
+        run.stdout,
+        "cluster1: serviceentry.networking.istio.io/mesh-expansion-productcatalog configured\n\
+         cluster2: serviceentry.networking.istio.io/mesh-expansion-productcatalog deleted\n\
+         cluster2: service/productcatalog deleted\n"
+    );
+    assert_eq!(se_addresses(&srv, "cluster1"), vec!["10.128.0.14"]);
+    assert!(srv.get_json("cluster2", SE_PATH).is_none());
+    assert!(srv.get_json("cluster2", SVC_PATH).is_none());
+    let run = plugin(Some(&srv), "register", &across(&["--list"])).ok();
+    assert!(run.stdout.lines().nth(1).unwrap_or("").ends_with("not-in:cluster2"), "{}", run.stdout);
+
+    // An address one context does not have: found before any context is written.
+    let rv1 = rv_in(&srv, "cluster1", SE_PATH);
+    let run = plugin(
+        Some(&srv),
+        "register",
+        &across(&["--delete", "productcatalog", "10.128.0.14"]),
+    )
+    .expect_code(1);
+    assert!(
+        run.stderr.contains("10.128.0.14 is not registered for service productcatalog in namespace default (context \"cluster2\")"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(rv_in(&srv, "cluster1", SE_PATH), rv1);
+    assert_eq!(se_addresses(&srv, "cluster1"), vec!["10.128.0.14"]);
+}
+
+fn dry_runs_across_contexts_print_each_context(tier) {
+    let srv = two_clusters(tier);
+    let run = plugin(
+        Some(&srv),
+        "register",
+        &across(&["productcatalog", "10.128.0.13", "grpc:3550", "--dry-run=client", "-o", "yaml"]),
+    )
+    .ok();
+    assert!(run.stdout.starts_with("# context: cluster1\n"), "{}", run.stdout);
+    assert!(run.stdout.contains("---\n# context: cluster2\n"), "{}", run.stdout);
+    assert_eq!(run.stdout.matches("kind: ServiceEntry").count(), 2, "{}", run.stdout);
+    let run = plugin(
+        Some(&srv),
+        "register",
+        &across(&["productcatalog", "10.128.0.13", "grpc:3550", "--dry-run=server", "-o", "json"]),
+    )
+    .ok();
+    let lists: Vec<Value> = serde_json::Deserializer::from_str(&run.stdout)
+        .into_iter::<Value>()
+        .map(|v| v.expect("json"))
+        .collect();
+    assert_eq!(lists.len(), 2, "{}", run.stdout);
+    for l in &lists {
+        assert_eq!(l["kind"], "List");
+        assert_eq!(l["items"].as_array().map(Vec::len), Some(2), "{l}");
+    }
+    for c in ["cluster1", "cluster2"] {
+        assert!(srv.get_json(c, SVC_PATH).is_none(), "{c}");
+        assert!(srv.get_json(c, SE_PATH).is_none(), "{c}");
+    }
+    // The same context twice is a usage error, before any request.
+    let run = plugin(
+        Some(&srv),
+        "register",
+        &["productcatalog", "10.128.0.13", "grpc:3550", "--context", "cluster1", "--context", "cluster1"],
+    )
+    .expect_code(2);
+    assert_eq!(run.stderr, "error: --context: cluster1 is given twice\n");
+}
+
+fn a_conflict_in_cluster2_is_found_before_cluster1_is_written(tier) {
+    let srv = two_clusters(tier);
+    kubectl_apply_file(
+        &srv,
+        &["--server-side", "--field-manager=helm", "--context", "cluster2"],
+        HELM_SERVICE,
+    )
+    .ok();
+    // cluster2 alone: the apply conflicts with helm's targetPort.
+    let alone = plugin(
+        Some(&srv),
+        "register",
+        &["productcatalog", "10.128.0.13", "grpc:3550", "--context", "cluster2"],
+    );
+    assert_ne!(alone.code, 0, "{}", alone.stderr);
+    assert!(alone.stderr.contains("conflict"), "{}", alone.stderr);
+    if let Some(emu) = srv.emu() {
+        emu.clear_requests();
+    }
+    let run = plugin(
+        Some(&srv),
+        "register",
+        &across(&["productcatalog", "10.128.0.13", "grpc:3550"]),
+    )
+    .expect_code(alone.code);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot apply Service default/productcatalog in context \"cluster2\""),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("conflict"), "{}", run.stderr);
+    assert!(run.stderr.contains("nothing was written in any context"), "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert!(srv.get_json("cluster1", SVC_PATH).is_none());
+    assert!(srv.get_json("cluster1", SE_PATH).is_none());
+    assert!(srv.get_json("cluster2", SE_PATH).is_none());
+    if let Some(emu) = srv.emu() {
+        for c in ["cluster1", "cluster2"] {
+            let w = real_writes(emu, c);
+            assert!(w.is_empty(), "{c} was written: {w:?}");
+        }
+    }
+}
+
+fn a_failed_write_in_cluster2_puts_cluster1_back_and_exits_4(tier) {
+    let srv = two_clusters(tier);
+    match srv.emu() {
+        // The ServiceEntry's POST is sent only for real (the dry run checks with an apply).
+        Some(emu) => emu.inject(
+            "cluster2",
+            Fault::new("POST", "serviceentries", FaultAction::Status(403)),
+        ),
+        None => refuse_real_serviceentry_writes(&srv),
+    }
+    let run = plugin(
+        Some(&srv),
+        "register",
+        &across(&["productcatalog", "10.128.0.13", "grpc:3550"]),
+    )
+    .expect_code(4);
+    assert!(run.stderr.contains("CONTEXT    STATE\n"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cluster1   rolled back serviceentry.networking.istio.io/mesh-expansion-productcatalog, service/productcatalog; the cluster is as it was"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("cluster2   FAILED: ")
+            && run.stderr.contains("cannot create ServiceEntry default/mesh-expansion-productcatalog in context \"cluster2\""),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("error: the write failed in context cluster2; the contexts written before it were put back"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    for c in ["cluster1", "cluster2"] {
+        assert!(srv.get_json(c, SVC_PATH).is_none(), "{c}: the Service is left");
+        assert!(srv.get_json(c, SE_PATH).is_none(), "{c}: the ServiceEntry is left");
+    }
+}
+}
+
+/// A ValidatingAdmissionPolicy in cluster2 that refuses real ServiceEntry writes and lets dry
+/// runs through; waits until the server enforces it.
+fn refuse_real_serviceentry_writes(srv: &Server) {
+    kubectl_apply_file(srv, &["--context", "cluster2"], REFUSE_REAL_WRITES).ok();
+    let probe = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: probe, namespace: default}
+spec: {hosts: [probe.example.com], ports: [{name: http, number: 80, protocol: HTTP}], resolution: DNS}
+";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let run = kubectl_apply_file(srv, &["--context", "cluster2"], probe);
+        if run.code != 0 && run.stderr.contains("frozen") {
+            return;
+        }
+        if run.code == 0 {
+            kubectl(
+                srv,
+                &["delete", "serviceentry", "probe", "--context", "cluster2"],
+            )
+            .ok();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the admission policy never took effect: {}",
+            run.stderr
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }

@@ -38,6 +38,39 @@ pub fn print_objects(out: &mut dyn Write, format: OutputFormat, objs: &[Value]) 
     Ok(())
 }
 
+/// Each context's objects, in the order of `--context`: YAML under a `# context: NAME` comment
+/// (still one multi-document stream), JSON as one `List` per context, names as
+/// `CONTEXT: type/name`.
+pub fn print_per_context(
+    out: &mut dyn Write,
+    format: OutputFormat,
+    per: &[(String, Vec<Value>)],
+) -> Result<()> {
+    for (i, (context, objs)) in per.iter().enumerate() {
+        match format {
+            OutputFormat::Yaml => {
+                if i > 0 {
+                    writeln!(out, "---")?;
+                }
+                writeln!(out, "# context: {context}")?;
+                print_objects(out, format, objs)?;
+            }
+            OutputFormat::Json => {
+                let list =
+                    json!({"apiVersion": "v1", "kind": "List", "items": objs, "metadata": {}});
+                serde_json::to_writer_pretty(&mut *out, &list)?;
+                writeln!(out)?;
+            }
+            OutputFormat::Name => {
+                for obj in objs {
+                    writeln!(out, "{context}: {}", type_and_name(obj))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `service/x` or `serviceentry.networking.istio.io/x`.
 pub fn type_and_name(obj: &Value) -> String {
     let ty = Kind::of(obj).map_or_else(
@@ -125,6 +158,40 @@ mod tests {
         assert_eq!(
             String::from_utf8(buf).expect("utf8"),
             "service/a\nserviceentry.networking.istio.io/b\n"
+        );
+    }
+
+    #[test]
+    fn per_context_output_names_each_context() {
+        let per = vec![("c1".to_string(), objs()), ("c2".to_string(), objs())];
+        let mut buf = Vec::new();
+        print_per_context(&mut buf, OutputFormat::Yaml, &per).expect("print");
+        let text = String::from_utf8(buf).expect("utf8");
+        assert!(
+            text.starts_with("# context: c1\napiVersion: v1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("---\n# context: c2\napiVersion: v1\n"),
+            "{text}"
+        );
+        let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+            .map(|d| Value::deserialize(d).expect("doc"))
+            .collect();
+        assert_eq!(docs.len(), 4);
+        let mut buf = Vec::new();
+        print_per_context(&mut buf, OutputFormat::Json, &per).expect("print");
+        let lists: Vec<Value> = serde_json::Deserializer::from_slice(&buf)
+            .into_iter::<Value>()
+            .map(|v| v.expect("json"))
+            .collect();
+        assert_eq!(lists.len(), 2);
+        assert_eq!(lists[1]["items"].as_array().map(Vec::len), Some(2));
+        let mut buf = Vec::new();
+        print_per_context(&mut buf, OutputFormat::Name, &per[..1]).expect("print");
+        assert_eq!(
+            String::from_utf8(buf).expect("utf8"),
+            "c1: service/a\nc1: serviceentry.networking.istio.io/b\n"
         );
     }
 

@@ -1,5 +1,8 @@
 //! Writing a set of objects to one cluster all-or-nothing: apply or delete each in order, and on
 //! a failure put back what was already changed, so a cluster never stays half-written.
+//! [`across`] does the same for one write across several clusters.
+
+pub mod across;
 
 use anyhow::Result;
 use serde_json::{json, Map, Value};
@@ -71,6 +74,12 @@ impl Step {
 /// Runs the steps in order. On the first failure, undoes the finished steps in reverse and
 /// returns an error that says what failed and in what state the cluster was left.
 pub async fn execute(cluster: &Cluster, steps: Vec<Step>, mode: WriteMode) -> Result<Vec<Applied>> {
+    Ok(execute_kept(cluster, steps, mode).await?.results())
+}
+
+/// [`execute`], keeping what was written so that it can be taken back later (when a later
+/// cluster of a write across several fails).
+pub async fn execute_kept(cluster: &Cluster, steps: Vec<Step>, mode: WriteMode) -> Result<Written> {
     let mut done: Vec<Done> = Vec::new();
     for step in steps {
         let (step, result) = run_step(cluster, step, mode).await;
@@ -91,11 +100,50 @@ pub async fn execute(cluster: &Cluster, steps: Vec<Step>, mode: WriteMode) -> Re
                     });
                 }
                 let undo = rollback(cluster, &done, mode).await;
-                return Err(err.context(undo));
+                return Err(err.context(undo.sentence()));
             }
         }
     }
-    Ok(done.into_iter().map(|d| d.applied).collect())
+    Ok(Written { done, mode })
+}
+
+/// Sends the steps with `dryRun=All`: the server checks each (schema, admission, RBAC,
+/// field ownership conflicts) and stores nothing. The first refusal is the error.
+pub async fn check(cluster: &Cluster, steps: Vec<Step>, force: bool) -> Result<()> {
+    let mode = WriteMode {
+        dry_run: crate::cli::DryRun::Server,
+        force,
+    };
+    for step in steps {
+        run_step(cluster, step, mode).await.1?;
+    }
+    Ok(())
+}
+
+/// The writes one [`execute_kept`] made in one cluster.
+pub struct Written {
+    done: Vec<Done>,
+    mode: WriteMode,
+}
+
+impl Written {
+    /// What each write did, in order.
+    pub fn results(&self) -> Vec<Applied> {
+        self.done.iter().map(|d| d.applied.clone()).collect()
+    }
+
+    /// Whether nothing changed.
+    pub fn unchanged(&self) -> bool {
+        self.done
+            .iter()
+            .all(|d| d.applied.outcome == Outcome::Unchanged)
+    }
+
+    /// Takes every write back, newest first, each only while the object is still as this run
+    /// left it.
+    pub async fn undo(&self, cluster: &Cluster) -> Rollback {
+        rollback(cluster, &self.done, self.mode).await
+    }
 }
 
 /// A step that was sent, with what it did.
@@ -272,14 +320,61 @@ async fn remove(
         .await
 }
 
-/// Undoes finished steps, newest first; returns a sentence for the error report.
-async fn rollback(cluster: &Cluster, done: &[Done], mode: WriteMode) -> String {
-    if mode.dry_run != crate::cli::DryRun::None {
-        return "nothing was changed (dry run)".to_string();
+/// What a rollback did: which objects are back, which were left to another writer, and which
+/// could not be put back.
+#[derive(Debug, Clone, Default)]
+pub struct Rollback {
+    dry_run: bool,
+    restored: Vec<String>,
+    left: Vec<String>,
+    failed: Vec<String>,
+}
+
+impl Rollback {
+    /// Whether the cluster is as it was before the run.
+    pub fn complete(&self) -> bool {
+        self.left.is_empty() && self.failed.is_empty()
     }
-    let mut restored = Vec::new();
-    let mut left = Vec::new();
-    let mut failed = Vec::new();
+
+    /// A sentence for the error report.
+    pub fn sentence(&self) -> String {
+        let Rollback {
+            dry_run,
+            restored,
+            left,
+            failed,
+        } = self;
+        if *dry_run {
+            return "nothing was changed (dry run)".to_string();
+        }
+        if restored.is_empty() && left.is_empty() && failed.is_empty() {
+            return "nothing was changed".to_string();
+        }
+        let mut parts = Vec::new();
+        if !restored.is_empty() || (left.is_empty() && failed.is_empty()) {
+            parts.push(format!("rolled back {}", restored.join(", ")));
+        }
+        if !left.is_empty() {
+            parts.push(format!("did not roll back {}", left.join(", ")));
+        }
+        if !failed.is_empty() {
+            parts.push(format!("could NOT roll back {}", failed.join(", ")));
+        }
+        if self.complete() {
+            format!("{}; the cluster is as it was", parts.join("; "))
+        } else {
+            format!("{}: check these objects by hand", parts.join("; "))
+        }
+    }
+}
+
+/// Undoes finished steps, newest first.
+async fn rollback(cluster: &Cluster, done: &[Done], mode: WriteMode) -> Rollback {
+    let mut r = Rollback::default();
+    if mode.dry_run != crate::cli::DryRun::None {
+        r.dry_run = true;
+        return r;
+    }
     for d in done.iter().rev() {
         if d.applied.outcome == Outcome::Unchanged {
             continue;
@@ -298,30 +393,15 @@ async fn rollback(cluster: &Cluster, done: &[Done], mode: WriteMode) -> String {
             put_back: None,
         };
         match undo(cluster, u).await {
-            Ok(Undone::Restored) => restored.push(what),
+            Ok(Undone::Restored) => r.restored.push(what),
             Ok(Undone::NotLanded) => {}
-            Ok(Undone::Left(why)) => left.push(format!("{what} ({why})")),
-            Err(e) => failed.push(format!("{what} ({})", crate::error::one_line(&e))),
+            Ok(Undone::Left(why)) => r.left.push(format!("{what} ({why})")),
+            Err(e) => r
+                .failed
+                .push(format!("{what} ({})", crate::error::one_line(&e))),
         }
     }
-    if restored.is_empty() && left.is_empty() && failed.is_empty() {
-        return "nothing was changed".to_string();
-    }
-    let mut parts = Vec::new();
-    if !restored.is_empty() || (left.is_empty() && failed.is_empty()) {
-        parts.push(format!("rolled back {}", restored.join(", ")));
-    }
-    if !left.is_empty() {
-        parts.push(format!("did not roll back {}", left.join(", ")));
-    }
-    if !failed.is_empty() {
-        parts.push(format!("could NOT roll back {}", failed.join(", ")));
-    }
-    if left.is_empty() && failed.is_empty() {
-        format!("{}; the cluster is as it was", parts.join("; "))
-    } else {
-        format!("{}: check these objects by hand", parts.join("; "))
-    }
+    r
 }
 
 /// One write of this run to take back.

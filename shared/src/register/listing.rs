@@ -170,16 +170,41 @@ pub fn render(rows: &[Row], all_namespaces: bool) -> String {
     table::render(&headers, &body)
 }
 
-/// Lists what is registered in the cluster's namespace, or everywhere.
-pub async fn run(
-    cluster: &Cluster,
-    all_namespaces: bool,
-    format: Option<OutputFormat>,
-    io: &mut Io,
-) -> Result<()> {
+/// What kubectl-mesh registered in one cluster: its ServiceEntries, WorkloadEntries and
+/// Endpoints.
+pub struct Found {
+    service_entries: Vec<Value>,
+    workload_entries: Vec<Value>,
+    endpoints: Vec<Value>,
+}
+
+impl Found {
+    /// The objects, as `-o` prints them.
+    pub fn objects(self) -> Vec<Value> {
+        self.service_entries
+            .into_iter()
+            .filter(|s| objects::name(s).starts_with("mesh-expansion-"))
+            .chain(self.workload_entries)
+            .chain(self.endpoints)
+            .map(objects::for_display)
+            .collect()
+    }
+
+    /// The table's rows.
+    pub fn rows(&self) -> Vec<Row> {
+        rows(
+            &self.service_entries,
+            &self.workload_entries,
+            &self.endpoints,
+        )
+    }
+}
+
+/// Reads what is registered in the cluster's namespace, or everywhere.
+pub async fn read(cluster: &Cluster, all_namespaces: bool) -> Result<Found> {
     let ns = (!all_namespaces).then_some(cluster.namespace.as_str());
     let selector = format!("{MANAGED_BY_KEY}={MANAGED_BY_VALUE}");
-    let (ses, wes) = match cluster.served_istio_version().await? {
+    let (service_entries, workload_entries) = match cluster.served_istio_version().await? {
         Some(v) => (
             cluster
                 .list(&objects::istio("ServiceEntry", &v), ns, Some(&selector))
@@ -190,25 +215,34 @@ pub async fn run(
         ),
         None => (Vec::new(), Vec::new()),
     };
-    let eps = cluster
+    let endpoints = cluster
         .list(&objects::core("Endpoints"), ns, Some(&selector))
         .await?;
+    Ok(Found {
+        service_entries,
+        workload_entries,
+        endpoints,
+    })
+}
+
+/// Lists what is registered in the cluster's namespace, or everywhere.
+pub async fn run(
+    cluster: &Cluster,
+    all_namespaces: bool,
+    format: Option<OutputFormat>,
+    io: &mut Io,
+) -> Result<()> {
+    let found = read(cluster, all_namespaces).await?;
     if let Some(f) = format {
-        let ses: Vec<Value> = ses
-            .into_iter()
-            .filter(|s| objects::name(s).starts_with("mesh-expansion-"))
-            .collect();
-        let all: Vec<Value> = ses
-            .into_iter()
-            .chain(wes)
-            .chain(eps)
-            .map(objects::for_display)
-            .collect();
-        return output::print_objects(&mut io.out, f, &all);
+        return output::print_objects(&mut io.out, f, &found.objects());
     }
-    let rows = rows(&ses, &wes, &eps);
+    let rows = found.rows();
     if rows.is_empty() {
-        let scope = ns.map_or("any namespace".to_string(), |n| format!("namespace {n}"));
+        let scope = if all_namespaces {
+            "any namespace".to_string()
+        } else {
+            format!("namespace {}", cluster.namespace)
+        };
         io.note(format!(
             "No VM services registered by kubectl-mesh in {scope}."
         ))?;
@@ -216,4 +250,179 @@ pub async fn run(
     }
     io.out.write_all(render(&rows, all_namespaces).as_bytes())?;
     Ok(())
+}
+
+/// How one service differs between the contexts listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    /// The DIFFERS cell: `addresses`, `ports`, `mode`, `not-in:CONTEXT`, comma-separated.
+    pub cell: String,
+    /// Each difference spelled out per context, for the warning.
+    pub detail: Vec<String>,
+}
+
+/// The services (namespace, name) whose mode, addresses or ports differ between the contexts,
+/// or that some context lacks (pure).
+pub fn differences(
+    rows: &[(String, Row)],
+    contexts: &[String],
+) -> BTreeMap<(String, String), Difference> {
+    let mut by_service: BTreeMap<(String, String), Vec<(&String, &Row)>> = BTreeMap::new();
+    for (context, row) in rows {
+        by_service
+            .entry((row.namespace.clone(), row.name.clone()))
+            .or_default()
+            .push((context, row));
+    }
+    let mut out = BTreeMap::new();
+    for (key, found) in by_service {
+        let mut cells = Vec::new();
+        let mut detail = Vec::new();
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v.join(",")
+        };
+        type Facet = (&'static str, fn(&Row) -> Vec<String>);
+        let facets: [Facet; 3] = [
+            ("mode", |r| vec![r.mode.name().to_string()]),
+            ("addresses", |r| r.addresses.clone()),
+            ("ports", |r| r.ports.clone()),
+        ];
+        for (facet, of) in facets {
+            let values: Vec<String> = found.iter().map(|&(_, r)| sorted(&of(r))).collect();
+            if values.iter().any(|v| *v != values[0]) {
+                cells.push(facet.to_string());
+                let each: Vec<String> = found
+                    .iter()
+                    .zip(&values)
+                    .map(|((c, _), v)| format!("{c} {}", if v.is_empty() { "-" } else { v }))
+                    .collect();
+                detail.push(format!("{facet}: {}", each.join(", ")));
+            }
+        }
+        for context in contexts {
+            if !found.iter().any(|(c, _)| *c == context) {
+                cells.push(format!("not-in:{context}"));
+                detail.push(format!("not registered in {context}"));
+            }
+        }
+        if !cells.is_empty() {
+            out.insert(
+                key,
+                Difference {
+                    cell: cells.join(","),
+                    detail,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// The table across contexts: CONTEXT first, and DIFFERS last (`-` where the contexts agree).
+pub fn render_across(
+    rows: &[(String, Row)],
+    differences: &BTreeMap<(String, String), Difference>,
+    all_namespaces: bool,
+) -> String {
+    let mut headers = vec!["CONTEXT"];
+    if all_namespaces {
+        headers.push("NAMESPACE");
+    }
+    headers.extend([
+        "NAME",
+        "MODE",
+        "HOST",
+        "ADDRESSES",
+        "PORTS",
+        "AGE",
+        "DIFFERS",
+    ]);
+    let mut sorted: Vec<&(String, Row)> = rows.iter().collect();
+    // A service's contexts side by side, in the order of --context.
+    sorted.sort_by_key(|(_, r)| (r.namespace.clone(), r.name.clone()));
+    let body: Vec<Vec<String>> = sorted
+        .into_iter()
+        .map(|(context, r)| {
+            let mut row = vec![context.clone()];
+            if all_namespaces {
+                row.push(r.namespace.clone());
+            }
+            let differs = differences
+                .get(&(r.namespace.clone(), r.name.clone()))
+                .map_or("-".to_string(), |d| d.cell.clone());
+            row.extend([
+                r.name.clone(),
+                r.mode.name().to_string(),
+                r.host.clone(),
+                r.addresses.join(","),
+                r.ports.join(","),
+                r.age.clone(),
+                differs,
+            ]);
+            row
+        })
+        .collect();
+    table::render(&headers, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, addresses: &[&str], ports: &[&str]) -> Row {
+        Row {
+            namespace: "default".into(),
+            name: name.into(),
+            mode: Mode::ServiceEntry,
+            host: format!("{name}.default.svc.cluster.local"),
+            addresses: addresses.iter().map(|s| s.to_string()).collect(),
+            ports: ports.iter().map(|s| s.to_string()).collect(),
+            age: "5m".into(),
+        }
+    }
+
+    #[test]
+    fn differences_name_what_is_not_the_same_in_every_context() {
+        let contexts = vec!["c1".to_string(), "c2".to_string()];
+        let rows = vec![
+            (
+                "c1".to_string(),
+                row("pc", &["10.0.0.1", "10.0.0.2"], &["grpc:3550"]),
+            ),
+            ("c1".to_string(), row("same", &["10.0.0.9"], &["http:80"])),
+            ("c1".to_string(), row("lonely", &["10.0.0.5"], &["http:80"])),
+            (
+                "c2".to_string(),
+                row("pc", &["10.0.0.2", "10.0.0.1"], &["grpc:3551"]),
+            ),
+            ("c2".to_string(), row("same", &["10.0.0.9"], &["http:80"])),
+        ];
+        let d = differences(&rows, &contexts);
+        let key = |n: &str| ("default".to_string(), n.to_string());
+        // The order of the addresses is not a difference; the port is.
+        assert_eq!(d[&key("pc")].cell, "ports");
+        assert_eq!(
+            d[&key("pc")].detail,
+            vec!["ports: c1 grpc:3550, c2 grpc:3551".to_string()]
+        );
+        assert_eq!(d[&key("lonely")].cell, "not-in:c2");
+        assert!(!d.contains_key(&key("same")));
+        let table = render_across(&rows, &d, false);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("CONTEXT   NAME"), "{table}");
+        assert!(lines[0].ends_with("DIFFERS"), "{table}");
+        // A service's contexts side by side.
+        assert!(lines[1].starts_with("c1        lonely"), "{table}");
+        assert!(
+            lines[2].starts_with("c1        pc") && lines[2].ends_with("ports"),
+            "{table}"
+        );
+        assert!(lines[3].starts_with("c2        pc"), "{table}");
+        assert!(
+            lines[4].starts_with("c1        same") && lines[4].ends_with("-"),
+            "{table}"
+        );
+    }
 }

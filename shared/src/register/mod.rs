@@ -3,6 +3,7 @@
 mod build;
 mod listing;
 mod plan;
+mod several;
 
 pub use build::{
     endpoints, fresh, service, service_entry, workload_entry, SERVICE_ACCOUNTS_ANNOTATION,
@@ -194,6 +195,9 @@ pub async fn run(args: Args, io: &mut Io) -> Result<()> {
         dry_run: args.write.dry_run,
         force: args.write.force_conflicts,
     };
+    if args.kube.contexts.len() > 1 {
+        return several::run(&args, mode, io).await;
+    }
     if args.write.dry_run == DryRun::Client && !args.list && !args.delete {
         // A fresh registration needs no cluster: print it from the input alone.
         let namespace = client_side_namespace(&args.kube);
@@ -203,14 +207,7 @@ pub async fn run(args: Args, io: &mut Io) -> Result<()> {
         let objs = fresh(&reg, objects::ISTIO_VERSIONS[0]);
         return print_client_dry_run(io, &args.write, objs);
     }
-    // Validate the arguments once before connecting (the namespace is filled in after).
-    if let Action::Register(reg) = action(&args, "default")? {
-        for ip in reg.ips.iter().filter(|ip| crate::addr::is_link_local(ip)) {
-            io.warn(format_args!(
-                "{ip} is link-local: only hosts on the VM's own link can reach it"
-            ))?;
-        }
-    }
+    warn_link_local(&args, io)?;
     let cluster = Cluster::connect_one(&args.kube).await?;
     let namespace = cluster.namespace.clone();
     match action(&args, &namespace)? {
@@ -220,6 +217,19 @@ pub async fn run(args: Args, io: &mut Io) -> Result<()> {
         }
         Action::Register(reg) => register(&cluster, &reg, &args, mode, io).await,
     }
+}
+
+/// Validates the arguments once before connecting (the namespace is filled in after), and
+/// warns of link-local addresses.
+fn warn_link_local(args: &Args, io: &mut Io) -> Result<()> {
+    if let Action::Register(reg) = action(args, "default")? {
+        for ip in reg.ips.iter().filter(|ip| crate::addr::is_link_local(ip)) {
+            io.warn(format_args!(
+                "{ip} is link-local: only hosts on the VM's own link can reach it"
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 /// `-n`, else the kubeconfig context's namespace when a kubeconfig is readable, else `default`.
@@ -251,17 +261,9 @@ async fn register(
     mode: WriteMode,
     io: &mut Io,
 ) -> Result<()> {
-    let version = if reg.mode == Mode::Endpoints {
-        objects::ISTIO_VERSIONS[0].to_string()
-    } else {
-        cluster.istio_version().await?
-    };
-    let ns = reg.namespace.as_str();
-    let mut steps = Vec::new();
-    if let Some(created) = cluster
-        .ensure_namespace(ns, args.create_namespace, mode)
-        .await?
-    {
+    let planned = plan_register(cluster, reg, args.create_namespace, "", io).await?;
+    if let Some(ns) = &planned.namespace {
+        let created = cluster.apply_over(ns, None, mode).await?;
         if mode.dry_run == DryRun::None {
             writeln!(
                 io.out,
@@ -270,6 +272,44 @@ async fn register(
             )?;
         }
     }
+    let results = write::execute(cluster, planned.steps, mode).await?;
+    output::print_results(&mut io.out, args.write.output, mode.dry_run, &results)
+}
+
+/// What a registration writes in one cluster, from what is there now.
+struct Planned {
+    /// The namespace to create first (`--create-namespace`, and it is missing).
+    namespace: Option<Value>,
+    /// The writes, in order.
+    steps: Vec<Step>,
+}
+
+/// Reads one cluster and plans the registration's writes there; warnings start with
+/// `prefix` (the context, when there are several).
+async fn plan_register(
+    cluster: &Cluster,
+    reg: &Registration,
+    create_namespace: bool,
+    prefix: &str,
+    io: &mut Io,
+) -> Result<Planned> {
+    let version = if reg.mode == Mode::Endpoints {
+        objects::ISTIO_VERSIONS[0].to_string()
+    } else {
+        cluster.istio_version().await?
+    };
+    let ns = reg.namespace.as_str();
+    let mut steps = Vec::new();
+    let namespace = if cluster.has_namespace(ns).await? {
+        None
+    } else if create_namespace {
+        Some(objects::new_object(&objects::core("Namespace"), None, ns))
+    } else {
+        anyhow::bail!(
+            "namespace {ns:?} not found in context {:?}: create it, or pass --create-namespace",
+            cluster.context
+        );
+    };
 
     let svc_kind = objects::core("Service");
     let existing_svc = cluster.get(&svc_kind, Some(ns), &reg.service).await?;
@@ -277,7 +317,7 @@ async fn register(
     match &existing_svc {
         Some(old) if !objects::is_managed(old) => {
             io.warn(format!(
-                "service/{} exists and was not created by kubectl-mesh: leaving it as it is (its ports: {})",
+                "{prefix}service/{} exists and was not created by kubectl-mesh: leaving it as it is (its ports: {})",
                 reg.service,
                 build::service_ports(old).join(", ")
             ))?;
@@ -289,7 +329,7 @@ async fn register(
             );
             if before != after {
                 io.warn(format!(
-                    "ports of service/{} change from [{}] to [{}]",
+                    "{prefix}ports of service/{} change from [{}] to [{}]",
                     reg.service,
                     before.join(", "),
                     after.join(", ")
@@ -317,7 +357,7 @@ async fn register(
             if let Some(old) = &existing {
                 if old["spec"]["ports"] != desired["spec"]["ports"] {
                     io.warn(format!(
-                        "ports of serviceentry/{} change from {} to {}",
+                        "{prefix}ports of serviceentry/{} change from {} to {}",
                         service_entry_name(&reg.service),
                         compact_ports(&old["spec"]["ports"]),
                         compact_ports(&desired["spec"]["ports"])
@@ -374,8 +414,7 @@ async fn register(
         }
     }
 
-    let results = write::execute(cluster, steps, mode).await?;
-    output::print_results(&mut io.out, args.write.output, mode.dry_run, &results)
+    Ok(Planned { namespace, steps })
 }
 
 /// A write of an endpoint list that concurrent registrations of the same service also write:
@@ -480,6 +519,21 @@ async fn deregister(
     mode: WriteMode,
     io: &mut Io,
 ) -> Result<()> {
+    let steps = plan_deregister(cluster, ns, service, ip, "", io).await?;
+    let results = write::execute(cluster, steps, mode).await?;
+    output::print_results(&mut io.out, write.output, mode.dry_run, &results)
+}
+
+/// Reads one cluster and plans the removal of `ip` there, in whichever mode it was registered;
+/// notes start with `prefix`.
+async fn plan_deregister(
+    cluster: &Cluster,
+    ns: &str,
+    service: &str,
+    ip: IpAddr,
+    prefix: &str,
+    io: &mut Io,
+) -> Result<Vec<Step>> {
     // Endpoints mode needs no Istio: without it, look there only.
     let version = cluster.served_istio_version().await?;
     let svc_kind = objects::core("Service");
@@ -550,13 +604,12 @@ async fn deregister(
                 steps.push(Step::Delete { existing: svc });
             } else {
                 io.note(format!(
-                    "service/{service} was not created by kubectl-mesh: kept"
+                    "{prefix}service/{service} was not created by kubectl-mesh: kept"
                 ))?;
             }
         }
     }
-    let results = write::execute(cluster, steps, mode).await?;
-    output::print_results(&mut io.out, write.output, mode.dry_run, &results)
+    Ok(steps)
 }
 
 #[cfg(test)]

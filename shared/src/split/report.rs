@@ -1,5 +1,5 @@
-//! The tables mesh-split prints: before → after, status, the step plan, and the per-context
-//! state after a failed write.
+//! The tables mesh-split prints: before → after, status and the step plan (the per-context
+//! state after a failed write is the shared write's, `write::across`).
 
 use crate::table;
 
@@ -122,15 +122,6 @@ pub fn step_plan(contexts: &[String], plan: &[Vec<Vec<u32>>], interval: &str) ->
         })
         .collect();
     table::render(&["step", "weights", "then"], &rows)
-}
-
-/// CONTEXT STATE, after a failed write.
-pub fn states(rows: &[(String, String)]) -> String {
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|(c, s)| vec![c.clone(), s.clone()])
-        .collect();
-    table::render(&["context", "state"], &rows)
 }
 
 #[cfg(test)]

@@ -19,10 +19,11 @@ use super::weights::{self, slash};
 use crate::api::{self, Applied, Cluster, InDoubt, Outcome, WriteMode};
 use crate::cli::{DryRun, KubeArgs};
 use crate::duration::HumanDuration;
-use crate::error::{one_line, usage, MeshError};
+use crate::error::{usage, MeshError};
 use crate::objects::{self, Kind};
 use crate::output;
 use crate::prompt::{self, Prompter};
+use crate::write::across::{self, Failed, Restored};
 use crate::write::{self, Undo, Undone};
 use crate::Io;
 
@@ -402,9 +403,9 @@ fn check_existing_matches(vs: &Value, route: &Route, c: &Create, context: &str) 
     ))
 }
 
-/// Writes `want[i]` to every site in order. When a write fails, or a signal comes, the sites
-/// already written are put back; with several contexts the error is a partial failure (exit 4)
-/// after a state table.
+/// Writes `want[i]` to every site in order, through the write across contexts: when a write
+/// fails, or a signal comes, the sites already written are put back; with several contexts the
+/// error is a partial failure (exit 4) after a state table.
 async fn commit(
     sites: &mut [Site],
     want: &[Vec<u32>],
@@ -414,60 +415,23 @@ async fn commit(
     interrupt: Option<&Interrupt>,
     io: &mut Io,
 ) -> Result<Vec<Applied>> {
-    let mut done: Vec<Applied> = Vec::new();
-    for (i, site) in sites.iter().enumerate() {
-        // A signal never stops the process between two clusters: the write in flight finished,
-        // and the ones before it are put back as for a failure.
-        if let Some(sig) = interrupt.and_then(Interrupt::signal) {
-            let failure = Failure {
-                at: i,
-                in_doubt: None,
-                err: anyhow!(
-                    "interrupted by {sig}: context {} was not written",
-                    site.context()
-                ),
-            };
-            return Err(fail(sites, &done, failure, want, mode, io).await);
-        }
-        if let Some(live) = &site.live {
-            if site.route.weights == want[i] {
-                done.push(Applied {
-                    object: live.clone(),
-                    outcome: Outcome::Unchanged,
-                });
-                continue;
-            }
-        }
-        let desired = site.desired(&want[i], previous[i].as_deref(), create);
-        let m = WriteMode {
-            dry_run: mode.dry_run,
-            force: site.decision.force(),
-        };
-        match site
-            .cluster
-            .apply_over(&desired, site.live.as_ref(), m)
-            .await
-        {
-            Ok(a) => done.push(a),
-            Err(err) => {
-                // No answer is not "not written": the write may have landed, so undo it too.
-                let in_doubt = err.downcast_ref::<InDoubt>().is_some().then(|| Applied {
-                    object: desired.clone(),
-                    outcome: if site.live.is_some() {
-                        Outcome::Configured
-                    } else {
-                        Outcome::Created
-                    },
-                });
-                let failure = Failure {
-                    at: i,
-                    in_doubt,
-                    err,
-                };
-                return Err(fail(sites, &done, failure, want, mode, io).await);
-            }
-        }
-    }
+    let writes: Vec<Writing> = sites
+        .iter()
+        .zip(want)
+        .zip(previous)
+        .map(|((site, want), previous)| Writing {
+            site,
+            want,
+            previous: previous.as_deref(),
+            create,
+        })
+        .collect();
+    let how = across::Across {
+        mode,
+        interrupt,
+        check_with: "kubectl mesh-split status",
+    };
+    let done = across::commit(&writes, &how, &mut *io.err).await?;
     if mode.dry_run == DryRun::None {
         for ((site, applied), w) in sites.iter_mut().zip(&done).zip(want) {
             site.live = Some(applied.object.clone());
@@ -479,122 +443,98 @@ async fn commit(
     Ok(done)
 }
 
-/// Puts one site back as it was before the run, only while it still holds what the run wrote;
-/// `Ok((false, text))` when it was left as another writer made it.
-async fn restore(site: &Site, applied: &Applied, in_doubt: bool) -> Result<(bool, String)> {
-    let put_back = site.live.as_ref().map(|before| {
-        build::weights_object(
-            &applied.object,
-            &site.route.at,
-            &site.route.weights,
-            build::previous_raw(before),
-        )
-    });
-    let u = Undo {
-        before: site.live.as_ref(),
-        after: Some(&applied.object),
-        in_doubt,
-        put_back,
-    };
-    Ok(match write::undo(&site.cluster, u).await? {
-        Undone::NotLanded => (true, "it did not land".to_string()),
-        Undone::Restored if site.live.is_none() => {
-            (true, "deleted again (this run created it)".to_string())
-        }
-        Undone::Restored => (true, format!("restored to {}", slash(&site.route.weights))),
-        Undone::Left(why) => (false, format!("NOT restored: {why}")),
-    })
+/// One site's share of a write across contexts: its weights `want`, with the previous-weights
+/// annotation `previous`.
+struct Writing<'a> {
+    site: &'a Site,
+    want: &'a [u32],
+    previous: Option<&'a str>,
+    create: Option<&'a Create>,
 }
 
-/// The write that failed: which site, the error, and what may have landed when no answer came.
-struct Failure {
-    at: usize,
-    in_doubt: Option<Applied>,
-    err: anyhow::Error,
-}
+impl across::Site for Writing<'_> {
+    type Written = Applied;
 
-async fn fail(
-    sites: &[Site],
-    done: &[Applied],
-    failure: Failure,
-    want: &[Vec<u32>],
-    mode: WriteMode,
-    io: &mut Io,
-) -> anyhow::Error {
-    let Failure {
-        at: failed,
-        in_doubt,
-        err,
-    } = failure;
-    if mode.dry_run != DryRun::None {
-        return err; // nothing was stored anywhere
+    fn context(&self) -> &str {
+        self.site.context()
     }
-    let mut rows = Vec::new();
-    let mut restored_all = true;
-    for (j, site) in sites.iter().enumerate() {
-        let now = if site.live.is_some() {
-            slash(&site.route.weights)
+
+    fn before(&self) -> Option<String> {
+        Some(if self.site.live.is_some() {
+            slash(&self.site.route.weights)
         } else {
             "absent".to_string()
-        };
-        let state = if j < failed {
-            let applied = &done[j];
-            if applied.outcome == Outcome::Unchanged {
-                format!("unchanged ({now})")
-            } else {
-                match restore(site, applied, false).await {
-                    Ok((ok, s)) => {
-                        restored_all &= ok;
-                        s
-                    }
-                    Err(e) => {
-                        restored_all = false;
-                        format!(
-                            "FAILED to restore, left at {}: {}",
-                            slash(&want[j]),
-                            one_line(&e)
-                        )
-                    }
-                }
-            }
-        } else if j == failed {
-            match &in_doubt {
-                Some(applied) => match restore(site, applied, true).await {
-                    Ok((ok, s)) => {
-                        restored_all &= ok;
-                        format!("FAILED: {}; it may have landed: {s}", one_line(&err))
-                    }
-                    Err(e) => {
-                        restored_all = false;
-                        format!(
-                            "FAILED: {}; it may have landed and could NOT be put back: {}",
-                            one_line(&err),
-                            one_line(&e)
-                        )
-                    }
-                },
-                None => format!("FAILED: {}", one_line(&err)),
-            }
-        } else {
-            format!("unchanged ({now}), not attempted")
-        };
-        rows.push((site.context().to_string(), state));
+        })
     }
-    if sites.len() == 1 {
-        return err;
+
+    fn left_at(&self) -> String {
+        slash(self.want)
     }
-    let _ = io.err.write_all(report::states(&rows).as_bytes());
-    let outcome = if restored_all {
-        "the contexts written before it were put back"
-    } else {
-        "some contexts could NOT be put back: check them with kubectl mesh-split status"
-    };
-    MeshError::Partial(format!(
-        "the write failed in context {}; {outcome}: {}",
-        sites[failed].context(),
-        one_line(&err)
-    ))
-    .into()
+
+    async fn write(&self, mode: WriteMode) -> std::result::Result<Applied, Failed<Applied>> {
+        let site = self.site;
+        if let Some(live) = &site.live {
+            if site.route.weights == self.want {
+                return Ok(Applied {
+                    object: live.clone(),
+                    outcome: Outcome::Unchanged,
+                });
+            }
+        }
+        let desired = site.desired(self.want, self.previous, self.create);
+        let m = WriteMode {
+            dry_run: mode.dry_run,
+            force: site.decision.force(),
+        };
+        site.cluster
+            .apply_over(&desired, site.live.as_ref(), m)
+            .await
+            .map_err(|err| {
+                // No answer is not "not written": the write may have landed, so undo it too.
+                let in_doubt = err.downcast_ref::<InDoubt>().is_some().then(|| Applied {
+                    object: desired.clone(),
+                    outcome: if site.live.is_some() {
+                        Outcome::Configured
+                    } else {
+                        Outcome::Created
+                    },
+                });
+                Failed { err, in_doubt }
+            })
+    }
+
+    fn unchanged(written: &Applied) -> bool {
+        written.outcome == Outcome::Unchanged
+    }
+
+    /// Puts the site back as it was before the run, only while it still holds what the run
+    /// wrote.
+    async fn put_back(&self, applied: &Applied, in_doubt: bool) -> Result<Restored> {
+        let site = self.site;
+        let put_back = site.live.as_ref().map(|before| {
+            build::weights_object(
+                &applied.object,
+                &site.route.at,
+                &site.route.weights,
+                build::previous_raw(before),
+            )
+        });
+        let u = Undo {
+            before: site.live.as_ref(),
+            after: Some(&applied.object),
+            in_doubt,
+            put_back,
+        };
+        let (complete, state) = match write::undo(&site.cluster, u).await? {
+            Undone::NotLanded => (true, "it did not land".to_string()),
+            Undone::Restored if site.live.is_none() => {
+                (true, "deleted again (this run created it)".to_string())
+            }
+            Undone::Restored => (true, format!("restored to {}", slash(&site.route.weights))),
+            Undone::Left(why) => (false, format!("NOT restored: {why}")),
+        };
+        Ok(Restored { complete, state })
+    }
 }
 
 /// Reads every site back and compares with what was sent.
