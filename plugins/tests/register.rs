@@ -1011,3 +1011,60 @@ spec: {hosts: [probe.example.com], ports: [{name: http, number: 80, protocol: HT
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
+
+/// A signal while cluster1 is written (kube-emu holds the write): cluster1's write finishes,
+/// cluster2 is never written, cluster1 is put back, exit 4 with the state table.
+#[test]
+fn a_signal_during_a_write_across_contexts_puts_back_and_exits_4() {
+    use std::time::{Duration, Instant};
+    let srv = Server::builder(Tier::Emu)
+        .clusters(&["cluster1", "cluster2"])
+        .start();
+    let emu = srv.emu().expect("kube-emu");
+    // The first PATCH of the Service is the server dry run; the second is the write.
+    emu.inject(
+        "cluster1",
+        Fault::new(
+            "PATCH",
+            "services",
+            FaultAction::Delay(Duration::from_millis(1500)),
+        )
+        .nth(2),
+    );
+    let child = common::spawn_plugin(
+        &srv,
+        "register",
+        &across(&["productcatalog", "10.128.0.13", "grpc:3550"]),
+    );
+    // Every context is checked before any is written; then cluster1's write is held.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while writes(emu, "cluster2").is_empty() {
+        assert!(Instant::now() < deadline, "the run never checked cluster2");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let run: Run = child.wait_with_output().expect("wait").into();
+    let run = run.expect_code(4);
+    assert!(
+        run.stderr.contains("cluster1   rolled back serviceentry.networking.istio.io/mesh-expansion-productcatalog, service/productcatalog; the cluster is as it was"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(
+            "cluster2   FAILED: interrupted by SIGTERM: context cluster2 was not written"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(real_writes(emu, "cluster2").is_empty());
+    for c in ["cluster1", "cluster2"] {
+        assert!(emu.get_json(c, SVC_PATH).is_none(), "{c}");
+        assert!(emu.get_json(c, SE_PATH).is_none(), "{c}");
+    }
+}

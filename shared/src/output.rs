@@ -24,7 +24,7 @@ pub fn print_objects(out: &mut dyn Write, format: OutputFormat, objs: &[Value]) 
             let doc = if objs.len() == 1 {
                 objs[0].clone()
             } else {
-                json!({"apiVersion": "v1", "kind": "List", "items": objs, "metadata": {}})
+                list(objs)
             };
             serde_json::to_writer_pretty(&mut *out, &doc)?;
             writeln!(out)?;
@@ -36,6 +36,11 @@ pub fn print_objects(out: &mut dyn Write, format: OutputFormat, objs: &[Value]) 
         }
     }
     Ok(())
+}
+
+/// A `v1` `List` of the objects, as kubectl prints several.
+fn list(objs: &[Value]) -> Value {
+    json!({"apiVersion": "v1", "kind": "List", "items": objs, "metadata": {}})
 }
 
 /// Each context's objects, in the order of `--context`: YAML under a `# context: NAME` comment
@@ -56,9 +61,7 @@ pub fn print_per_context(
                 print_objects(out, format, objs)?;
             }
             OutputFormat::Json => {
-                let list =
-                    json!({"apiVersion": "v1", "kind": "List", "items": objs, "metadata": {}});
-                serde_json::to_writer_pretty(&mut *out, &list)?;
+                serde_json::to_writer_pretty(&mut *out, &list(objs))?;
                 writeln!(out)?;
             }
             OutputFormat::Name => {

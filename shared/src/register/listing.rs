@@ -144,6 +144,18 @@ pub fn rows(
     rows
 }
 
+/// NAME MODE HOST ADDRESSES PORTS AGE of one row.
+fn cells(r: &Row) -> [String; 6] {
+    [
+        r.name.clone(),
+        r.mode.name().to_string(),
+        r.host.clone(),
+        r.addresses.join(","),
+        r.ports.join(","),
+        r.age.clone(),
+    ]
+}
+
 /// Renders the rows; with a NAMESPACE column for `-A`, as kubectl does.
 pub fn render(rows: &[Row], all_namespaces: bool) -> String {
     let mut headers = vec!["NAME", "MODE", "HOST", "ADDRESSES", "PORTS", "AGE"];
@@ -153,14 +165,7 @@ pub fn render(rows: &[Row], all_namespaces: bool) -> String {
     let body: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            let mut row = vec![
-                r.name.clone(),
-                r.mode.name().to_string(),
-                r.host.clone(),
-                r.addresses.join(","),
-                r.ports.join(","),
-                r.age.clone(),
-            ];
+            let mut row = cells(r).to_vec();
             if all_namespaces {
                 row.insert(0, r.namespace.clone());
             }
@@ -352,15 +357,8 @@ pub fn render_across(
             let differs = differences
                 .get(&(r.namespace.clone(), r.name.clone()))
                 .map_or("-".to_string(), |d| d.cell.clone());
-            row.extend([
-                r.name.clone(),
-                r.mode.name().to_string(),
-                r.host.clone(),
-                r.addresses.join(","),
-                r.ports.join(","),
-                r.age.clone(),
-                differs,
-            ]);
+            row.extend(cells(r));
+            row.push(differs);
             row
         })
         .collect();
