@@ -37,6 +37,9 @@ const EXAMPLES: &str = "Examples:
   # The modern way: a Service with a selector and one WorkloadEntry per VM
   kubectl mesh-register productcatalog 10.128.0.13,10.128.0.14 grpc:3550 --mode workloadentry -s productcatalog
 
+  # Register it in every cluster that calls it: all are checked, then written, or none is
+  kubectl mesh-register productcatalog 10.128.0.13 grpc:3550 --context cluster1 --context cluster2
+
   # Print the objects without a cluster
   kubectl mesh-register productcatalog 10.128.0.13 grpc:3550 --dry-run=client -o yaml
 
