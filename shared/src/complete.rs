@@ -584,6 +584,67 @@ mod tests {
     }
 
     #[test]
+    fn path_flags_complete_file_names() {
+        let cmd = crate::app::kubectl_shorts(crate::split::Args::command());
+        for flag in [
+            "--certificate-authority",
+            "--client-certificate",
+            "--client-key",
+            "--kubeconfig",
+        ] {
+            // No candidates and directive 0: the shell completes file names.
+            assert_eq!(run("split", &cmd, &[flag, ""]), Reply::default(), "{flag}");
+        }
+        let r = run("split", &cmd, &["--insecure-skip-tls-verify="]);
+        let values: Vec<&str> = r.candidates.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(
+            values,
+            vec![
+                "--insecure-skip-tls-verify=true",
+                "--insecure-skip-tls-verify=false"
+            ]
+        );
+    }
+
+    #[test]
+    fn walk_keeps_the_auth_flags_for_live_lookups() {
+        let mut cmd = crate::app::kubectl_shorts(crate::split::Args::command());
+        cmd.build();
+        let (_, typed, _) = walk(
+            &cmd,
+            &words(&[
+                "-s",
+                "https://10.0.0.1:6443",
+                "--token=t0ken",
+                "--as",
+                "jane",
+                "--as-group",
+                "dev",
+                "--as-group=ops",
+                "--insecure-skip-tls-verify",
+                "--tls-server-name",
+                "kube",
+            ]),
+        );
+        let k = typed.kube;
+        assert_eq!(k.server.as_deref(), Some("https://10.0.0.1:6443"));
+        assert_eq!(k.token.as_ref().map(|t| t.0.as_str()), Some("t0ken"));
+        assert_eq!(k.as_user.as_deref(), Some("jane"));
+        assert_eq!(k.as_groups, vec!["dev", "ops"]);
+        assert_eq!(k.insecure_skip_tls_verify, Some(true));
+        assert_eq!(k.tls_server_name.as_deref(), Some("kube"));
+        let args = kube_args(
+            &Typed {
+                kube: k,
+                ..Typed::default()
+            },
+            Some("c"),
+        );
+        assert_eq!(args.contexts, vec!["c"]);
+        assert_eq!(args.as_user.as_deref(), Some("jane"));
+    }
+
+    #[test]
     fn scripts_exist_for_three_shells() {
         for shell in ["bash", "zsh", "fish"] {
             let s = script(shell, "kubectl-mesh_register").expect("script");
