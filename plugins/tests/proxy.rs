@@ -105,8 +105,13 @@ fn kubeconfig(emu: &Emu, dir: &Path, host: &str, proxy_url: Option<&str>) -> Pat
 }
 
 fn list(kubeconfig: &Path, env: &[(&str, String)]) -> Run {
+    list_with(kubeconfig, env, &[])
+}
+
+fn list_with(kubeconfig: &Path, env: &[(&str, String)], args: &[&str]) -> Run {
     let mut cmd = Command::new(common::bin("register"));
     cmd.arg("--list")
+        .args(args)
         .env("KUBECONFIG", kubeconfig)
         .env_remove("HTTPS_PROXY")
         .env_remove("https_proxy")
@@ -179,6 +184,16 @@ fn proxies_follow_kubectls_rules_and_never_show_their_credentials() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(proxy.connects_to(&at_remote), 2);
+    // `-v 8` builds its own client stack: it goes through the proxy too, and names the proxy
+    // without its password.
+    let run = list_with(&remote, &[("HTTPS_PROXY", good.clone())], &["-v", "8"]).ok();
+    assert_eq!(proxy.connects_to(&at_remote), 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("proxy=\"http://***@127.0.0.1:"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(PASSWORD), "{}", run.stderr);
 
     // Failures: a refused password, a proxy that is not there, a malformed URL. Each is one
     // error line, and no credential of a proxy URL is in it.

@@ -4,13 +4,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 use http::Request;
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::Kubeconfig;
 use kube::{Client, Config};
 use serde_json::{json, Value};
 
 use crate::cli::{DryRun, KubeArgs};
 use crate::kubeconfig::{self, Target};
 use crate::objects::{self, Kind, FIELD_MANAGER, ISTIO_NETWORKING, ISTIO_VERSIONS};
+use crate::overrides::Overrides;
 
 /// What a write did to one object, as kubectl reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,9 +87,15 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(32);
 /// so unknown contexts fail as usage errors before any connection.
 pub fn resolve_targets(args: &KubeArgs, contexts: &[String]) -> Result<(Kubeconfig, Vec<Target>)> {
     let kc = kubeconfig::load(args)?;
+    let overrides = Overrides::from_args(args)?;
     let ns = args.namespace.as_deref();
     let targets = if contexts.is_empty() {
-        vec![kubeconfig::resolve(&kc, None, ns)?]
+        vec![kubeconfig::resolve_with_server(
+            &kc,
+            None,
+            ns,
+            overrides.server.as_deref(),
+        )?]
     } else {
         contexts
             .iter()
@@ -101,11 +108,16 @@ pub fn resolve_targets(args: &KubeArgs, contexts: &[String]) -> Result<(Kubeconf
 impl Cluster {
     /// Connects to one resolved target.
     pub async fn connect(kc: &Kubeconfig, target: &Target, args: &KubeArgs) -> Result<Self> {
-        let opts = KubeConfigOptions {
-            context: Some(target.context.clone()),
-            cluster: args.cluster.clone(),
-            user: args.user.clone(),
-        };
+        // kubectl's flags (--server, --token, --as, ...) are written into a copy of the
+        // kubeconfig, so kube reads one kubeconfig that says it all.
+        let mut kc = kc.clone();
+        let opts = Overrides::from_args(args)?.apply(
+            &mut kc,
+            target,
+            args.cluster.as_deref(),
+            args.user.as_deref(),
+        )?;
+        let kc = &kc;
         let mut config = Config::from_custom_kubeconfig(kc.clone(), &opts)
             .await
             .map_err(|e| {
@@ -138,7 +150,25 @@ impl Cluster {
             config.read_timeout = Some(timeout);
             config.write_timeout = Some(timeout);
         }
-        let client = Client::try_from(config).map_err(|e| {
+        crate::vlog!(
+            4,
+            "\"Using server\" context={:?} server={:?} user={:?} impersonate={:?} proxy={:?}",
+            target.context,
+            config.cluster_url.to_string(),
+            opts.user.as_deref().unwrap_or_default(),
+            config.auth_info.impersonate.as_deref().unwrap_or_default(),
+            config
+                .proxy_url
+                .as_ref()
+                .map(|p| crate::proxy::redact(&p.to_string()))
+                .unwrap_or_default()
+        );
+        let built = if crate::verbose::enabled(6) {
+            crate::verbose::client(config)
+        } else {
+            Client::try_from(config)
+        };
+        let client = built.map_err(|e| {
             anyhow::anyhow!(
                 "building a client for context {:?}: {}",
                 target.context,
@@ -220,7 +250,10 @@ impl Cluster {
             }
             kube::Error::Api(s) if !s.message.is_empty() => format!("{} ({})", s.message, s.code),
             kube::Error::Api(s) => format!("the server answered {} {}", s.code, s.reason),
-            other => crate::proxy::redact(&transport_message(other, &self.limit)),
+            other => {
+                let msg = crate::proxy::redact(&transport_message(other, &self.limit));
+                tls_hint(&msg).unwrap_or(msg)
+            }
         };
         let msg = format!(
             "cannot {verb} {what} in context {:?}: {detail}",
@@ -358,6 +391,14 @@ impl Cluster {
         if mode.dry_run == DryRun::Server {
             query.push(("dryRun".into(), "All".into()));
         }
+        crate::vlog!(
+            4,
+            "\"Server-side apply\" object={:?} context={:?} fieldManager={FIELD_MANAGER:?} force={} dryRun={:?}",
+            what(&kind, ns, name),
+            self.context,
+            mode.force,
+            if mode.dry_run == DryRun::Server { "All" } else { "" }
+        );
         let uri = with_query(&kind.path(ns, Some(name)), &query);
         let body = serde_json::to_vec(obj)?;
         let answer = self
@@ -401,6 +442,12 @@ impl Cluster {
         if mode.dry_run == DryRun::Server {
             query.push(("dryRun".into(), "All".into()));
         }
+        crate::vlog!(
+            4,
+            "\"Create\" object={:?} context={:?} fieldManager={FIELD_MANAGER:?}",
+            what(&kind, ns, objects::name(obj)),
+            self.context
+        );
         let req = Request::post(with_query(&kind.path(ns, None), &query))
             .header("Content-Type", "application/json")
             .body(serde_json::to_vec(obj)?)?;
@@ -426,6 +473,13 @@ impl Cluster {
         if mode.dry_run == DryRun::Server {
             query.push(("dryRun".into(), "All".into()));
         }
+        crate::vlog!(
+            4,
+            "\"Update\" object={:?} context={:?} fieldManager={FIELD_MANAGER:?} resourceVersion={:?}",
+            what(&kind, ns, name),
+            self.context,
+            objects::resource_version(obj)
+        );
         let req = Request::put(with_query(&kind.path(ns, Some(name)), &query))
             .header("Content-Type", "application/json")
             .body(serde_json::to_vec(obj)?)?;
@@ -521,17 +575,31 @@ impl Cluster {
         let req = get_req(&format!("/apis/{ISTIO_NETWORKING}"))?;
         let group = match self.send(req).await {
             Ok(v) => v,
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                crate::vlog!(
+                    4,
+                    "\"Istio API not served\" group={ISTIO_NETWORKING:?} context={:?}",
+                    self.context
+                );
+                return Ok(None);
+            }
             Err(e) => return Err(self.fail(e, "discover", "the networking.istio.io API group")),
         };
         let served: Vec<&str> = group["versions"]
             .as_array()
             .map(|vs| vs.iter().filter_map(|v| v["version"].as_str()).collect())
             .unwrap_or_default();
-        Ok(ISTIO_VERSIONS
+        let chosen = ISTIO_VERSIONS
             .iter()
             .find(|v| served.contains(v))
-            .map(|v| v.to_string()))
+            .map(|v| v.to_string());
+        crate::vlog!(
+            4,
+            "\"Istio API version\" group={ISTIO_NETWORKING:?} version={:?} served={served:?} context={:?}",
+            chosen.as_deref().unwrap_or_default(),
+            self.context
+        );
+        Ok(chosen)
     }
 
     /// Whether a namespace exists.
@@ -623,6 +691,32 @@ fn transport_message(err: &kube::Error, limit: &str) -> String {
     msg
 }
 
+/// A refused server certificate, said plainly with the flag that fixes it, instead of the
+/// nested "client error (Connect)" chain of the TLS library.
+fn tls_hint(msg: &str) -> Option<String> {
+    let at = msg.find("invalid peer certificate")?;
+    let cause = msg[at..].trim_end();
+    let (what, fix) = if cause.contains("UnknownIssuer") {
+        (
+            "is not signed by a trusted CA",
+            "check --certificate-authority, or the kubeconfig cluster's certificate-authority",
+        )
+    } else if cause.contains("NotValidForName") {
+        (
+            "is not issued for the name connected to",
+            "check --server and --tls-server-name, or the kubeconfig cluster's server and tls-server-name",
+        )
+    } else {
+        (
+            "was refused",
+            "check --certificate-authority, or the kubeconfig cluster's certificate-authority",
+        )
+    };
+    Some(format!(
+        "TLS: the server's certificate {what} ({cause}): {fix}"
+    ))
+}
+
 /// Equal apart from server bookkeeping: how a server dry run tells "unchanged".
 fn same_content(a: &Value, b: &Value) -> bool {
     fn strip(v: &Value) -> Value {
@@ -655,6 +749,16 @@ mod tests {
             "/x?labelSelector=app%20in%20%28a%2Cb%29"
         );
         assert_eq!(with_query("/x", &[]), "/x");
+    }
+
+    #[test]
+    fn a_refused_certificate_names_the_flag_that_fixes_it() {
+        let msg = "ServiceError: client error (Connect): client error (Connect): invalid peer certificate: UnknownIssuer";
+        assert_eq!(
+            tls_hint(msg).as_deref(),
+            Some("TLS: the server's certificate is not signed by a trusted CA (invalid peer certificate: UnknownIssuer): check --certificate-authority, or the kubeconfig cluster's certificate-authority")
+        );
+        assert!(tls_hint("connection refused").is_none());
     }
 
     #[test]

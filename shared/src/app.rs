@@ -16,7 +16,7 @@ use crate::io::Io;
 /// `__complete WORDS...` answers in cobra's format (what `kubectl_complete-mesh_*` calls), and
 /// `COMPLETE=bash|zsh|fish` prints the standalone shell script.
 pub fn parse<A: Parser>() -> Result<A, ExitCode> {
-    let cmd = A::command();
+    let cmd = kubectl_shorts(A::command());
     let plugin = cmd
         .get_name()
         .trim_start_matches("kubectl mesh-")
@@ -60,11 +60,15 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cmd = A::command();
-    match cmd
-        .try_get_matches_from(argv)
-        .and_then(|m| A::from_arg_matches(&m))
-    {
+    let cmd = kubectl_shorts(A::command());
+    let parsed = cmd.try_get_matches_from(argv).and_then(|m| {
+        // `-v` is global, so its value is on the top-level matches wherever it was typed.
+        if let Ok(Some(level)) = m.try_get_one::<u8>("verbosity") {
+            crate::verbose::set_level(*level);
+        }
+        A::from_arg_matches(&m)
+    });
+    match parsed {
         Ok(a) => Ok(a),
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
@@ -90,6 +94,22 @@ where
             Err(ExitCode::from(EXIT_USAGE))
         }
     }
+}
+
+/// kubectl's `-s` for `--server`, in a plugin where no flag has `-s` already: mesh-register
+/// and mesh-vm keep it for the service account, as istioctl has it, and take `--server` only.
+pub fn kubectl_shorts(cmd: clap::Command) -> clap::Command {
+    let has_server = cmd.get_arguments().any(|a| a.get_id() == "server");
+    if has_server && !uses_short(&cmd, 's') {
+        cmd.mut_arg("server", |a| a.short('s'))
+    } else {
+        cmd
+    }
+}
+
+fn uses_short(cmd: &clap::Command, c: char) -> bool {
+    cmd.get_arguments().any(|a| a.get_short() == Some(c))
+        || cmd.get_subcommands().any(|s| uses_short(s, c))
 }
 
 /// clap's multi-line error folded into one line, without the usage block.

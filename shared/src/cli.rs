@@ -34,6 +34,80 @@ pub struct KubeArgs {
     /// discovery; 0: no limit)
     #[arg(long, value_name = "DURATION", global = true)]
     pub request_timeout: Option<HumanDuration>,
+
+    /// The API server's address, instead of the kubeconfig cluster's (https:// when no scheme)
+    // `-s` is added where no other flag of the plugin has it (see `app::kubectl_shorts`):
+    // mesh-register and mesh-vm keep `-s` for the service account, as istioctl has it.
+    #[arg(long, value_name = "URL", global = true)]
+    pub server: Option<String>,
+
+    /// Bearer token for the API server, instead of the kubeconfig user's credentials
+    #[arg(long, value_name = "TOKEN", global = true)]
+    pub token: Option<Token>,
+
+    /// Path to a CA certificate file (PEM) to check the server's certificate with
+    #[arg(long, value_name = "PATH", global = true)]
+    pub certificate_authority: Option<PathBuf>,
+
+    /// Path to a client certificate file (PEM) for TLS client authentication
+    #[arg(long, value_name = "PATH", global = true)]
+    pub client_certificate: Option<PathBuf>,
+
+    /// Path to the client certificate's private key file (PEM)
+    #[arg(long, value_name = "PATH", global = true)]
+    pub client_key: Option<PathBuf>,
+
+    /// Do not check the server's certificate (insecure: anyone on the path can read the traffic)
+    #[arg(long, value_name = "BOOL", global = true, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = clap::value_parser!(bool))]
+    pub insecure_skip_tls_verify: Option<bool>,
+
+    /// The name to check the server's certificate against, instead of the server's host
+    #[arg(long, value_name = "NAME", global = true)]
+    pub tls_server_name: Option<String>,
+
+    /// User to impersonate for the requests (a user name or a service account)
+    #[arg(long = "as", value_name = "USER", global = true)]
+    pub as_user: Option<String>,
+
+    /// Group to impersonate (repeatable); needs --as
+    #[arg(long = "as-group", value_name = "GROUP", global = true, action = ArgAction::Append)]
+    pub as_groups: Vec<String>,
+
+    /// UID to impersonate; needs --as
+    #[arg(long = "as-uid", value_name = "UID", global = true)]
+    pub as_uid: Option<String>,
+
+    /// Log verbosity, as kubectl's: 4 the decisions made (context, namespace, Istio version,
+    /// field manager), 6 one line per API request, 7 with request headers, 8 with bodies.
+    /// Credentials and Secret data are never shown
+    #[arg(
+        short = 'v',
+        long = "v",
+        value_name = "LEVEL",
+        global = true,
+        help_heading = "Logging options"
+    )]
+    pub verbosity: Option<u8>,
+}
+
+/// A bearer token from `--token`: kept out of `Debug` output so no log or panic shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(pub String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Token {
+    // Never fails here: clap quotes a refused value in its error, and this one is a secret, so
+    // it is checked later (`overrides`), by a message that does not repeat it.
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Token(s.to_string()))
+    }
 }
 
 /// `-o` formats, as kubectl spells them.

@@ -73,6 +73,9 @@ pub struct Typed {
     pub subcommand: Option<String>,
     /// Positional words before the current one (after the subcommand).
     pub positionals: Vec<String>,
+    /// The other cluster and auth flags typed (`--server`, `--token`, `--as`, ...), so live
+    /// lookups reach the cluster the command will.
+    pub kube: KubeArgs,
 }
 
 /// Live values a position can take.
@@ -153,7 +156,8 @@ fn walk<'a>(root: &'a Command, words: &[String]) -> (&'a Command, Typed, Option<
                 match value {
                     Some(v) => record(&mut typed, arg, v),
                     None if takes_value(arg) => pending = Some(arg),
-                    None => {}
+                    // A bare `--insecure-skip-tls-verify` is `=true`.
+                    None => record(&mut typed, arg, "true"),
                 }
             }
         } else if let Some(rest) = w.strip_prefix('-').filter(|r| !r.is_empty()) {
@@ -193,6 +197,18 @@ fn record(typed: &mut Typed, arg: &Arg, value: &str) {
         }
         "namespace" => typed.namespace = Some(value.to_string()),
         "from" => typed.from = Some(value.to_string()),
+        "cluster" => typed.kube.cluster = Some(value.to_string()),
+        "user" => typed.kube.user = Some(value.to_string()),
+        "server" => typed.kube.server = Some(value.to_string()),
+        "token" => typed.kube.token = Some(crate::cli::Token(value.to_string())),
+        "certificate_authority" => typed.kube.certificate_authority = Some(value.into()),
+        "client_certificate" => typed.kube.client_certificate = Some(value.into()),
+        "client_key" => typed.kube.client_key = Some(value.into()),
+        "insecure_skip_tls_verify" => typed.kube.insecure_skip_tls_verify = value.parse().ok(),
+        "tls_server_name" => typed.kube.tls_server_name = Some(value.to_string()),
+        "as_user" => typed.kube.as_user = Some(value.to_string()),
+        "as_groups" => typed.kube.as_groups.push(value.to_string()),
+        "as_uid" => typed.kube.as_uid = Some(value.to_string()),
         _ => {}
     }
 }
@@ -276,7 +292,10 @@ fn flags(cmd: &Command, current: &str) -> Reply {
 async fn flag_values(arg: &Arg, partial: &str, prefix: &str, typed: &Typed) -> Reply {
     let id = arg.get_id().as_str();
     let mut reply = match id {
-        "kubeconfig" | "file" => return Reply::default(),
+        // File names: the shell's own completion (directive 0).
+        "kubeconfig" | "file" | "certificate_authority" | "client_certificate" | "client_key" => {
+            return Reply::default()
+        }
         "out_dir" => {
             return Reply {
                 directive: FILTER_DIRS,
@@ -316,7 +335,7 @@ fn kube_args(typed: &Typed, context: Option<&str>) -> KubeArgs {
         contexts: context.map(|c| vec![c.to_string()]).unwrap_or_default(),
         namespace: typed.namespace.clone(),
         request_timeout: Some(HumanDuration(LIVE_TIMEOUT)),
-        ..KubeArgs::default()
+        ..typed.kube.clone()
     }
 }
 
@@ -562,6 +581,67 @@ mod tests {
         assert_eq!(typed.kubeconfig.as_deref(), Some("/k"));
         assert_eq!(typed.positionals, vec!["svc"]);
         assert!(pending.is_none());
+    }
+
+    #[test]
+    fn path_flags_complete_file_names() {
+        let cmd = crate::app::kubectl_shorts(crate::split::Args::command());
+        for flag in [
+            "--certificate-authority",
+            "--client-certificate",
+            "--client-key",
+            "--kubeconfig",
+        ] {
+            // No candidates and directive 0: the shell completes file names.
+            assert_eq!(run("split", &cmd, &[flag, ""]), Reply::default(), "{flag}");
+        }
+        let r = run("split", &cmd, &["--insecure-skip-tls-verify="]);
+        let values: Vec<&str> = r.candidates.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(
+            values,
+            vec![
+                "--insecure-skip-tls-verify=true",
+                "--insecure-skip-tls-verify=false"
+            ]
+        );
+    }
+
+    #[test]
+    fn walk_keeps_the_auth_flags_for_live_lookups() {
+        let mut cmd = crate::app::kubectl_shorts(crate::split::Args::command());
+        cmd.build();
+        let (_, typed, _) = walk(
+            &cmd,
+            &words(&[
+                "-s",
+                "https://10.0.0.1:6443",
+                "--token=t0ken",
+                "--as",
+                "jane",
+                "--as-group",
+                "dev",
+                "--as-group=ops",
+                "--insecure-skip-tls-verify",
+                "--tls-server-name",
+                "kube",
+            ]),
+        );
+        let k = typed.kube;
+        assert_eq!(k.server.as_deref(), Some("https://10.0.0.1:6443"));
+        assert_eq!(k.token.as_ref().map(|t| t.0.as_str()), Some("t0ken"));
+        assert_eq!(k.as_user.as_deref(), Some("jane"));
+        assert_eq!(k.as_groups, vec!["dev", "ops"]);
+        assert_eq!(k.insecure_skip_tls_verify, Some(true));
+        assert_eq!(k.tls_server_name.as_deref(), Some("kube"));
+        let args = kube_args(
+            &Typed {
+                kube: k,
+                ..Typed::default()
+            },
+            Some("c"),
+        );
+        assert_eq!(args.contexts, vec!["c"]);
+        assert_eq!(args.as_user.as_deref(), Some("jane"));
     }
 
     #[test]

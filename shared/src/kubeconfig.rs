@@ -11,12 +11,25 @@ use crate::names;
 
 /// Loads the kubeconfig as kubectl does: `--kubeconfig`, else every file of `KUBECONFIG`
 /// merged (missing ones skipped, first value wins), else `~/.kube/config`.
+///
+/// With `--server` and no kubeconfig anywhere the kubeconfig is empty, as kubectl's is: the
+/// flags say everything.
 pub fn load(args: &KubeArgs) -> Result<Kubeconfig> {
-    load_from(
-        args.kubeconfig.as_deref(),
-        std::env::var_os("KUBECONFIG"),
-        home_config(),
-    )
+    // The cluster and auth flags are checked first: a bad one is a usage error naming it.
+    crate::overrides::Overrides::from_args(args)?;
+    let env = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty());
+    let home = home_config();
+    let none_at_all =
+        args.kubeconfig.is_none() && env.is_none() && !home.as_deref().is_some_and(Path::exists);
+    if none_at_all && args.server.is_some() {
+        crate::vlog!(
+            4,
+            "\"No kubeconfig found: using the flags alone\" server={:?}",
+            args.server.as_deref().unwrap_or_default()
+        );
+        return Ok(Kubeconfig::default());
+    }
+    load_from(args.kubeconfig.as_deref(), env, home)
 }
 
 fn home_config() -> Option<PathBuf> {
@@ -30,6 +43,11 @@ pub fn load_from(
     home: Option<PathBuf>,
 ) -> Result<Kubeconfig> {
     if let Some(path) = flag {
+        crate::vlog!(
+            4,
+            "\"Config loaded from file\" path={:?} source=\"--kubeconfig\"",
+            path.display().to_string()
+        );
         return read(path).map_err(|e| {
             usage(
                 "--kubeconfig",
@@ -43,6 +61,11 @@ pub fn load_from(
             .collect();
         let mut merged: Option<Kubeconfig> = None;
         for path in paths.iter().filter(|p| p.exists()) {
+            crate::vlog!(
+                4,
+                "\"Config loaded from file\" path={:?} source=\"KUBECONFIG\"",
+                path.display().to_string()
+            );
             let next = read(path)
                 .map_err(|e| usage("KUBECONFIG", format!("cannot use {}: {e}", path.display())))?;
             merged = Some(match merged {
@@ -58,8 +81,15 @@ pub fn load_from(
         });
     }
     match home {
-        Some(path) if path.exists() => read(&path)
-            .map_err(|e| usage("kubeconfig", format!("cannot use {}: {e}", path.display()))),
+        Some(path) if path.exists() => {
+            crate::vlog!(
+                4,
+                "\"Config loaded from file\" path={:?} source=\"home\"",
+                path.display().to_string()
+            );
+            read(&path)
+                .map_err(|e| usage("kubeconfig", format!("cannot use {}: {e}", path.display())))
+        }
         _ => Err(usage(
             "--kubeconfig",
             "no kubeconfig found: pass --kubeconfig or set KUBECONFIG",
@@ -158,23 +188,55 @@ pub struct Target {
     pub context: String,
     /// Namespace: `-n`, else the context's namespace, else `default`.
     pub namespace: String,
+    /// No kubeconfig context: `--server` makes one, named after the server (see `overrides`).
+    pub from_flags: bool,
 }
 
 /// Resolves the context (explicit, else current-context) and the namespace.
 pub fn resolve(kc: &Kubeconfig, context: Option<&str>, namespace: Option<&str>) -> Result<Target> {
-    let name = match context {
-        Some(c) => c.to_string(),
-        None => kc
-            .current_context
-            .clone()
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| {
-                usage(
-                    "--context",
-                    "the kubeconfig has no current-context: name one with --context",
-                )
-            })?,
-    };
+    resolve_with_server(kc, context, namespace, None)
+}
+
+/// [`resolve`], where a kubeconfig without a current context and no `--context` is no error
+/// when `server` (`--server`) says where to go: kubectl then uses the flags alone.
+pub fn resolve_with_server(
+    kc: &Kubeconfig,
+    context: Option<&str>,
+    namespace: Option<&str>,
+    server: Option<&str>,
+) -> Result<Target> {
+    let current = kc.current_context.clone().filter(|c| !c.is_empty());
+    let (name, source) =
+        match (context, current, server) {
+            (Some(c), _, _) => (c.to_string(), "--context"),
+            (None, Some(c), _) => (c, "current-context"),
+            (None, None, Some(server)) => {
+                let (namespace, ns_source) = match namespace {
+                    Some(ns) => {
+                        names::dns1123_label(ns).map_err(|e| usage("--namespace", e))?;
+                        (ns.to_string(), "--namespace")
+                    }
+                    None => ("default".to_string(), "default"),
+                };
+                crate::vlog!(
+                    4,
+                    "\"Using no kubeconfig context\" server={server:?} source=\"--server\""
+                );
+                crate::vlog!(
+                    4,
+                    "\"Using namespace\" namespace={namespace:?} source={ns_source:?}"
+                );
+                return Ok(Target {
+                    context: server.to_string(),
+                    namespace,
+                    from_flags: true,
+                });
+            }
+            (None, None, None) => return Err(usage(
+                "--context",
+                "the kubeconfig has no current-context: name one with --context (or give --server)",
+            )),
+        };
     let ctx = kc.contexts.iter().find(|c| c.name == name).ok_or_else(|| {
         let known: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
         usage(
@@ -189,21 +251,28 @@ pub fn resolve(kc: &Kubeconfig, context: Option<&str>, namespace: Option<&str>) 
             ),
         )
     })?;
-    let namespace = match namespace {
-        Some(ns) => {
+    let from_context = ctx
+        .context
+        .as_ref()
+        .and_then(|c| c.namespace.clone())
+        .filter(|n| !n.is_empty());
+    let (namespace, ns_source) = match (namespace, from_context) {
+        (Some(ns), _) => {
             names::dns1123_label(ns).map_err(|e| usage("--namespace", e))?;
-            ns.to_string()
+            (ns.to_string(), "--namespace")
         }
-        None => ctx
-            .context
-            .as_ref()
-            .and_then(|c| c.namespace.clone())
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "default".to_string()),
+        (None, Some(ns)) => (ns, "context"),
+        (None, None) => ("default".to_string(), "default"),
     };
+    crate::vlog!(4, "\"Using context\" context={name:?} source={source:?}");
+    crate::vlog!(
+        4,
+        "\"Using namespace\" namespace={namespace:?} source={ns_source:?} context={name:?}"
+    );
     Ok(Target {
         context: name,
         namespace,
+        from_flags: false,
     })
 }
 

@@ -17,10 +17,12 @@ pub mod kubeconfig;
 pub mod names;
 pub mod objects;
 pub mod output;
+pub mod overrides;
 pub mod ports;
 pub mod prompt;
 pub mod proxy;
 pub mod table;
+pub mod verbose;
 pub mod write;
 
 pub mod link;
