@@ -18,6 +18,7 @@ pub mod names;
 pub mod objects;
 pub mod output;
 pub mod ports;
+pub mod prom;
 pub mod prompt;
 pub mod proxy;
 pub mod table;
