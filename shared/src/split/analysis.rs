@@ -335,7 +335,7 @@ pub enum Step {
 }
 
 fn ms(x: f64) -> String {
-    format!("{}ms", trim_float(x))
+    format!("{x:.0}ms")
 }
 
 /// Runs every check of every gate. A Prometheus that does not answer is a failed check.
@@ -384,7 +384,7 @@ async fn evaluate(gates: &[Gate], checks: &Checks) -> Verdict {
                         return Verdict::Fail(failure(
                             "error rate",
                             t,
-                            Percent(v).to_string(),
+                            format!("{:.1}%", v * 100.0),
                             &q.error_rate,
                         ))
                     }
