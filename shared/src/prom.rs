@@ -106,22 +106,22 @@ fn read_secret(flag: &str, path: &Path) -> Result<String> {
 pub fn parse_url(s: &str) -> Result<Uri> {
     const ACCEPTED: &str =
         "expected an http:// or https:// URL such as http://prometheus.istio-system:9090";
+    if s.contains('@') {
+        // `user:password@`, possibly in a malformed URL: the text is never repeated.
+        return Err(usage(
+            "--prometheus",
+            "credentials in the URL are not accepted: use --prometheus-user with --prometheus-password-file, or --prometheus-token-file",
+        ));
+    }
     let uri: Uri = s
         .trim()
         .parse()
         .map_err(|_| usage("--prometheus", format!("{s:?} is not a URL: {ACCEPTED}")))?;
     let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
-    let Some(authority) = uri.authority().filter(|_| scheme_ok) else {
+    if uri.authority().is_none() || !scheme_ok {
         return Err(usage(
             "--prometheus",
             format!("{s:?} is not a URL: {ACCEPTED}"),
-        ));
-    };
-    if authority.as_str().contains('@') {
-        // The text may hold a password: it is not repeated.
-        return Err(usage(
-            "--prometheus",
-            "credentials in the URL are not accepted: use --prometheus-user with --prometheus-password-file, or --prometheus-token-file",
         ));
     }
     if uri.query().is_some() {
