@@ -312,8 +312,12 @@ fn encode(q: &str) -> String {
 impl Prometheus {
     /// Starts Prometheus scraping `exporter` every second (see [`Prometheus::wait_ready`]).
     fn start(exporter: &Exporter) -> Self {
+        Self::start_with(exporter, tempfile::tempdir().expect("temp dir"), None)
+    }
+
+    /// [`Prometheus::start`] in `dir`, with `--web.config.file` when `web` is given.
+    fn start_with(exporter: &Exporter, dir: tempfile::TempDir, web: Option<&str>) -> Self {
         let bin = prometheus_binary();
-        let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
             &config,
@@ -324,7 +328,13 @@ impl Prometheus {
         )
         .expect("write config");
         let port = free_port();
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if let Some(web) = web {
+            let path = dir.path().join("web.yml");
+            std::fs::write(&path, web).expect("write web config");
+            cmd.arg(format!("--web.config.file={}", path.display()));
+        }
+        let child = cmd
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -771,4 +781,285 @@ fn dry_run_prints_the_checks_and_bad_flags_exit_2() {
     for c in ["cluster1", "cluster2"] {
         assert!(writes(emu, c).is_empty(), "{c}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prometheus secured as it is in practice: its own TLS, and an auth proxy in front of it.
+
+/// A reverse proxy in front of a real Prometheus that forwards only requests carrying one of
+/// `accept` as their Authorization header (as kube-rbac-proxy or an ingress would), and
+/// answers 401 otherwise. It records the headers it saw.
+struct AuthProxy {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl AuthProxy {
+    fn start(upstream: u16, accept: Vec<String>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match conn.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let auth = head
+                    .lines()
+                    .find_map(|l| {
+                        l.split_once(':')
+                            .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                            .map(|(_, v)| v.trim().to_string())
+                    })
+                    .unwrap_or_default();
+                log.lock().expect("log").push(auth.clone());
+                if !accept.contains(&auth) {
+                    let _ = conn.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 12\r\nConnection: close\r\n\r\nUnauthorized");
+                    continue;
+                }
+                let answer = TcpStream::connect(("127.0.0.1", upstream)).and_then(|mut up| {
+                    write!(
+                        up,
+                        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{upstream}\r\n\r\n"
+                    )?;
+                    let mut all = Vec::new();
+                    up.read_to_end(&mut all)?;
+                    Ok(all)
+                });
+                if let Ok(all) = answer {
+                    let _ = conn.write_all(&all);
+                }
+            }
+        });
+        Self { port, seen }
+    }
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a certificate for 127.0.0.1 it signed, in `dir`.
+fn certificates(dir: &std::path::Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=mesh-test-ca",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "tls.key",
+            "-out",
+            "tls.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "tls.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "tls.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "ext",
+        ],
+    );
+}
+
+/// Writes a credential file as a user would keep it: 0600.
+fn secret_file(dir: &std::path::Path, name: &str, text: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write secret");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    path.to_string_lossy().into_owned()
+}
+
+/// `status --traffic` through TLS with a CA file, a bearer token file and basic auth; a wrong
+/// token is exit 1 naming the 401, and no credential ever shows.
+#[test]
+fn tls_bearer_and_basic_auth_reach_prometheus_and_never_show_credentials() {
+    if !Tier::Emu.enabled() {
+        return;
+    }
+    let srv = migration(Tier::Emu);
+    let exporter = Exporter::start(CANARY1, Traffic::healthy(75.0), Traffic::healthy(25.0));
+    let tls_dir = tempfile::tempdir().expect("temp dir");
+    certificates(tls_dir.path());
+    let web = format!(
+        "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+        tls_dir.path().join("tls.crt").display(),
+        tls_dir.path().join("tls.key").display()
+    );
+    let tls = Prometheus::start_with(&exporter, tempfile::tempdir().expect("dir"), Some(&web));
+    let plain = Prometheus::start(&exporter).wait_ready();
+    let proxy = AuthProxy::start(
+        plain.port,
+        vec![
+            "Bearer s3cret-token".to_string(),
+            "Basic bWVzaDpwYTU1d29yZA==".to_string(),
+        ],
+    );
+    let secrets = tempfile::tempdir().expect("dir");
+    let status = |extra: &[String]| {
+        let mut a: Vec<String> = [
+            "status",
+            "--traffic",
+            "--window",
+            "3s",
+            "--context",
+            "cluster1",
+            "-n",
+            "default",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().cloned());
+        split(&srv, &a)
+    };
+    let shows_shares =
+        |run: &Run| run.code == 0 && run.stdout.contains("75.0%") && run.stdout.contains("25.0%");
+
+    // TLS: trusted through the CA file once Prometheus has scraped a few times.
+    let ca = tls_dir.path().join("ca.crt").to_string_lossy().into_owned();
+    let url = format!("https://127.0.0.1:{}", tls.port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let run = status(&[
+            "--prometheus".into(),
+            url.clone(),
+            "--prometheus-ca-file".into(),
+            ca.clone(),
+        ]);
+        if shows_shares(&run) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no shares over TLS:\n{}{}",
+            run.stdout,
+            run.stderr
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
+    let run = status(&["--prometheus".into(), url.clone()]).expect_code(1);
+    assert!(
+        run.stderr.contains(&format!("query Prometheus at {url}")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        run.stderr
+    );
+
+    // A bearer token from a file, and basic auth with a password file.
+    let proxied = format!("http://127.0.0.1:{}", proxy.port);
+    let token = secret_file(secrets.path(), "token", "s3cret-token\n");
+    let run = status(&[
+        "--prometheus".into(),
+        proxied.clone(),
+        "--prometheus-token-file".into(),
+        token,
+    ]);
+    assert!(shows_shares(&run), "{}{}", run.stdout, run.stderr);
+    let password = secret_file(secrets.path(), "password", "pa55word\n");
+    let run = status(&[
+        "--prometheus".into(),
+        proxied.clone(),
+        "--prometheus-user".into(),
+        "mesh".into(),
+        "--prometheus-password-file".into(),
+        password,
+    ]);
+    assert!(shows_shares(&run), "{}{}", run.stdout, run.stderr);
+
+    // The wrong token: exit 1, the 401 named, the token nowhere.
+    let wrong = secret_file(secrets.path(), "wrong", "wrong-token");
+    let run = status(&[
+        "--prometheus".into(),
+        proxied.clone(),
+        "--prometheus-token-file".into(),
+        wrong,
+    ])
+    .expect_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "query Prometheus at {proxied}: answered HTTP 401 Unauthorized"
+        )),
+        "{}",
+        run.stderr
+    );
+    for secret in [
+        "wrong-token",
+        "s3cret-token",
+        "pa55word",
+        "bWVzaDpwYTU1d29yZA",
+    ] {
+        assert!(
+            !run.stderr.contains(secret) && !run.stdout.contains(secret),
+            "{secret}"
+        );
+    }
+    let seen = proxy.seen.lock().expect("log").clone();
+    assert!(
+        seen.contains(&"Bearer s3cret-token".to_string()),
+        "{seen:?}"
+    );
+    assert!(seen.contains(&"Bearer wrong-token".to_string()), "{seen:?}");
+    assert!(
+        seen.contains(&"Basic bWVzaDpwYTU1d29yZA==".to_string()),
+        "{seen:?}"
+    );
 }
