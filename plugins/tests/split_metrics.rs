@@ -537,14 +537,14 @@ fn errors_at_step_2_roll_every_cluster_back_with_exit_5(tier) {
     assert!(value > 1.0 && value <= 10.0, "{value}: {err}");
 }
 
-/// No traffic to the canary: the walk waits one more interval, then fails and rolls back;
-/// with --allow-no-traffic it goes on to the end.
+/// No traffic to the canary: the walk waits up to one more interval, then fails and rolls
+/// back; with --allow-no-traffic it goes on to the end; traffic arriving meanwhile lets it go on.
 fn no_traffic_waits_then_fails_or_goes_on_when_allowed(tier) {
     let srv = migration(tier);
     let m = metrics(Traffic::healthy(80.0), Traffic::healthy(0.0));
     let run = split(&srv, &walk(&m, &["--min-requests", "5"])).expect_code(5);
     assert!(run.stderr.contains("Too little traffic to judge (productcatalogservice-gke.default.global in context cluster1: 0 requests, --min-requests 5 needed"), "{}", run.stderr);
-    assert!(run.stderr.contains("checking again in 2s"), "{}", run.stderr);
+    assert!(run.stderr.contains("; waiting up to 2s more"), "{}", run.stderr);
     assert!(
         run.stderr.contains("requests of productcatalogservice-gke.default.global is 0 requests after waiting one more interval"),
         "{}",
@@ -559,6 +559,29 @@ fn no_traffic_waits_then_fails_or_goes_on_when_allowed(tier) {
     )
     .ok();
     assert!(run.stderr.contains("going on as --allow-no-traffic says"), "{}", run.stderr);
+    assert_eq!(weights(&srv, "cluster1"), vec![0, 100]);
+    assert_eq!(weights(&srv, "cluster2"), vec![0, 100]);
+
+    // Traffic that arrives during the extra wait is evidence: the walk goes on without --allow-no-traffic.
+    let back = ["100/0", "--context", "cluster1", "--context", "cluster2", "-n", "default"];
+    split(&srv, &back.iter().map(|s| s.to_string()).collect::<Vec<_>>()).ok();
+    let mut child = spawn_walk(&srv, &walk(&m, &["--min-requests", "5"]));
+    let stderr = child.stderr.take().expect("stderr");
+    let mut seen = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.expect("line");
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("Too little traffic to judge") {
+            for e in &m.exporters {
+                e.set_canary(Traffic::healthy(20.0));
+            }
+        }
+    }
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "{seen}");
+    assert!(seen.contains("Too little traffic to judge"), "{seen}");
+    assert!(!seen.contains("--allow-no-traffic"), "{seen}");
     assert_eq!(weights(&srv, "cluster1"), vec![0, 100]);
     assert_eq!(weights(&srv, "cluster2"), vec![0, 100]);
 }

@@ -446,8 +446,14 @@ fn low_line(l: &Failure) -> String {
     )
 }
 
-/// The checks before the next step. Too little traffic waits one more interval, then fails
-/// (or, with `--allow-no-traffic`, lets the walk go on).
+/// How often the checks run again while waiting for traffic: a tenth of the interval, between
+/// 1 s and 15 s, so evidence that arrives early lets the walk go on early.
+fn poll_every(interval: Duration) -> Duration {
+    (interval / 10).clamp(Duration::from_secs(1), Duration::from_secs(15))
+}
+
+/// The checks before the next step. Too little traffic waits up to one more interval (checking
+/// again as it goes), then fails, or with `--allow-no-traffic` lets the walk go on.
 pub async fn check_step(
     gates: &[Gate],
     checks: &Checks,
@@ -455,40 +461,52 @@ pub async fn check_step(
     interrupt: &mut Interrupt,
     io: &mut Io,
 ) -> Result<Step> {
-    let low = match evaluate(gates, checks).await {
+    let mut low = match evaluate(gates, checks).await {
         Verdict::Pass => return Ok(Step::Pass),
         Verdict::Fail(f) => return Ok(Step::Fail(f)),
         Verdict::NoTraffic(low) => low,
     };
     let lines: Vec<String> = low.iter().map(low_line).collect();
-    let label = format!(
-        "Too little traffic to judge ({}); checking again in {}",
+    io.note(format!(
+        "Too little traffic to judge ({}); waiting up to {} more",
         lines.join("; "),
         HumanDuration(interval)
-    );
-    if !interrupt
-        .wait(interval, &label, io.terminal, &mut io.err)
-        .await
-    {
-        return Ok(Step::Interrupted);
-    }
-    match evaluate(gates, checks).await {
-        Verdict::Pass => Ok(Step::Pass),
-        Verdict::Fail(f) => Ok(Step::Fail(f)),
-        Verdict::NoTraffic(low) if checks.allow_no_traffic => {
-            let lines: Vec<String> = low.iter().map(low_line).collect();
-            io.warn(format!(
-                "still too little traffic ({}); going on as --allow-no-traffic says",
-                lines.join("; ")
-            ))?;
-            Ok(Step::Pass)
+    ))?;
+    let deadline = tokio::time::Instant::now() + interval;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
         }
-        Verdict::NoTraffic(mut low) => {
-            let mut f = low.remove(0);
-            f.value = format!("{} requests after waiting one more interval", f.value);
-            Ok(Step::Fail(f))
+        // The line above says what is awaited; the short waits print nothing of their own.
+        if !interrupt
+            .wait(
+                left.min(poll_every(interval)),
+                "",
+                false,
+                &mut std::io::sink(),
+            )
+            .await
+        {
+            return Ok(Step::Interrupted);
+        }
+        match evaluate(gates, checks).await {
+            Verdict::Pass => return Ok(Step::Pass),
+            Verdict::Fail(f) => return Ok(Step::Fail(f)),
+            Verdict::NoTraffic(l) => low = l,
         }
     }
+    if checks.allow_no_traffic {
+        let lines: Vec<String> = low.iter().map(low_line).collect();
+        io.warn(format!(
+            "still too little traffic ({}); going on as --allow-no-traffic says",
+            lines.join("; ")
+        ))?;
+        return Ok(Step::Pass);
+    }
+    let mut f = low.remove(0);
+    f.value = format!("{} requests after waiting one more interval", f.value);
+    Ok(Step::Fail(f))
 }
 
 /// The checks a walk runs, with their queries (for `--dry-run`).
@@ -586,6 +604,16 @@ mod tests {
 
     fn q_yaml(q: &Queries) -> Vec<String> {
         vec![q.requests.clone(), q.error_rate.clone(), q.p99.clone()]
+    }
+
+    #[test]
+    fn traffic_is_polled_a_tenth_of_the_interval_within_1s_and_15s() {
+        assert_eq!(poll_every(Duration::from_secs(2)), Duration::from_secs(1));
+        assert_eq!(poll_every(Duration::from_secs(60)), Duration::from_secs(6));
+        assert_eq!(
+            poll_every(Duration::from_secs(3600)),
+            Duration::from_secs(15)
+        );
     }
 
     #[test]
