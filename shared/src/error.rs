@@ -17,6 +17,9 @@ pub enum MeshError {
     /// Some clusters were changed and others were not (exit 4).
     #[error("{0}")]
     Partial(String),
+    /// A metric check failed during a progressive walk, which was rolled back (exit 5).
+    #[error("{0}")]
+    Gate(String),
 }
 
 /// Shorthand for a usage error that names the argument at fault and what is accepted.
@@ -34,6 +37,8 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_CHECK: u8 = 3;
 /// Exit code for a partial failure across several clusters.
 pub const EXIT_PARTIAL: u8 = 4;
+/// Exit code for a metric check that failed during a walk (every cluster put back).
+pub const EXIT_GATE: u8 = 5;
 
 /// The exit code an error maps to.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
@@ -46,6 +51,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 MeshError::Usage(_) => EXIT_USAGE,
                 MeshError::Check(_) => EXIT_CHECK,
                 MeshError::Partial(_) => EXIT_PARTIAL,
+                MeshError::Gate(_) => EXIT_GATE,
             };
         }
         if let Some(e) = cause.downcast_ref::<clap::Error>() {
@@ -105,6 +111,7 @@ mod tests {
         assert_eq!(exit_code(&usage("--port", "bad")), 2);
         assert_eq!(exit_code(&MeshError::Check("x".into()).into()), 3);
         assert_eq!(exit_code(&MeshError::Partial("x".into()).into()), 4);
+        assert_eq!(exit_code(&MeshError::Gate("x".into()).into()), 5);
         assert_eq!(exit_code(&anyhow::anyhow!("api down")), 1);
     }
 

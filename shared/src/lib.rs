@@ -19,6 +19,7 @@ pub mod objects;
 pub mod output;
 pub mod overrides;
 pub mod ports;
+pub mod prom;
 pub mod prompt;
 pub mod proxy;
 pub mod table;

@@ -85,7 +85,8 @@ mod plugins {
     use std::str::FromStr;
 
     use mesh_shared::link::Pool;
-    use mesh_shared::split::Weights;
+    use mesh_shared::prom::parse_url;
+    use mesh_shared::split::{Percent, Weights};
     use mesh_shared::vm::{bootstrap::shell_quote, group};
     use proptest::prelude::*;
 
@@ -100,6 +101,30 @@ mod plugins {
             if let Ok(w) = Weights::from_str(&s) {
                 let printed = w.to_string();
                 prop_assert_eq!(Weights::from_str(&printed), Ok(w));
+            }
+        }
+
+        #[test]
+        fn percentages_never_panic_and_print_close_to_what_was_typed(s in prop_oneof![
+            any::<String>(),
+            "[0-9.%eE+-]{0,12}",
+            "[0-9]{1,3}(\\.[0-9]{1,6})?%",
+        ]) {
+            if let Ok(p) = Percent::from_str(&s) {
+                prop_assert!((0.0..=1.0).contains(&p.0), "{} gave {}", s, p.0);
+                let again = Percent::from_str(&p.to_string()).map(|q| q.0);
+                prop_assert!(again.is_ok_and(|q| (q - p.0).abs() < 1e-5), "{} printed {}", s, p);
+            }
+        }
+
+        #[test]
+        fn prometheus_urls_never_panic_nor_echo_credentials(s in prop_oneof![
+            any::<String>(),
+            "(http|https|ftp)://([a-z]{1,5}:[a-z]{1,8}@)?[a-z0-9.:-]{0,20}(/[a-z]{0,5})?",
+        ]) {
+            match parse_url(&s) {
+                Ok(u) => prop_assert!(matches!(u.scheme_str(), Some("http" | "https"))),
+                Err(e) => prop_assert!(!s.contains('@') || !e.to_string().contains(&s)),
             }
         }
 

@@ -1,6 +1,7 @@
 //! `kubectl mesh-split`: move traffic between the destinations of a VirtualService route, in one
 //! or several clusters at once, with `undo`, `status` and progressive `--steps`.
 
+mod analysis;
 mod build;
 mod ownership;
 mod plan;
@@ -9,8 +10,10 @@ mod route;
 mod sites;
 mod steps;
 mod target;
+mod traffic;
 mod weights;
 
+pub use analysis::{selector, Analysis, CheckArgs, Checks, Percent, Queries};
 pub use build::{created_object, default_name, weights_object, Previous, PREVIOUS_ANNOTATION};
 pub use ownership::{decide, Decision, HAND_MANAGERS};
 pub use plan::{Action, Plan, SetPlan};
@@ -23,6 +26,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 
 use crate::cli::{KubeArgs, ReadArgs, WriteArgs};
 use crate::duration::HumanDuration;
+use crate::prom::PromArgs;
 use crate::prompt::{self, Prompter};
 use crate::Io;
 
@@ -43,18 +47,29 @@ const EXAMPLES: &str = "Examples:
   # Walk to 0/100 through 80/20, 50/50 and 20/80, two minutes apart (Ctrl-C stops between steps)
   kubectl mesh-split vs/productcatalog-migration 0/100 --steps 20,50,80 --interval 2m
 
+  # The same walk, checked against each cluster's Prometheus before every next step: a 5xx
+  # share above 1% or a p99 above 500ms puts every cluster back to 100/0 (exit 5)
+  kubectl mesh-split vs/productcatalog-migration 0/100 --steps 20,50,80 --interval 2m \
+    --context cluster1 --context cluster2 \
+    --prometheus http://prom1:9090 --prometheus http://prom2:9090 \
+    --max-error-rate 1% --max-p99 500ms --min-requests 100
+
   # Back to the weights before the last change, in every given context
   kubectl mesh-split undo --context cluster1 --context cluster2
 
   # Current weights per context
   kubectl mesh-split status productcatalogservice --context cluster1 --context cluster2
 
+  # Weights next to the observed share, success rate and p99, redrawn every few seconds
+  kubectl mesh-split status productcatalogservice --traffic --prometheus http://prom:9090 --watch
+
   # Create the VirtualService when there is none yet
   kubectl mesh-split productcatalogservice 100/0 --create --to productcatalogservice,productcatalogservice-gke
 
 Exit codes: 0 done, 1 API or runtime failure, 2 invalid input (nothing written),
 3 the weights read back differ, 4 a write failed in one cluster after others were written
-(those were put back).";
+(those were put back), 5 a metric check failed during --steps (every cluster was put back to
+its weights from before the walk).";
 
 /// Split traffic between the destinations of a VirtualService route, across clusters
 #[derive(Debug, Parser)]
@@ -90,6 +105,18 @@ pub struct Args {
     /// With --steps: how long to wait at each step [default: 1m]
     #[arg(long, value_name = "DURATION", requires = "steps")]
     pub interval: Option<HumanDuration>,
+
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub checks: CheckArgs,
+
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub prom: PromArgs,
+
+    /// The range the metrics are taken over [default: the --interval; status --traffic: 5m]
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub window: Option<HumanDuration>,
 
     /// Create the VirtualService for TARGET (a host) when none exists
     #[arg(long, requires = "to")]
@@ -164,6 +191,14 @@ pub struct StatusArgs {
     #[allow(missing_docs)]
     #[command(flatten)]
     pub route: RouteArg,
+
+    /// Show the observed share of requests, success rate and p99 per destination (needs --prometheus)
+    #[arg(long)]
+    pub traffic: bool,
+
+    /// With --traffic: redraw every few seconds (a bar per destination on a terminal)
+    #[arg(long, requires = "traffic")]
+    pub watch: bool,
 
     #[allow(missing_docs)]
     #[command(flatten)]

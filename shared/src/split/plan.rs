@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use super::analysis::Analysis;
 use super::route::{Destination, RouteSelector};
 use super::target::Target;
+use super::traffic::Traffic;
 use super::weights::{self, Weights};
 use super::{Args, Verb};
 use crate::cli::{DryRun, OutputFormat, WriteArgs};
@@ -34,6 +36,8 @@ pub struct SetPlan {
     pub interval: Duration,
     /// `--create --to ... [--name]`.
     pub create: Option<Create>,
+    /// The metric checks before each next step (`--prometheus` with checks).
+    pub analysis: Option<Box<Analysis>>,
 }
 
 /// Creating the VirtualService when none exists.
@@ -60,6 +64,8 @@ pub struct Plan {
     pub write: WriteArgs,
     /// The cluster flags as given, to print commands that resume or undo.
     pub repeat_flags: Vec<String>,
+    /// `status --traffic`.
+    pub traffic: Option<Traffic>,
 }
 
 /// The default `--interval`.
@@ -91,13 +97,26 @@ impl Plan {
                 (!args.steps.is_empty(), "--steps"),
                 (args.interval.is_some(), "--interval"),
                 (args.create, "--create"),
+                (args.checks.max_error_rate.is_some(), "--max-error-rate"),
+                (args.checks.max_p99.is_some(), "--max-p99"),
+                (args.checks.min_requests.is_some(), "--min-requests"),
+                (args.checks.allow_no_traffic, "--allow-no-traffic"),
             ];
             if let Some((_, flag)) = set_only.iter().find(|(given, _)| *given) {
                 return Err(usage(flag, format!("does not go with {name}")));
             }
+            if matches!(verb, Verb::Undo(_)) {
+                if !args.prom.urls.is_empty() {
+                    return Err(usage("--prometheus", "does not go with undo"));
+                }
+                if args.window.is_some() {
+                    return Err(usage("--window", "does not go with undo"));
+                }
+            }
         }
         match &args.verb {
             Some(Verb::Undo(u)) => Ok(Plan {
+                traffic: None,
                 action: Action::Undo,
                 target: u.target.clone(),
                 route: u.route.route.clone().or_else(|| args.route.route.clone()),
@@ -105,6 +124,7 @@ impl Plan {
                 repeat_flags,
             }),
             Some(Verb::Status(s)) => Ok(Plan {
+                traffic: Traffic::plan(s, args)?,
                 action: Action::Status,
                 target: s.target.clone(),
                 route: s.route.route.clone().or_else(|| args.route.route.clone()),
@@ -150,12 +170,23 @@ impl Plan {
         } else {
             None
         };
+        let interval = args.interval.map_or(DEFAULT_INTERVAL, |d| d.0);
+        let endpoints = args.prom.endpoints()?;
+        let analysis = args.checks.plan(
+            endpoints,
+            args.kube.contexts.len(),
+            !args.steps.is_empty(),
+            interval,
+            args.window.map(|w| w.0),
+        )?;
         Ok(Plan {
+            traffic: None,
             action: Action::Set(SetPlan {
                 weights,
                 steps: args.steps.clone(),
-                interval: args.interval.map_or(DEFAULT_INTERVAL, |d| d.0),
+                interval,
                 create,
+                analysis,
             }),
             target,
             route: args.route.route.clone(),

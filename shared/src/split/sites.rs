@@ -8,6 +8,7 @@ use std::io::Write as _;
 use anyhow::{anyhow, Result};
 use serde_json::Value;
 
+use super::analysis::{self, Gate, Step};
 use super::build::{self, Previous};
 use super::ownership::{self, Decision};
 use super::plan::{Action, Create, Plan, SetPlan};
@@ -713,6 +714,12 @@ async fn split(
             io.out
                 .write_all(report::step_plan(&contexts, &plans, &interval).as_bytes())?;
         }
+        if let Some(a) = &set.analysis {
+            let gates = make_gates(a, &sites, &plans)?;
+            writeln!(io.out)?;
+            io.out
+                .write_all(analysis::describe(&gates, &a.checks, a.window).as_bytes())?;
+        }
         io.note("(dry run: nothing was written)")?;
         return Ok(());
     }
@@ -722,8 +729,19 @@ async fn split(
     } else {
         None
     };
+    // The checks, asked once before anything is written: a Prometheus that cannot answer
+    // stops here (exit 1). A server-side dry run moves no traffic, so it is not checked.
+    let gates = match &set.analysis {
+        Some(a) if mode.dry_run == DryRun::None => {
+            let g = make_gates(a, &sites, &plans)?;
+            analysis::preflight(&g).await?;
+            Some((g, a))
+        }
+        _ => None,
+    };
+    let starts: Vec<Vec<u32>> = sites.iter().map(|s| s.route.weights.clone()).collect();
     let mut objs = Vec::new();
-    let mut reached: Vec<Vec<u32>> = sites.iter().map(|s| s.route.weights.clone()).collect();
+    let mut reached: Vec<Vec<u32>> = starts.clone();
     for k in 0..steps {
         let want: Vec<Vec<u32>> = plans.iter().map(|p| p[k].clone()).collect();
         let applied = commit(
@@ -762,12 +780,82 @@ async fn split(
             if !int.wait(set.interval, &label, bar, &mut io.err).await {
                 return interrupted(plan, set, &target, &sites, &reached, k, steps, io);
             }
+            if let Some((g, a)) = &gates {
+                match analysis::check_step(g, &a.checks, set.interval, int, io).await? {
+                    Step::Pass => {}
+                    Step::Interrupted => {
+                        return interrupted(plan, set, &target, &sites, &reached, k, steps, io)
+                    }
+                    Step::Fail(f) => return roll_back(&mut sites, &starts, &f, io).await,
+                }
+            }
         }
     }
     if let Some(format) = plan.output() {
         return output::print_objects(&mut io.out, format, &objs);
     }
     print_table(&sites, &reached, io)
+}
+
+/// Each cluster's Prometheus and the destinations its walk moves traffic to.
+fn make_gates(
+    a: &analysis::Analysis,
+    sites: &[Site],
+    plans: &[Vec<Vec<u32>>],
+) -> Result<Vec<Gate>> {
+    let mut out = Vec::new();
+    for (i, (site, plan)) in sites.iter().zip(plans).enumerate() {
+        let endpoint = &a.endpoints[i.min(a.endpoints.len() - 1)];
+        let end = plan.last().map_or(&site.route.weights, |w| w);
+        out.push(Gate::new(
+            site.context(),
+            crate::prom::Prometheus::connect(endpoint)?,
+            &site.route.destinations,
+            &site.route.weights,
+            end,
+            &site.namespace,
+            a.window,
+        ));
+    }
+    Ok(out)
+}
+
+/// A check failed: every cluster goes back to its weights from before the walk, through the
+/// same all-or-nothing write as every step and `undo` (recording what it replaces, as `undo`
+/// does), then exit 5 naming the check.
+async fn roll_back(
+    sites: &mut [Site],
+    starts: &[Vec<u32>],
+    failed: &analysis::Failure,
+    io: &mut Io,
+) -> Result<()> {
+    analysis::print_failure(failed, io)?;
+    io.note(format!(
+        "Rolling back every context to {}",
+        slash(&starts[0])
+    ))?;
+    let change = build::change_id();
+    let previous: Vec<Option<String>> = sites
+        .iter()
+        .map(|s| Some(Previous::of(&s.route).by(&change).to_annotation()))
+        .collect();
+    let mode = WriteMode {
+        dry_run: DryRun::None,
+        force: false,
+    };
+    // No interrupt: a signal must not stop the way back halfway.
+    let applied = commit(sites, starts, &previous, None, mode, None, io)
+        .await
+        .map_err(|e| e.context(format!("{failed}; rolling back")))?;
+    result_lines(sites, &applied, DryRun::None, io)?;
+    read_back(sites, starts)
+        .await
+        .map_err(|e| e.context(format!("{failed}; rolled back")))?;
+    print_table(sites, starts, io)?;
+    Err(MeshError::Gate(format!(
+        "{failed}; every context is back at its weights from before the walk"
+    ))
+    .into())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -980,49 +1068,72 @@ async fn undo(
 /// Weights of one route, per context.
 type PerContext = Vec<(String, Vec<u32>)>;
 
+/// The VirtualServices `status` shows in one cluster, each with the routes to show; `Err` with
+/// the text of what is missing when there is none.
+pub(super) async fn status_routes(
+    plan: &Plan,
+    cluster: &Cluster,
+) -> Result<std::result::Result<Vec<(Value, Vec<Route>)>, String>> {
+    let kind = vs_kind(cluster).await?;
+    let ns = cluster.namespace.as_str();
+    let vss: Vec<Value> = match &plan.target {
+        Some(t) => find(cluster, &kind, t).await?.into_iter().collect(),
+        None => cluster
+            .list(&kind, Some(ns), None)
+            .await?
+            .into_iter()
+            .filter(|v| !route::splittable(v).is_empty())
+            .collect(),
+    };
+    if vss.is_empty() {
+        return Ok(Err(match &plan.target {
+            Some(t) => not_found(cluster, t, false).to_string(),
+            None => format!(
+                "no VirtualService in namespace {ns} (context {}) has a route with two or more destinations",
+                cluster.context
+            ),
+        }));
+    }
+    Ok(Ok(vss
+        .into_iter()
+        .map(|vs| {
+            let routes: Vec<Route> = match &plan.route {
+                Some(sel) => route::routes(&vs)
+                    .into_iter()
+                    .filter(|r| sel.matches(&r.at))
+                    .collect(),
+                None => {
+                    let s = route::splittable(&vs);
+                    if s.is_empty() {
+                        route::routes(&vs)
+                    } else {
+                        s
+                    }
+                }
+            };
+            (vs, routes)
+        })
+        .collect()))
+}
+
 async fn status(plan: &Plan, clusters: &[Cluster], io: &mut Io) -> Result<()> {
+    if let Some(t) = &plan.traffic {
+        return super::traffic::run(plan, t, clusters, io).await;
+    }
     let mut rows: Vec<StatusRow> = Vec::new();
     let mut objs = Vec::new();
     let mut missing = Vec::new();
     // (vs, route) -> weights per context, to warn when contexts disagree.
     let mut seen: BTreeMap<(String, String), PerContext> = BTreeMap::new();
     for cluster in clusters {
-        let kind = vs_kind(cluster).await?;
-        let ns = cluster.namespace.as_str();
-        let vss: Vec<Value> = match &plan.target {
-            Some(t) => find(cluster, &kind, t).await?.into_iter().collect(),
-            None => cluster
-                .list(&kind, Some(ns), None)
-                .await?
-                .into_iter()
-                .filter(|v| !route::splittable(v).is_empty())
-                .collect(),
+        let found = match status_routes(plan, cluster).await? {
+            Ok(found) => found,
+            Err(m) => {
+                missing.push(m);
+                continue;
+            }
         };
-        if vss.is_empty() {
-            missing.push(match &plan.target {
-                Some(t) => not_found(cluster, t, false).to_string(),
-                None => format!(
-                    "no VirtualService in namespace {ns} (context {}) has a route with two or more destinations",
-                    cluster.context
-                ),
-            });
-            continue;
-        }
-        for vs in &vss {
-            let routes: Vec<Route> = match &plan.route {
-                Some(sel) => route::routes(vs)
-                    .into_iter()
-                    .filter(|r| sel.matches(&r.at))
-                    .collect(),
-                None => {
-                    let s = route::splittable(vs);
-                    if s.is_empty() {
-                        route::routes(vs)
-                    } else {
-                        s
-                    }
-                }
-            };
+        for (vs, routes) in &found {
             let prev = build::read_previous(vs).and_then(Result::ok);
             for r in routes {
                 let recorded = prev
