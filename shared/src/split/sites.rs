@@ -734,6 +734,9 @@ async fn split(
     let gates = match &set.analysis {
         Some(a) if mode.dry_run == DryRun::None => {
             let g = make_gates(a, &sites, &plans)?;
+            for line in analysis::describe(&g, &a.checks, a.window).lines() {
+                crate::vlog!(4, "{line}");
+            }
             analysis::preflight(&g).await?;
             Some((g, a))
         }
