@@ -1701,14 +1701,17 @@ fn mtls_writes_a_peer_authentication_selecting_only_the_group(tier) {
     let pa = srv.get_json("cluster1", PA_PATH).expect("PeerAuthentication");
     assert_eq!(pa["spec"]["mtls"]["mode"], "STRICT");
 
-    // A server dry run with pods that the selector catches is refused the same way.
+    // Once workloads of the namespace carry the group's labels, the selector is refused.
     srv.apply_yaml("cluster1", LOOKALIKES).expect("workloads");
     if let Some(emu) = srv.emu() {
         emu.clear_requests();
     }
     let run = vm(&srv, &[ANALYTICS_ARGS, &["--mtls", "unset"]].concat()).expect_code(2);
-    let line = run.stderr.trim_end();
-    assert!(!line.contains('\n'), "one line: {line}");
+    // The detected network's note, then the one error line.
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stderr);
+    assert!(lines[0].starts_with("network: network1 ("), "{}", run.stderr);
+    let line = lines[1];
     assert!(
         line.starts_with("error: --mtls: PeerAuthentication vm/analytics selects app=analytics,version=v0, which also matches Deployment/analytics-web, Job/analytics-migrate in namespace vm, not only the VMs: give the group a label those lack (-l), or pass --force; nothing was written"),
         "{line}"
@@ -1818,8 +1821,17 @@ fn group_client_dry_run_with_mtls_prints_the_peer_authentication_too() {
         None,
         "vm",
         &[
-            "group", "foo", "-n", "bar", "-l", "app=foo", "--mtls", "permissive",
-            "--dry-run=client", "-o", "yaml",
+            "group",
+            "foo",
+            "-n",
+            "bar",
+            "-l",
+            "app=foo",
+            "--mtls",
+            "permissive",
+            "--dry-run=client",
+            "-o",
+            "yaml",
         ],
     )
     .ok();

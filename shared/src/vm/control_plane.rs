@@ -105,9 +105,9 @@ impl Lookup {
     /// for content that cannot be parsed, which names the key.
     pub fn find(self, obj: &Value, cluster_id: &str) -> Result<Option<String>, String> {
         let found = match self {
-            Lookup::NamespaceLabel(key) => obj["metadata"]["labels"][key]
-                .as_str()
-                .map(String::from),
+            Lookup::NamespaceLabel(key) => {
+                obj["metadata"]["labels"][key].as_str().map(String::from)
+            }
             Lookup::IstiodEnv(name) => env_of_istiod(obj, name),
             Lookup::InjectorValues(key) => match obj["data"]["values"].as_str() {
                 Some(values) => value_at(values, key)?,
@@ -135,7 +135,12 @@ impl Lookup {
     }
 
     /// What was looked at and not found, for the message when no lookup finds a value.
-    pub fn missing(self, istio_namespace: &str, revision: Option<&str>, cluster_id: &str) -> String {
+    pub fn missing(
+        self,
+        istio_namespace: &str,
+        revision: Option<&str>,
+        cluster_id: &str,
+    ) -> String {
         let at = self.object().describe(istio_namespace, revision);
         match self {
             Lookup::NamespaceLabel(key) => format!("no {key} label on {at}"),
@@ -175,7 +180,9 @@ fn value_at(values: &str, key: &str) -> Result<Option<String>, String> {
     let v: Value =
         serde_json::from_str(values).map_err(|e| format!("key values is not JSON: {e}"))?;
     let pointer = format!("/{}", key.replace('.', "/"));
-    Ok(v.pointer(&pointer).and_then(Value::as_str).map(String::from))
+    Ok(v.pointer(&pointer)
+        .and_then(Value::as_str)
+        .map(String::from))
 }
 
 /// The env var `name` of istiod's `discovery` container (else of any container).
@@ -236,8 +243,12 @@ pub fn path(vm: &str, cluster: &str, gateway: &str) -> String {
     let why = match (vm.is_empty(), cluster.is_empty()) {
         (false, false) => format!("the VMs and the cluster are both on network {vm}"),
         (true, true) => "neither the group nor the cluster sets a network".to_string(),
-        (true, false) => format!("the group sets no network, which Istio treats as the cluster's ({cluster})"),
-        (false, true) => format!("the cluster sets no network, which Istio treats as the VMs' ({vm})"),
+        (true, false) => {
+            format!("the group sets no network, which Istio treats as the cluster's ({cluster})")
+        }
+        (false, true) => {
+            format!("the cluster sets no network, which Istio treats as the VMs' ({vm})")
+        }
     };
     format!("pod IPs directly ({why})")
 }
@@ -267,7 +278,8 @@ mod tests {
             Lookup::InjectorValues("global.network").find(&values, ""),
             Ok(Some("n1".into()))
         );
-        let empty = json!({"data": {"values": r#"{"global":{"multiCluster":{"clusterName":""}}}"#}});
+        let empty =
+            json!({"data": {"values": r#"{"global":{"multiCluster":{"clusterName":""}}}"#}});
         assert_eq!(id.find(&empty, ""), Ok(None));
         assert!(id.find(&json!({"data": {"values": "{"}}), "").is_err());
 
@@ -275,15 +287,30 @@ mod tests {
             {"name": "sidecar", "env": [{"name": "CLUSTER_ID", "value": "wrong"}]},
             {"name": "discovery", "env": [{"name": "X"}, {"name": "CLUSTER_ID", "value": "c2"}, {"name": "NETWORK", "value": "n2"}]}
         ]}}}});
-        assert_eq!(Lookup::IstiodEnv("CLUSTER_ID").find(&d, ""), Ok(Some("c2".into())));
-        assert_eq!(Lookup::IstiodEnv("NETWORK").find(&d, ""), Ok(Some("n2".into())));
-        assert_eq!(Lookup::IstiodEnv("CLUSTER_ID").find(&json!({}), ""), Ok(None));
+        assert_eq!(
+            Lookup::IstiodEnv("CLUSTER_ID").find(&d, ""),
+            Ok(Some("c2".into()))
+        );
+        assert_eq!(
+            Lookup::IstiodEnv("NETWORK").find(&d, ""),
+            Ok(Some("n2".into()))
+        );
+        assert_eq!(
+            Lookup::IstiodEnv("CLUSTER_ID").find(&json!({}), ""),
+            Ok(None)
+        );
 
         let ns = json!({"metadata": {"labels": {NETWORK_LABEL: "n3"}}});
-        assert_eq!(Lookup::NamespaceLabel(NETWORK_LABEL).find(&ns, ""), Ok(Some("n3".into())));
+        assert_eq!(
+            Lookup::NamespaceLabel(NETWORK_LABEL).find(&ns, ""),
+            Ok(Some("n3".into()))
+        );
 
         let mesh = json!({"data": {"meshNetworks": "networks:\n  west:\n    endpoints: [{fromRegistry: c9}]\n  east:\n    endpoints: [{fromCidr: 10.0.0.0/8}, {fromRegistry: c1}]\n    gateways: [{address: 1.2.3.4, port: 15443}]\n"}});
-        assert_eq!(Lookup::MeshNetworks.find(&mesh, "c1"), Ok(Some("east".into())));
+        assert_eq!(
+            Lookup::MeshNetworks.find(&mesh, "c1"),
+            Ok(Some("east".into()))
+        );
         assert_eq!(Lookup::MeshNetworks.find(&mesh, "c2"), Ok(None));
         let none = json!({"data": {"meshNetworks": "networks: {}"}});
         assert_eq!(Lookup::MeshNetworks.find(&none, "c1"), Ok(None));
@@ -299,7 +326,9 @@ mod tests {
             "from global.multiCluster.clusterName in ConfigMap istio-system/istio-sidecar-injector"
         );
         assert_eq!(
-            CLUSTER_ID[1].source("istio-system", Some("canary"), "").to_string(),
+            CLUSTER_ID[1]
+                .source("istio-system", Some("canary"), "")
+                .to_string(),
             "from the CLUSTER_ID env of Deployment istio-system/istiod-canary"
         );
         assert_eq!(
@@ -314,7 +343,10 @@ mod tests {
             NETWORK[2].missing("istio-system", None, "c1"),
             "no global.network in ConfigMap istio-system/istio-sidecar-injector"
         );
-        assert_eq!(Source::flag("--cluster-id").to_string(), "from --cluster-id");
+        assert_eq!(
+            Source::flag("--cluster-id").to_string(),
+            "from --cluster-id"
+        );
     }
 
     #[test]

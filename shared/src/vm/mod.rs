@@ -651,7 +651,11 @@ async fn check_mtls_selector(
         "Job",
         "CronJob",
     ] {
-        found.extend(cluster.list(&objects::workload(kind), Some(ns), None).await?);
+        found.extend(
+            cluster
+                .list(&objects::workload(kind), Some(ns), None)
+                .await?,
+        );
     }
     let caught = mtls::caught(selector, &found);
     if caught.is_empty() {
@@ -1083,10 +1087,7 @@ async fn run_status(kube: &KubeArgs, a: StatusArgs, io: &mut Io) -> Result<()> {
     let policies = match Policies::read(&cluster, &ns, &a).await {
         Ok(p) => Some(p),
         Err(e) => {
-            io.warn(format!(
-                "mTLS mode unknown: {}",
-                crate::error::one_line(&e)
-            ))?;
+            io.warn(format!("mTLS mode unknown: {}", crate::error::one_line(&e)))?;
             None
         }
     };

@@ -187,7 +187,11 @@ pub fn effective(
     let (mode, policy) = match decided {
         Some(p) => (
             mode_of(p).to_string(),
-            format!("{}/{}", objects::namespace(p).unwrap_or(""), objects::name(p)),
+            format!(
+                "{}/{}",
+                objects::namespace(p).unwrap_or(""),
+                objects::name(p)
+            ),
         ),
         None => ("PERMISSIVE".to_string(), "<default>".to_string()),
     };
@@ -196,7 +200,9 @@ pub fn effective(
         .map(|m| {
             m.iter()
                 .map(|(port, v)| {
-                    let m = v["mode"].as_str().filter(|m| !m.is_empty() && *m != "UNSET");
+                    let m = v["mode"]
+                        .as_str()
+                        .filter(|m| !m.is_empty() && *m != "UNSET");
                     (port.clone(), m.unwrap_or(mode.as_str()).to_string())
                 })
                 .collect()
@@ -276,7 +282,13 @@ mod tests {
         assert!(caught(&sel, &objs[5..]).is_empty());
     }
 
-    fn pa(ns: &str, name: &str, created: &str, selector: Option<Value>, mode: Option<&str>) -> Value {
+    fn pa(
+        ns: &str,
+        name: &str,
+        created: &str,
+        selector: Option<Value>,
+        mode: Option<&str>,
+    ) -> Value {
         let mut p = json!({"metadata": {"name": name, "namespace": ns, "creationTimestamp": created}, "spec": {}});
         if let Some(s) = selector {
             p["spec"]["selector"] = json!({"matchLabels": s});
@@ -294,8 +306,20 @@ mod tests {
         let t1 = "2026-01-02T00:00:00Z";
         let mesh = pa("istio-system", "default", t0, None, Some("STRICT"));
         let ns = pa("vm", "ns-wide", t0, None, Some("DISABLE"));
-        let own = pa("vm", "analytics", t1, Some(json!({"app": "analytics"})), Some("PERMISSIVE"));
-        let other = pa("vm", "other", t0, Some(json!({"app": "other"})), Some("STRICT"));
+        let own = pa(
+            "vm",
+            "analytics",
+            t1,
+            Some(json!({"app": "analytics"})),
+            Some("PERMISSIVE"),
+        );
+        let other = pa(
+            "vm",
+            "other",
+            t0,
+            Some(json!({"app": "other"})),
+            Some("STRICT"),
+        );
         let e = |n: &[Value], r: &[Value]| {
             let x = effective(&wl, n, r);
             (x.mode, x.policy)
@@ -310,18 +334,33 @@ mod tests {
             ("DISABLE".into(), "vm/ns-wide".into())
         );
         assert_eq!(
-            e(&[ns.clone(), own.clone(), other], std::slice::from_ref(&mesh)),
+            e(
+                &[ns.clone(), own.clone(), other],
+                std::slice::from_ref(&mesh)
+            ),
             ("PERMISSIVE".into(), "vm/analytics".into())
         );
         // UNSET defers to the next level; a policy without mtls is UNSET.
-        let unset = pa("vm", "analytics", t1, Some(json!({"app": "analytics"})), Some("UNSET"));
+        let unset = pa(
+            "vm",
+            "analytics",
+            t1,
+            Some(json!({"app": "analytics"})),
+            Some("UNSET"),
+        );
         let ns_unset = pa("vm", "ns-wide", t0, None, None);
         assert_eq!(
             e(&[unset, ns_unset], std::slice::from_ref(&mesh)),
             ("STRICT".into(), "istio-system/default".into())
         );
         // Of two workload policies, the oldest decides.
-        let older = pa("vm", "zz-older", t0, Some(json!({"version": "v0"})), Some("STRICT"));
+        let older = pa(
+            "vm",
+            "zz-older",
+            t0,
+            Some(json!({"version": "v0"})),
+            Some("STRICT"),
+        );
         assert_eq!(
             e(&[own, older], &[]),
             ("STRICT".into(), "vm/zz-older".into())
@@ -331,8 +370,15 @@ mod tests {
     #[test]
     fn port_level_modes_show_where_they_differ() {
         let wl = labels(&[("app", "analytics")]);
-        let mut own = pa("vm", "analytics", "", Some(json!({"app": "analytics"})), Some("STRICT"));
-        own["spec"]["portLevelMtls"] = json!({"8083": {"mode": "DISABLE"}, "8080": {"mode": "UNSET"}});
+        let mut own = pa(
+            "vm",
+            "analytics",
+            "",
+            Some(json!({"app": "analytics"})),
+            Some("STRICT"),
+        );
+        own["spec"]["portLevelMtls"] =
+            json!({"8083": {"mode": "DISABLE"}, "8080": {"mode": "UNSET"}});
         let e = effective(&wl, &[own], &[]);
         assert_eq!(e.column(), "STRICT (8083: DISABLE)");
     }

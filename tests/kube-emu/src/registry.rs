@@ -172,7 +172,15 @@ pub fn builtins() -> Vec<ResourceType> {
             true,
         ),
         builtin("apps", "v1", "DaemonSet", "daemonsets", &["ds"], true, true),
-        builtin("apps", "v1", "ReplicaSet", "replicasets", &["rs"], true, true),
+        builtin(
+            "apps",
+            "v1",
+            "ReplicaSet",
+            "replicasets",
+            &["rs"],
+            true,
+            true,
+        ),
         builtin("batch", "v1", "Job", "jobs", &[], true, true),
         builtin("batch", "v1", "CronJob", "cronjobs", &["cj"], true, true),
         builtin(
