@@ -160,7 +160,7 @@ fn oldest<'a>(policies: impl Iterator<Item = &'a Value>) -> Option<&'a Value> {
                 objects::name(p),
             )
         };
-        key(*a).cmp(&key(*b))
+        key(a).cmp(&key(b))
     })
 }
 
