@@ -1654,7 +1654,23 @@ fn a_contradicting_network_is_a_warning_and_files_names_the_gateway_path(tier) {
     assert!(!run.stderr.contains("Warning"), "{}", run.stderr);
     vm(&srv, &[WEB_GROUP, &["--network", "vm-net"]].concat()).ok();
 
+    // A file's network is applied as written, and checked the same way.
     let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("wg.yaml");
+    fs::write(
+        &file,
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: fromfile, namespace: vm}\nspec:\n  metadata: {labels: {app: fromfile}}\n  template: {network: file-net}\n",
+    )
+    .expect("write");
+    let f = file.to_str().unwrap_or("");
+    let run = vm(&srv, &["group", "-f", f]).ok();
+    assert!(
+        run.stderr.contains(&format!("Warning: network file-net of {f} is not the cluster's network network1 (")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(group_network(&srv, "fromfile"), "file-net");
+
     let dir = tmp.path().join("web");
     let run = vm(
         &srv,
@@ -1759,6 +1775,13 @@ fn mtls_refusal_on_a_new_group_writes_nothing(tier) {
 fn status_shows_the_mtls_mode_in_effect_and_the_policy_that_decided_it(tier) {
     let srv = istio(tier);
     vm(&srv, &[ANALYTICS_ARGS, &["--mtls", "strict"]].concat()).ok();
+    // No entry yet: the mode for the group's labels.
+    let run = vm(&srv, &["status", "analytics", "-n", "vm"]).ok();
+    assert!(
+        run.stderr.contains("No WorkloadEntries found for WorkloadGroup vm/analytics. mTLS for its workloads: STRICT (policy vm/analytics)"),
+        "{}",
+        run.stderr
+    );
     srv.apply_yaml(
         "cluster1",
         r#"
@@ -1840,4 +1863,42 @@ fn group_client_dry_run_with_mtls_prints_the_peer_authentication_too() {
         "{}",
         run.stdout
     );
+}
+
+/// Policies that cannot be read leave MTLS unknown, with a warning; the entries are still listed.
+#[test]
+fn status_lists_entries_when_policies_cannot_be_read() {
+    let srv = istio(Tier::Emu);
+    vm(&srv, ANALYTICS_ARGS).ok();
+    srv.apply_yaml(
+        "cluster1",
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: analytics-manual, namespace: vm}\nspec:\n  address: 10.128.0.14\n  labels: {app: analytics, version: v0}\n",
+    )
+    .expect("entry");
+    let emu = srv.emu().expect("kube-emu");
+    emu.inject(
+        "cluster1",
+        common::Fault::new(
+            "GET",
+            "/peerauthentications",
+            common::FaultAction::Status(403),
+        ),
+    );
+    let run = vm(&srv, &["status", "analytics", "-n", "vm"]).ok();
+    assert!(
+        run.stderr.starts_with(
+            "Warning: mTLS mode unknown: cannot list peerauthentications in namespace vm"
+        ),
+        "{}",
+        run.stderr
+    );
+    let row: Vec<&str> = run
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..2], ["analytics-manual", "10.128.0.14"]);
+    assert_eq!(row[4..6], ["<unknown>", "<unknown>"]);
 }
