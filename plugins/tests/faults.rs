@@ -344,6 +344,47 @@ fn vm_group_survives_every_fault() {
     });
 }
 
+/// `--mtls` adds a PeerAuthentication to the same write: a failure at any request leaves the
+/// ServiceAccount, the WorkloadGroup and the PeerAuthentication all as they were.
+#[test]
+fn vm_group_with_mtls_survives_every_fault() {
+    sweep(&Case {
+        plugin: "vm",
+        clusters: &["cluster1"],
+        seed: "apiVersion: v1\nkind: Namespace\nmetadata: {name: vm}\n",
+        args: &[
+            "group",
+            "analytics",
+            "-n",
+            "vm",
+            "-l",
+            "app=analytics",
+            "--ports",
+            "http=8080",
+            "-s",
+            "analytics",
+            "--mtls",
+            "strict",
+        ],
+        watch: &[
+            (
+                "cluster1",
+                "/apis/networking.istio.io/v1/namespaces/vm/workloadgroups/analytics",
+            ),
+            (
+                "cluster1",
+                "/api/v1/namespaces/vm/serviceaccounts/analytics",
+            ),
+            (
+                "cluster1",
+                "/apis/security.istio.io/v1/namespaces/vm/peerauthentications/analytics",
+            ),
+        ],
+        failure_codes: &[1],
+        prepare: &[],
+    });
+}
+
 fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {

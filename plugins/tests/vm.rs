@@ -390,6 +390,13 @@ fn malformed_input_exits_2_with_one_line_and_no_request(tier) {
             vec!["files", "analytics", "-n", "Bad_NS", "--out-dir", out],
             "--namespace",
         ),
+        (vec!["group", "x", "--mtls", "maybe"], "--mtls"),
+        (vec!["group", "x", "--force"], "--mtls"),
+        (
+            vec!["group", "x", "-n", "vm", "-p", "http=80", "--mtls", "strict"],
+            "has no labels (-l): a PeerAuthentication without a selector",
+        ),
+        (vec!["group", "x", "-i", "Bad_NS"], "--istio-namespace"),
     ];
     for (args, needle) in cases {
         let run = vm(&srv, &args).expect_code(2);
@@ -449,6 +456,14 @@ fn files_writes_the_five_files_private_and_byte_exact(tier) {
     // The token's expiry is printed, never the token.
     assert!(!run.stdout.contains(&token) && !run.stderr.contains(&token));
     assert!(run.stderr.contains("cluster ID: cluster1 (from global.multiCluster.clusterName in ConfigMap istio-system/istio-sidecar-injector)"), "{}", run.stderr);
+    assert!(run.stderr.contains("network: network1 (from global.network in ConfigMap istio-system/istio-sidecar-injector)\n"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "path: pod IPs directly (the VMs and the cluster are both on network network1)\n"
+        ),
+        "{}",
+        run.stderr
+    );
     assert!(
         run.stderr
             .contains("istio-token: ServiceAccount vm/default, audience istio-ca, expires "),
@@ -459,12 +474,14 @@ fn files_writes_the_five_files_private_and_byte_exact(tier) {
     assert!(run.stdout.contains("cluster.env written"), "{}", run.stdout);
 
     if let Some(emu) = srv.emu() {
-        // Seven requests: the group, three ConfigMaps, the gateway, the ServiceAccount, the token.
+        // Nine requests: the group, three ConfigMaps, the Istio namespace and istiod (for the
+        // network; the injector values, already read for the cluster ID, name it), the gateway,
+        // the ServiceAccount, the token.
         let reqs: Vec<String> = api_requests(emu, "cluster1")
             .iter()
             .map(|r| format!("{} {}", r.method, r.path))
             .collect();
-        assert_eq!(reqs.len(), 7, "{reqs:#?}");
+        assert_eq!(reqs.len(), 9, "{reqs:#?}");
         // The only write is the TokenRequest.
         let w = writes(emu, "cluster1");
         assert_eq!(w.len(), 1, "{w:?}");
@@ -1058,7 +1075,7 @@ spec:
     let cols = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
     assert_eq!(
         cols(lines[0]),
-        ["NAME", "ADDRESS", "HEALTHY", "CONNECTED", "AGE"]
+        ["NAME", "ADDRESS", "HEALTHY", "CONNECTED", "MTLS", "POLICY", "AGE"]
     );
     let auto = cols(lines[1]);
     assert_eq!(
@@ -1512,4 +1529,376 @@ fn real_istioctl_writes_the_same_group_and_files() {
     )
     .ok();
     assert_eq!(read(Path::new(&ours), "hosts"), "");
+}
+
+/// The Istio install with no network set anywhere: injector values without `global.network`.
+const NO_NETWORK_INJECTOR: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio-sidecar-injector, namespace: istio-system}\ndata:\n  values: '{\"global\":{\"multiCluster\":{\"clusterName\":\"cluster1\"}}}'\n";
+
+/// The seeded istiod with extra env entries.
+fn istiod_with_env(env: &str) -> String {
+    format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: istiod, namespace: istio-system}}\nspec:\n  selector:\n    matchLabels: {{app: istiod}}\n  template:\n    metadata:\n      labels: {{app: istiod}}\n    spec:\n      containers:\n      - name: discovery\n        image: docker.io/istio/pilot:1.24.0\n        env:\n        - {{name: CLUSTER_ID, value: from-istiod}}\n{env}")
+}
+
+const WEB_GROUP: &[&str] = &["group", "web", "-n", "vm", "-l", "app=web", "-p", "http=80"];
+
+fn group_network(srv: &Server, name: &str) -> Value {
+    srv.get_json(
+        "cluster1",
+        &format!("/apis/networking.istio.io/v1/namespaces/vm/workloadgroups/{name}"),
+    )
+    .expect("group")["spec"]["template"]["network"]
+        .clone()
+}
+
+const PA_PATH: &str = "/apis/security.istio.io/v1/namespaces/vm/peerauthentications/analytics";
+
+/// A Deployment and a Job whose pods carry the analytics labels, as a careless namespace has.
+const LOOKALIKES: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: analytics-web, namespace: vm}
+spec:
+  selector:
+    matchLabels: {app: analytics}
+  template:
+    metadata:
+      labels: {app: analytics, version: v0, tier: web}
+    spec:
+      containers: [{name: web, image: nginx}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: analytics-migrate, namespace: vm}
+spec:
+  template:
+    metadata:
+      labels: {app: analytics, version: v0}
+    spec:
+      restartPolicy: Never
+      containers: [{name: migrate, image: busybox}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: analytics-v1, namespace: vm}
+spec:
+  selector:
+    matchLabels: {app: analytics}
+  template:
+    metadata:
+      labels: {app: analytics, version: v1}
+    spec:
+      containers: [{name: web, image: nginx}]
+"#;
+
+on_both_tiers! {
+fn group_detects_the_network_from_each_source_in_order(tier) {
+    let srv = istio(tier);
+    // Nothing sets a network: none is written.
+    srv.apply_yaml("cluster1", NO_NETWORK_INJECTOR).expect("reseed injector");
+    let run = vm(&srv, WEB_GROUP).ok();
+    assert!(
+        run.stderr.contains("network: none set (no topology.istio.io/network label on Namespace istio-system, no NETWORK env on Deployment istio-system/istiod, no global.network in ConfigMap istio-system/istio-sidecar-injector, no meshNetworks entry with fromRegistry: cluster1 in ConfigMap istio-system/istio): one network\n"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(group_network(&srv, "web"), Value::Null);
+
+    // Each source, added from the last to the first, takes over.
+    let mesh_networks = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |\n    defaultConfig:\n      discoveryAddress: istiod.istio-system.svc:15012\n  meshNetworks: |\n    networks:\n      net-other:\n        endpoints: [{fromRegistry: cluster9}]\n      net-mesh:\n        endpoints: [{fromRegistry: cluster1}]\n        gateways: [{address: 203.0.113.10, port: 15443}]\n";
+    let steps = [
+        (
+            mesh_networks.to_string(),
+            "net-mesh",
+            "from meshNetworks in ConfigMap istio-system/istio, whose endpoints include fromRegistry: cluster1",
+        ),
+        (
+            ISTIO.split("---").nth(1).unwrap_or("").to_string(),
+            "network1",
+            "from global.network in ConfigMap istio-system/istio-sidecar-injector",
+        ),
+        (
+            istiod_with_env("        - {name: NETWORK, value: net-istiod}\n"),
+            "net-istiod",
+            "from the NETWORK env of Deployment istio-system/istiod",
+        ),
+        (
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: istio-system\n  labels: {topology.istio.io/network: net-label}\n".to_string(),
+            "net-label",
+            "from the topology.istio.io/network label of Namespace istio-system",
+        ),
+    ];
+    for (yaml, network, source) in steps {
+        srv.apply_yaml("cluster1", &yaml).expect("reseed");
+        let run = vm(&srv, WEB_GROUP).ok();
+        assert!(
+            run.stderr.contains(&format!("network: {network} ({source})\n")),
+            "{network}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("Warning"), "{}", run.stderr);
+        assert_eq!(group_network(&srv, "web"), network);
+    }
+}
+
+fn a_contradicting_network_is_a_warning_and_files_names_the_gateway_path(tier) {
+    let srv = istio(tier);
+    let run = vm(&srv, &[WEB_GROUP, &["--network", "vm-net"]].concat()).ok();
+    assert!(
+        run.stderr.contains("Warning: --network vm-net is not the cluster's network network1 (from global.network in ConfigMap istio-system/istio-sidecar-injector): the VMs will reach the cluster's pods through its east-west gateway"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(group_network(&srv, "web"), "vm-net");
+    // The same network given explicitly is no warning.
+    let run = vm(&srv, &[WEB_GROUP, &["--network", "network1"]].concat()).ok();
+    assert!(!run.stderr.contains("Warning"), "{}", run.stderr);
+    vm(&srv, &[WEB_GROUP, &["--network", "vm-net"]].concat()).ok();
+
+    // A file's network is applied as written, and checked the same way.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("wg.yaml");
+    fs::write(
+        &file,
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: fromfile, namespace: vm}\nspec:\n  metadata: {labels: {app: fromfile}}\n  template: {network: file-net}\n",
+    )
+    .expect("write");
+    let f = file.to_str().unwrap_or("");
+    let run = vm(&srv, &["group", "-f", f]).ok();
+    assert!(
+        run.stderr.contains(&format!("Warning: network file-net of {f} is not the cluster's network network1 (")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(group_network(&srv, "fromfile"), "file-net");
+
+    let dir = tmp.path().join("web");
+    let run = vm(
+        &srv,
+        &["files", "web", "-n", "vm", "--out-dir", dir.to_str().unwrap_or("")],
+    )
+    .ok();
+    assert!(
+        run.stderr.contains("path: the VMs are on network vm-net, the cluster on network1: they reach its pods through the east-west gateway, Service istio-system/istio-eastwestgateway (203.0.113.10)\n"),
+        "{}",
+        run.stderr
+    );
+    assert!(read(&dir, "cluster.env").contains("ISTIO_META_NETWORK='vm-net'\n"));
+}
+
+fn mtls_writes_a_peer_authentication_selecting_only_the_group(tier) {
+    let srv = istio(tier);
+    let run = vm(&srv, &[ANALYTICS_ARGS, &["--mtls", "permissive"]].concat()).ok();
+    assert_eq!(
+        run.stdout,
+        "workloadgroup.networking.istio.io/analytics created\npeerauthentication.security.istio.io/analytics created\n"
+    );
+    let pa = srv.get_json("cluster1", PA_PATH).expect("PeerAuthentication");
+    assert_eq!(
+        pa["spec"],
+        serde_json::json!({
+            "selector": {"matchLabels": {"app": "analytics", "version": "v0"}},
+            "mtls": {"mode": "PERMISSIVE"}
+        })
+    );
+    assert_eq!(
+        pa["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "kubectl-mesh"
+    );
+    let again = vm(&srv, &[ANALYTICS_ARGS, &["--mtls", "permissive"]].concat()).ok();
+    assert_eq!(
+        again.stdout,
+        "workloadgroup.networking.istio.io/analytics unchanged\npeerauthentication.security.istio.io/analytics unchanged\n"
+    );
+    let strict = vm(&srv, &[ANALYTICS_ARGS, &["--mtls", "strict"]].concat()).ok();
+    assert_eq!(
+        strict.stdout,
+        "workloadgroup.networking.istio.io/analytics unchanged\npeerauthentication.security.istio.io/analytics configured\n"
+    );
+    let pa = srv.get_json("cluster1", PA_PATH).expect("PeerAuthentication");
+    assert_eq!(pa["spec"]["mtls"]["mode"], "STRICT");
+
+    // Once workloads of the namespace carry the group's labels, the selector is refused.
+    srv.apply_yaml("cluster1", LOOKALIKES).expect("workloads");
+    if let Some(emu) = srv.emu() {
+        emu.clear_requests();
+    }
+    let run = vm(&srv, &[ANALYTICS_ARGS, &["--mtls", "unset"]].concat()).expect_code(2);
+    // The detected network's note, then the one error line.
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stderr);
+    assert!(lines[0].starts_with("network: network1 ("), "{}", run.stderr);
+    let line = lines[1];
+    assert!(
+        line.starts_with("error: --mtls: PeerAuthentication vm/analytics selects app=analytics,version=v0, which also matches Deployment/analytics-web, Job/analytics-migrate in namespace vm, not only the VMs: give the group a label those lack (-l), or pass --force; nothing was written"),
+        "{line}"
+    );
+    assert!(!line.contains("analytics-v1"), "{line}");
+    if let Some(emu) = srv.emu() {
+        assert!(writes(emu, "cluster1").is_empty(), "refused, yet wrote");
+    }
+    let pa = srv.get_json("cluster1", PA_PATH).expect("PeerAuthentication");
+    assert_eq!(pa["spec"]["mtls"]["mode"], "STRICT");
+
+    let forced = vm(
+        &srv,
+        &[ANALYTICS_ARGS, &["--mtls", "unset", "--force"]].concat(),
+    )
+    .ok();
+    assert!(
+        forced.stderr.contains("Warning: PeerAuthentication vm/analytics selects app=analytics,version=v0, which also matches Deployment/analytics-web, Job/analytics-migrate in namespace vm: their mTLS mode changes too (--force)"),
+        "{}",
+        forced.stderr
+    );
+    assert!(
+        forced.stdout.ends_with("peerauthentication.security.istio.io/analytics configured\n"),
+        "{}",
+        forced.stdout
+    );
+    let pa = srv.get_json("cluster1", PA_PATH).expect("PeerAuthentication");
+    assert_eq!(pa["spec"]["mtls"]["mode"], "UNSET");
+}
+
+fn mtls_refusal_on_a_new_group_writes_nothing(tier) {
+    let srv = istio(tier);
+    srv.apply_yaml("cluster1", LOOKALIKES).expect("workloads");
+    let run = vm(&srv, &[ANALYTICS_ARGS, &["--mtls", "permissive"]].concat()).expect_code(2);
+    assert!(run.stderr.contains("Deployment/analytics-web, Job/analytics-migrate"), "{}", run.stderr);
+    assert!(srv
+        .get_json(
+            "cluster1",
+            "/apis/networking.istio.io/v1/namespaces/vm/workloadgroups/analytics"
+        )
+        .is_none());
+    assert!(srv.get_json("cluster1", PA_PATH).is_none());
+}
+
+fn status_shows_the_mtls_mode_in_effect_and_the_policy_that_decided_it(tier) {
+    let srv = istio(tier);
+    vm(&srv, &[ANALYTICS_ARGS, &["--mtls", "strict"]].concat()).ok();
+    // No entry yet: the mode for the group's labels.
+    let run = vm(&srv, &["status", "analytics", "-n", "vm"]).ok();
+    assert!(
+        run.stderr.contains("No WorkloadEntries found for WorkloadGroup vm/analytics. mTLS for its workloads: STRICT (policy vm/analytics)"),
+        "{}",
+        run.stderr
+    );
+    srv.apply_yaml(
+        "cluster1",
+        r#"
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: analytics-10.128.0.13-network1
+  namespace: vm
+  annotations: {istio.io/autoRegistrationGroup: analytics}
+spec:
+  address: 10.128.0.13
+  labels: {app: analytics, version: v0}
+  network: network1
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: vm}
+spec:
+  mtls: {mode: DISABLE}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec:
+  mtls: {mode: STRICT}
+"#,
+    )
+    .expect("entries and policies");
+    let mtls = |srv: &Server| {
+        let run = vm(srv, &["status", "analytics", "-n", "vm"]).ok();
+        let lines: Vec<Vec<String>> = run
+            .stdout
+            .lines()
+            .map(|l| l.split_whitespace().map(String::from).collect())
+            .collect();
+        assert_eq!(lines.len(), 2, "{}", run.stdout);
+        assert_eq!(lines[0][4..6], ["MTLS", "POLICY"]);
+        (lines[1][4].clone(), lines[1][5].clone())
+    };
+    // The group's own policy, then the namespace's, the mesh's, Istio's default.
+    assert_eq!(mtls(&srv), ("STRICT".into(), "vm/analytics".into()));
+    vm(&srv, &[ANALYTICS_ARGS, &["--mtls", "unset"]].concat()).ok();
+    assert_eq!(mtls(&srv), ("DISABLE".into(), "vm/default".into()));
+    assert!(srv.delete_path(
+        "cluster1",
+        "/apis/security.istio.io/v1/namespaces/vm/peerauthentications/default"
+    ));
+    assert_eq!(mtls(&srv), ("STRICT".into(), "istio-system/default".into()));
+    assert!(srv.delete_path(
+        "cluster1",
+        "/apis/security.istio.io/v1/namespaces/istio-system/peerauthentications/default"
+    ));
+    assert_eq!(mtls(&srv), ("PERMISSIVE".into(), "<default>".into()));
+}
+}
+
+#[test]
+fn group_client_dry_run_with_mtls_prints_the_peer_authentication_too() {
+    let run = plugin(
+        None,
+        "vm",
+        &[
+            "group",
+            "foo",
+            "-n",
+            "bar",
+            "-l",
+            "app=foo",
+            "--mtls",
+            "permissive",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ],
+    )
+    .ok();
+    assert!(
+        run.stdout.ends_with("---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  labels:\n    app.kubernetes.io/managed-by: kubectl-mesh\n  name: foo\n  namespace: bar\nspec:\n  mtls:\n    mode: PERMISSIVE\n  selector:\n    matchLabels:\n      app: foo\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// Policies that cannot be read leave MTLS unknown, with a warning; the entries are still listed.
+#[test]
+fn status_lists_entries_when_policies_cannot_be_read() {
+    let srv = istio(Tier::Emu);
+    vm(&srv, ANALYTICS_ARGS).ok();
+    srv.apply_yaml(
+        "cluster1",
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: analytics-manual, namespace: vm}\nspec:\n  address: 10.128.0.14\n  labels: {app: analytics, version: v0}\n",
+    )
+    .expect("entry");
+    let emu = srv.emu().expect("kube-emu");
+    emu.inject(
+        "cluster1",
+        common::Fault::new(
+            "GET",
+            "/peerauthentications",
+            common::FaultAction::Status(403),
+        ),
+    );
+    let run = vm(&srv, &["status", "analytics", "-n", "vm"]).ok();
+    assert!(
+        run.stderr.starts_with(
+            "Warning: mTLS mode unknown: cannot list peerauthentications in namespace vm"
+        ),
+        "{}",
+        run.stderr
+    );
+    let row: Vec<&str> = run
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..2], ["analytics-manual", "10.128.0.14"]);
+    assert_eq!(row[4..6], ["<unknown>", "<unknown>"]);
 }

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 
 use crate::cli::{DryRun, KubeArgs};
 use crate::kubeconfig::{self, Target};
-use crate::objects::{self, Kind, FIELD_MANAGER, ISTIO_NETWORKING, ISTIO_VERSIONS};
+use crate::objects::{
+    self, Kind, FIELD_MANAGER, ISTIO_NETWORKING, ISTIO_SECURITY, ISTIO_VERSIONS, SECURITY_VERSIONS,
+};
 use crate::overrides::Overrides;
 
 /// What a write did to one object, as kubectl reports it.
@@ -572,30 +574,48 @@ impl Cluster {
     /// The newest `networking.istio.io` version served; `None` when Istio is not installed.
     /// Any other failure (a 500, a timeout) is an error, never taken for "not installed".
     pub async fn served_istio_version(&self) -> Result<Option<String>> {
-        let req = get_req(&format!("/apis/{ISTIO_NETWORKING}"))?;
-        let group = match self.send(req).await {
+        self.served_version(ISTIO_NETWORKING, &ISTIO_VERSIONS).await
+    }
+
+    /// The newest `security.istio.io` version that serves PeerAuthentication, or the "is Istio
+    /// installed?" error.
+    pub async fn security_version(&self) -> Result<String> {
+        self.served_version(ISTIO_SECURITY, &SECURITY_VERSIONS)
+            .await?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the {ISTIO_SECURITY} API group (PeerAuthentication) is not served in context {}: is Istio installed?",
+                    self.context
+                )
+            })
+    }
+
+    /// The first of `versions` that `group` serves; `None` when the group is not served.
+    async fn served_version(&self, group: &str, versions: &[&str]) -> Result<Option<String>> {
+        let req = get_req(&format!("/apis/{group}"))?;
+        let answer = match self.send(req).await {
             Ok(v) => v,
             Err(kube::Error::Api(s)) if s.code == 404 => {
                 crate::vlog!(
                     4,
-                    "\"Istio API not served\" group={ISTIO_NETWORKING:?} context={:?}",
+                    "\"Istio API not served\" group={group:?} context={:?}",
                     self.context
                 );
                 return Ok(None);
             }
-            Err(e) => return Err(self.fail(e, "discover", "the networking.istio.io API group")),
+            Err(e) => return Err(self.fail(e, "discover", &format!("the {group} API group"))),
         };
-        let served: Vec<&str> = group["versions"]
+        let served: Vec<&str> = answer["versions"]
             .as_array()
             .map(|vs| vs.iter().filter_map(|v| v["version"].as_str()).collect())
             .unwrap_or_default();
-        let chosen = ISTIO_VERSIONS
+        let chosen = versions
             .iter()
             .find(|v| served.contains(v))
             .map(|v| v.to_string());
         crate::vlog!(
             4,
-            "\"Istio API version\" group={ISTIO_NETWORKING:?} version={:?} served={served:?} context={:?}",
+            "\"Istio API version\" group={group:?} version={:?} served={served:?} context={:?}",
             chosen.as_deref().unwrap_or_default(),
             self.context
         );

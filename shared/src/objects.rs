@@ -14,6 +14,10 @@ pub const MANAGED_BY_VALUE: &str = "kubectl-mesh";
 pub const ISTIO_NETWORKING: &str = "networking.istio.io";
 /// Versions of `networking.istio.io`, newest first.
 pub const ISTIO_VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
+/// The API group of Istio's security kinds (PeerAuthentication).
+pub const ISTIO_SECURITY: &str = "security.istio.io";
+/// Versions of `security.istio.io` that serve PeerAuthentication, newest first.
+pub const SECURITY_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
 
 /// A resource type: enough to build its API paths and print it like kubectl.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +110,7 @@ impl Kind {
     }
 }
 
-const KNOWN: [(&str, &str, &str, bool); 16] = [
+const KNOWN: [(&str, &str, &str, bool); 22] = [
     Kind::core("Namespace", "namespaces", false),
     Kind::core("Service", "services", true),
     Kind::core("Endpoints", "endpoints", true),
@@ -115,6 +119,11 @@ const KNOWN: [(&str, &str, &str, bool); 16] = [
     Kind::core("ServiceAccount", "serviceaccounts", true),
     Kind::core("Pod", "pods", true),
     ("apps", "Deployment", "deployments", true),
+    ("apps", "StatefulSet", "statefulsets", true),
+    ("apps", "DaemonSet", "daemonsets", true),
+    ("apps", "ReplicaSet", "replicasets", true),
+    ("batch", "Job", "jobs", true),
+    ("batch", "CronJob", "cronjobs", true),
     ("discovery.k8s.io", "EndpointSlice", "endpointslices", true),
     (ISTIO_NETWORKING, "ServiceEntry", "serviceentries", true),
     (ISTIO_NETWORKING, "WorkloadEntry", "workloadentries", true),
@@ -128,6 +137,12 @@ const KNOWN: [(&str, &str, &str, bool); 16] = [
     ),
     (ISTIO_NETWORKING, "Gateway", "gateways", true),
     (ISTIO_NETWORKING, "Sidecar", "sidecars", true),
+    (
+        ISTIO_SECURITY,
+        "PeerAuthentication",
+        "peerauthentications",
+        true,
+    ),
 ];
 
 fn known(group: &str, kind: &str, version: &str) -> Kind {
@@ -147,6 +162,21 @@ pub fn core(kind: &str) -> Kind {
 /// `apps/v1` Deployment.
 pub fn deployment() -> Kind {
     known("apps", "Deployment", "v1")
+}
+
+/// An `apps/v1` or `batch/v1` workload kind by name: `StatefulSet`, `Job`, ...
+pub fn workload(kind: &str) -> Kind {
+    let group = if matches!(kind, "Job" | "CronJob") {
+        "batch"
+    } else {
+        "apps"
+    };
+    known(group, kind, "v1")
+}
+
+/// PeerAuthentication at the `security.istio.io` version the cluster serves.
+pub fn peer_authentication(version: &str) -> Kind {
+    known(ISTIO_SECURITY, "PeerAuthentication", version)
 }
 
 /// An Istio networking kind at the version the cluster serves.

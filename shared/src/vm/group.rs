@@ -111,6 +111,14 @@ impl Group {
         self
     }
 
+    /// The labels each WorkloadEntry of the group gets: the template's, then `spec.metadata`'s,
+    /// which win (istiod's order).
+    pub fn workload_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.template.labels.clone();
+        labels.extend(self.labels.clone());
+        labels
+    }
+
     /// The group as an object at `version` of `networking.istio.io`, ready for server-side apply.
     pub fn to_object(&self, version: &str) -> Value {
         let kind = objects::istio("WorkloadGroup", version);

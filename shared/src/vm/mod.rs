@@ -8,11 +8,13 @@
 
 pub mod bootstrap;
 pub mod control_plane;
+pub mod detect;
 pub mod gateway;
 #[cfg(test)]
 mod golden;
 pub mod goyaml;
 pub mod group;
+pub mod mtls;
 pub mod outdir;
 pub mod probe;
 pub mod status;
@@ -43,16 +45,19 @@ use crate::ports::{self, PortSpec};
 use crate::write::{self, Step};
 
 use bootstrap::SvcIp;
-use control_plane::ClusterIdSource;
+use control_plane::Object;
+use detect::ControlPlane;
 use gateway::{Found, IngressService};
 use group::{Group, Locality, Network, ObjectName, Template};
+use mtls::MtlsMode;
 use probe::{AnyProbeSpec, ExecProbeSpec, GrpcProbeSpec, HttpProbeSpec, Probe, TcpProbeSpec};
 use token::TokenDuration;
 
 const EXAMPLES: &str = "Examples:
-  # The WorkloadGroup of Istio's VM example (creates the ServiceAccount if missing)
+  # The WorkloadGroup of Istio's VM example (creates the ServiceAccount if missing; the
+  # network defaults to the cluster's), and a PERMISSIVE PeerAuthentication for its VMs
   kubectl mesh-vm group analytics -n vm -l app=analytics,version=v0 \\
-    --ports http=8080,grpc=8082,tcp=8083 --network network1 --probe-http 127.0.0.1:8080/
+    --ports http=8080,grpc=8082,tcp=8083 --probe-http 127.0.0.1:8080/ --mtls permissive
 
   # Print it without a cluster
   kubectl mesh-vm group analytics -n vm --ports http=8080 --dry-run=client -o yaml
@@ -143,7 +148,7 @@ pub struct GroupArgs {
           value_name = "NAME", default_value = group::DEFAULT_SERVICE_ACCOUNT)]
     pub service_account: ObjectName,
 
-    /// The network the VMs are on, when it is not the cluster's (e.g. network1)
+    /// The network the VMs are on (default: the cluster's, detected; e.g. network1)
     #[arg(long, value_name = "NETWORK")]
     pub network: Option<Network>,
 
@@ -174,6 +179,28 @@ pub struct GroupArgs {
     /// Readiness probe in one flag: KIND:SPEC with KIND http, https, tcp, grpc or exec
     #[arg(long, value_name = "KIND:SPEC", group = "probe_kind")]
     pub probe: Option<AnyProbeSpec>,
+
+    /// Also apply PeerAuthentication NAME selecting exactly the VMs' labels, with this mTLS mode
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub mtls: Option<MtlsMode>,
+
+    /// Write the PeerAuthentication even when its selector also matches Pods or workloads
+    #[arg(long, requires = "mtls")]
+    pub force: bool,
+
+    /// The control-plane revision whose network is detected (Deployment istiod-REV, ...)
+    #[arg(short = 'r', long, value_name = "REVISION")]
+    pub revision: Option<String>,
+
+    /// The namespace istiod runs in
+    #[arg(
+        short = 'i',
+        long,
+        value_name = "NAMESPACE",
+        default_value = "istio-system",
+        visible_alias = "istioNamespace"
+    )]
+    pub istio_namespace: String,
 
     /// Time between probes (e.g. 5s)
     #[arg(long, value_name = "DURATION", requires = "probe_kind")]
@@ -321,6 +348,20 @@ pub struct StatusArgs {
     #[arg(value_name = "NAME")]
     pub name: ObjectName,
 
+    /// The control-plane revision (its mesh config names the root namespace of mesh-wide policies)
+    #[arg(short = 'r', long, value_name = "REVISION")]
+    pub revision: Option<String>,
+
+    /// The namespace istiod runs in (the root namespace unless the mesh config says otherwise)
+    #[arg(
+        short = 'i',
+        long,
+        value_name = "NAMESPACE",
+        default_value = "istio-system",
+        visible_alias = "istioNamespace"
+    )]
+    pub istio_namespace: String,
+
     /// Output format.
     #[command(flatten)]
     pub read: ReadArgs,
@@ -453,20 +494,57 @@ fn parse_group(a: &GroupArgs, namespace: &str) -> Result<Group> {
     Ok(g.with_defaults())
 }
 
+/// The labels `--mtls` would select on, refused when there are none: a PeerAuthentication
+/// without a selector applies to the whole namespace.
+fn mtls_selector(group: &Group) -> Result<BTreeMap<String, String>> {
+    let labels = group.workload_labels();
+    if labels.is_empty() {
+        return Err(usage(
+            "--mtls",
+            format!(
+                "WorkloadGroup {} has no labels (-l): a PeerAuthentication without a selector would apply to every workload of namespace {}",
+                group.name, group.namespace
+            ),
+        ));
+    }
+    Ok(labels)
+}
+
+fn selector_text(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 async fn run_group(kube: &KubeArgs, a: GroupArgs, io: &mut Io) -> Result<()> {
+    check_control_plane(a.revision.as_deref(), &a.istio_namespace)?;
     if a.write.dry_run == DryRun::Client {
         let group = parse_group(&a, &offline_namespace(kube))?;
-        let obj = group.to_object(objects::ISTIO_VERSIONS[0]);
+        let mut objs = vec![group.to_object(objects::ISTIO_VERSIONS[0])];
+        if let Some(mode) = a.mtls {
+            mtls_selector(&group)?;
+            objs.push(mtls::peer_authentication(
+                &group,
+                mode,
+                objects::SECURITY_VERSIONS[0],
+            ));
+        }
         let format = a.write.output.unwrap_or(OutputFormat::Yaml);
-        return output::print_objects(&mut io.out, format, &[obj]);
+        return output::print_objects(&mut io.out, format, &objs);
     }
     let ns_flag = kube.namespace.clone();
-    let group = parse_group(&a, ns_flag.as_deref().unwrap_or(""))?;
+    let mut group = parse_group(&a, ns_flag.as_deref().unwrap_or(""))?;
+    let selector = match a.mtls {
+        Some(_) => Some(mtls_selector(&group)?),
+        None => None,
+    };
     let cluster = Cluster::connect_one(kube).await?;
-    let mut group = group;
     if group.namespace.is_empty() {
         group.namespace = cluster.namespace.clone();
     }
+    group_network(&cluster, &a, &mut group, io).await?;
     let version = cluster.istio_version().await?;
     let kind = objects::istio("WorkloadGroup", &version);
     let desired = group.to_object(&version);
@@ -487,8 +565,115 @@ async fn run_group(kube: &KubeArgs, a: GroupArgs, io: &mut Io) -> Result<()> {
         ));
     }
     steps.push(Step::apply(desired, existing));
+    if let (Some(mode), Some(selector)) = (a.mtls, selector) {
+        check_mtls_selector(&cluster, &group, &selector, a.force, io).await?;
+        let version = cluster.security_version().await?;
+        let pa = mtls::peer_authentication(&group, mode, &version);
+        let existing = cluster
+            .get(
+                &objects::peer_authentication(&version),
+                Some(&group.namespace),
+                &group.name,
+            )
+            .await?;
+        steps.push(Step::apply(pa, existing));
+    }
     let results = write::execute(&cluster, steps, write_mode(&a.write)).await?;
     output::print_results(&mut io.out, a.write.output, a.write.dry_run, &results)
+}
+
+/// Detects the cluster's network and prints it; a group from flags without `--network` takes
+/// it, and a network that differs is a warning naming both. With `--network` given the
+/// detection is only a check, so a failure to read is a warning rather than the end.
+async fn group_network(
+    cluster: &Cluster,
+    a: &GroupArgs,
+    group: &mut Group,
+    io: &mut Io,
+) -> Result<()> {
+    let mut cp = ControlPlane::new(cluster, &a.istio_namespace, a.revision.as_deref());
+    let given = if a.network.is_some() {
+        Some(format!("--network {}", group.template.network))
+    } else if let (Some(path), false) = (&a.filename, group.template.network.is_empty()) {
+        Some(format!(
+            "network {} of {}",
+            group.template.network,
+            path.display()
+        ))
+    } else {
+        None
+    };
+    let net = match cp.network(None).await {
+        Ok(net) => net,
+        Err(e) if given.is_some() => {
+            return Ok(io.warn(format!(
+                "cannot check the group's network against the cluster's: {}",
+                crate::error::one_line(&e)
+            ))?)
+        }
+        Err(e) => {
+            return Err(e.context("cannot detect the cluster's network (give it with --network)"))
+        }
+    };
+    io.note(format!("network: {net}"))?;
+    match given {
+        None if a.filename.is_none() => group.template.network = net.name,
+        Some(given) if !net.name.is_empty() && group.template.network != net.name => {
+            io.warn(format!(
+                "{given} is not the cluster's network {} ({}): the VMs will reach the cluster's pods through its east-west gateway, not at their pod IPs; leave --network out to use {}",
+                net.name, net.source, net.name
+            ))?
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Refuses (exit 2) a PeerAuthentication whose selector also matches Pods or workload templates
+/// of the namespace, naming them; with `--force`, names them in a warning.
+async fn check_mtls_selector(
+    cluster: &Cluster,
+    group: &Group,
+    selector: &BTreeMap<String, String>,
+    force: bool,
+    io: &mut Io,
+) -> Result<()> {
+    let ns = &group.namespace;
+    let text = selector_text(selector);
+    let mut found = cluster
+        .list(&objects::core("Pod"), Some(ns), Some(&text))
+        .await?;
+    for kind in [
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "ReplicaSet",
+        "Job",
+        "CronJob",
+    ] {
+        found.extend(
+            cluster
+                .list(&objects::workload(kind), Some(ns), None)
+                .await?,
+        );
+    }
+    let caught = mtls::caught(selector, &found);
+    if caught.is_empty() {
+        return Ok(());
+    }
+    let what = format!(
+        "PeerAuthentication {ns}/{} selects {text}, which also matches {} in namespace {ns}",
+        group.name,
+        caught.join(", ")
+    );
+    if force {
+        io.warn(format!("{what}: their mTLS mode changes too (--force)"))?;
+        return Ok(());
+    }
+    Err(usage(
+        "--mtls",
+        format!("{what}, not only the VMs: give the group a label those lack (-l), or pass --force; nothing was written"),
+    ))
 }
 
 /// Reads the group a `files`/`refresh`/`status` command is about from the cluster.
@@ -508,42 +693,6 @@ async fn get_configmap(cluster: &Cluster, namespace: &str, name: &str) -> Result
     cluster
         .get(&objects::core("ConfigMap"), Some(namespace), name)
         .await
-}
-
-/// The cluster ID and where it came from: flag, injector values, istiod env, default.
-async fn cluster_id(
-    cluster: &Cluster,
-    flag: Option<&str>,
-    renew: &RenewArgs,
-) -> Result<(String, ClusterIdSource)> {
-    if let Some(id) = flag {
-        return Ok((id.to_string(), ClusterIdSource::Flag));
-    }
-    let ns = &renew.istio_namespace;
-    let rev = renew.revision.as_deref();
-    let injector = control_plane::with_revision("istio-sidecar-injector", rev);
-    if let Some(cm) = get_configmap(cluster, ns, &injector).await? {
-        if let Some(values) = cm["data"]["values"].as_str() {
-            let id = control_plane::cluster_id_from_values(values)
-                .map_err(|e| anyhow::anyhow!("ConfigMap {ns}/{injector}: {e}"))?;
-            if let Some(id) = id {
-                return Ok((id, ClusterIdSource::Injector(format!("{ns}/{injector}"))));
-            }
-        }
-    }
-    let istiod = control_plane::with_revision("istiod", rev);
-    if let Some(d) = cluster
-        .get(&objects::deployment(), Some(ns), &istiod)
-        .await?
-    {
-        if let Some(id) = control_plane::cluster_id_from_istiod(&d) {
-            return Ok((id, ClusterIdSource::Istiod(format!("{ns}/{istiod}"))));
-        }
-    }
-    Ok((
-        control_plane::DEFAULT_CLUSTER_ID.to_string(),
-        ClusterIdSource::Default,
-    ))
 }
 
 /// Where the gateway address came from, for messages.
@@ -723,8 +872,12 @@ async fn run_files(kube: &KubeArgs, a: FilesArgs, io: &mut Io) -> Result<()> {
     let mesh = control_plane::parse_mesh(mesh_cm["data"]["mesh"].as_str().unwrap_or(""))
         .map_err(|e| anyhow::anyhow!("ConfigMap {ins}/{mesh_cm_name}: {e}"))?;
 
-    let (cluster_id, source) = cluster_id(&cluster, a.cluster_id.as_deref(), renew).await?;
+    let mut cp = ControlPlane::new(&cluster, ins, rev);
+    cp.preload(Object::Mesh, Some(mesh_cm));
+    let (cluster_id, source) = cp.cluster_id(a.cluster_id.as_deref()).await?;
     io.note(format!("cluster ID: {cluster_id} ({source})"))?;
+    let network = cp.network(Some(&cluster_id)).await?;
+    io.note(format!("network: {network}"))?;
 
     let gns = &group.namespace;
     let root = get_configmap(&cluster, gns, control_plane::ROOT_CERT_CONFIGMAP).await?;
@@ -746,6 +899,19 @@ async fn run_files(kube: &KubeArgs, a: FilesArgs, io: &mut Io) -> Result<()> {
     if let Some(g) = &gateway {
         io.note(format!("gateway: {} ({})", g.ip, g.how))?;
     }
+    let gateway_name = format!(
+        "Service {}/{}{}",
+        renew.ingress_service.namespace.as_deref().unwrap_or(ins),
+        renew.ingress_service.name,
+        gateway
+            .as_ref()
+            .map(|g| format!(" ({})", g.ip))
+            .unwrap_or_default()
+    );
+    io.note(format!(
+        "path: {}",
+        control_plane::path(&group.template.network, &network.name, &gateway_name)
+    ))?;
     let svc_ip = match (a.internal_ip, a.external_ip) {
         (Some(ip), _) => Some(SvcIp::Internal(ip)),
         (None, Some(ip)) => Some(SvcIp::External(ip)),
@@ -794,10 +960,14 @@ async fn run_files(kube: &KubeArgs, a: FilesArgs, io: &mut Io) -> Result<()> {
 }
 
 fn check_revision(renew: &RenewArgs) -> Result<()> {
-    if let Some(r) = &renew.revision {
+    check_control_plane(renew.revision.as_deref(), &renew.istio_namespace)
+}
+
+fn check_control_plane(revision: Option<&str>, istio_namespace: &str) -> Result<()> {
+    if let Some(r) = revision {
         names::dns1123_label(r).map_err(|e| usage("--revision", e))?;
     }
-    names::dns1123_label(&renew.istio_namespace).map_err(|e| usage("--istio-namespace", e))?;
+    names::dns1123_label(istio_namespace).map_err(|e| usage("--istio-namespace", e))?;
     Ok(())
 }
 
@@ -884,6 +1054,7 @@ async fn run_refresh(kube: &KubeArgs, a: RefreshArgs, io: &mut Io) -> Result<()>
 }
 
 async fn run_status(kube: &KubeArgs, a: StatusArgs, io: &mut Io) -> Result<()> {
+    check_control_plane(a.revision.as_deref(), &a.istio_namespace)?;
     let cluster = Cluster::connect_one(kube).await?;
     let ns = cluster.namespace.clone();
     let name = &a.name.0;
@@ -891,10 +1062,11 @@ async fn run_status(kube: &KubeArgs, a: StatusArgs, io: &mut Io) -> Result<()> {
     let group_obj = cluster
         .get(&objects::istio("WorkloadGroup", &version), Some(&ns), name)
         .await?;
-    let group_labels = match &group_obj {
-        Some(obj) => Group::from_cluster(obj)?.labels,
-        None => BTreeMap::new(),
+    let group = match &group_obj {
+        Some(obj) => Some(Group::from_cluster(obj)?),
+        None => None,
     };
+    let group_labels = group.as_ref().map(|g| g.labels.clone()).unwrap_or_default();
     let entries: Vec<Value> = cluster
         .list(&objects::istio("WorkloadEntry", &version), Some(&ns), None)
         .await?
@@ -911,15 +1083,79 @@ async fn run_status(kube: &KubeArgs, a: StatusArgs, io: &mut Io) -> Result<()> {
         let objs: Vec<Value> = entries.into_iter().map(objects::for_display).collect();
         return output::print_objects(&mut io.out, format, &objs);
     }
+    // The entries are what status is for: policies that cannot be read leave MTLS unknown.
+    let policies = match Policies::read(&cluster, &ns, &a).await {
+        Ok(p) => Some(p),
+        Err(e) => {
+            io.warn(format!("mTLS mode unknown: {}", crate::error::one_line(&e)))?;
+            None
+        }
+    };
+    let effective = |labels: &BTreeMap<String, String>| match &policies {
+        Some(p) => p.effective(labels),
+        None => mtls::Effective::unknown(),
+    };
     if entries.is_empty() {
+        let labels = group.map(|g| g.workload_labels()).unwrap_or_default();
+        let e = effective(&labels);
         io.note(format!(
-            "No WorkloadEntries found for WorkloadGroup {ns}/{name}."
+            "No WorkloadEntries found for WorkloadGroup {ns}/{name}. mTLS for its workloads: {} (policy {})",
+            e.column(),
+            e.policy
         ))?;
         return Ok(());
     }
+    let mtls: Vec<mtls::Effective> = entries
+        .iter()
+        .map(|e| effective(&status::labels(e)))
+        .collect();
     io.out
-        .write_all(status::table(&entries, time::now()).as_bytes())?;
+        .write_all(status::table(&entries, &mtls, time::now()).as_bytes())?;
     Ok(())
+}
+
+/// The PeerAuthentications that can decide a workload's mode: its namespace's and the root
+/// namespace's (mesh config `rootNamespace`, else the Istio namespace).
+struct Policies {
+    in_namespace: Vec<Value>,
+    in_root: Vec<Value>,
+}
+
+impl Policies {
+    async fn read(cluster: &Cluster, ns: &str, a: &StatusArgs) -> Result<Policies> {
+        let version = cluster.security_version().await?;
+        let kind = objects::peer_authentication(&version);
+        let mut cp = ControlPlane::new(cluster, &a.istio_namespace, a.revision.as_deref());
+        let mesh = match cp.object(Object::Mesh).await? {
+            Some(cm) => control_plane::parse_mesh(cm["data"]["mesh"].as_str().unwrap_or(""))
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: {e}",
+                        Object::Mesh.describe(&a.istio_namespace, a.revision.as_deref())
+                    )
+                })?,
+            None => Value::Null,
+        };
+        let root = mesh["rootNamespace"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+            .unwrap_or(&a.istio_namespace)
+            .to_string();
+        let in_namespace = cluster.list(&kind, Some(ns), None).await?;
+        let in_root = if root == ns {
+            in_namespace.clone()
+        } else {
+            cluster.list(&kind, Some(&root), None).await?
+        };
+        Ok(Policies {
+            in_namespace,
+            in_root,
+        })
+    }
+
+    fn effective(&self, labels: &BTreeMap<String, String>) -> mtls::Effective {
+        mtls::effective(labels, &self.in_namespace, &self.in_root)
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::vm::mtls::Effective;
 use crate::vm::time;
 
 /// The annotation istiod sets on auto-registered entries.
@@ -14,7 +15,30 @@ pub const CONNECTED_AT: &str = "istio.io/connectedAt";
 pub const DISCONNECTED_AT: &str = "istio.io/disconnectedAt";
 
 /// Table headers.
-pub const HEADERS: [&str; 5] = ["NAME", "ADDRESS", "HEALTHY", "CONNECTED", "AGE"];
+pub const HEADERS: [&str; 7] = [
+    "NAME",
+    "ADDRESS",
+    "HEALTHY",
+    "CONNECTED",
+    "MTLS",
+    "POLICY",
+    "AGE",
+];
+
+/// The labels Istio gives an entry's workload: `spec.labels`, then `metadata.labels`, which win.
+pub fn labels(entry: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for at in [&entry["spec"]["labels"], &entry["metadata"]["labels"]] {
+        if let Some(m) = at.as_object() {
+            for (k, v) in m {
+                if let Some(v) = v.as_str() {
+                    out.insert(k.clone(), v.to_string());
+                }
+            }
+        }
+    }
+    out
+}
 
 /// Whether an entry belongs to the group: auto-registered by it, owned by it, or (for entries
 /// made by hand) carrying all of the group's labels.
@@ -38,8 +62,8 @@ pub fn belongs(entry: &Value, group: &str, group_labels: &BTreeMap<String, Strin
         })
 }
 
-/// One table row: NAME, ADDRESS, HEALTHY, CONNECTED, AGE.
-pub fn row(entry: &Value, now: i64) -> Vec<String> {
+/// One table row: NAME, ADDRESS, HEALTHY, CONNECTED, MTLS, POLICY, AGE.
+pub fn row(entry: &Value, mtls: &Effective, now: i64) -> Vec<String> {
     let meta = &entry["metadata"];
     let none = || "<none>".to_string();
     let address = entry["spec"]["address"]
@@ -68,13 +92,19 @@ pub fn row(entry: &Value, now: i64) -> Vec<String> {
         address,
         healthy,
         connected,
+        mtls.column(),
+        mtls.policy.clone(),
         age,
     ]
 }
 
-/// The table, rows sorted by name.
-pub fn table(entries: &[Value], now: i64) -> String {
-    let mut rows: Vec<Vec<String>> = entries.iter().map(|e| row(e, now)).collect();
+/// The table, rows sorted by name; `mtls[i]` is the mode in effect for `entries[i]`.
+pub fn table(entries: &[Value], mtls: &[Effective], now: i64) -> String {
+    let mut rows: Vec<Vec<String>> = entries
+        .iter()
+        .zip(mtls)
+        .map(|(e, m)| row(e, m, now))
+        .collect();
     rows.sort();
     crate::table::render(&HEADERS, &rows)
 }
@@ -117,8 +147,17 @@ mod tests {
         assert!(belongs(&owned, "foo", &BTreeMap::new()));
     }
 
+    fn permissive() -> Effective {
+        Effective {
+            mode: "PERMISSIVE".into(),
+            policy: "<default>".into(),
+            ports: BTreeMap::new(),
+        }
+    }
+
     #[test]
     fn rows_read_like_kubectl() {
+        let p = permissive();
         let now = 1_767_225_600 + 600;
         let mut e = entry(
             "foo-10-0-0-1",
@@ -127,12 +166,20 @@ mod tests {
         );
         e["status"] = json!({"conditions": [{"type": "Healthy", "status": "True"}]});
         assert_eq!(
-            row(&e, now),
-            vec!["foo-10-0-0-1", "10.0.0.1", "True", "5m", "10m"]
+            row(&e, &p, now),
+            vec![
+                "foo-10-0-0-1",
+                "10.0.0.1",
+                "True",
+                "5m",
+                "PERMISSIVE",
+                "<default>",
+                "10m"
+            ]
         );
         let manual = entry("manual", json!({}), json!({}));
         assert_eq!(
-            row(&manual, now)[2..4],
+            row(&manual, &p, now)[2..4],
             ["<none>".to_string(), "<none>".to_string()]
         );
         let gone = entry(
@@ -140,6 +187,20 @@ mod tests {
             json!({CONNECTED_AT: "2026-01-01T00:00:00Z", DISCONNECTED_AT: "2026-01-01T00:08:00Z"}),
             json!({}),
         );
-        assert_eq!(row(&gone, now)[3], "no (2m ago)");
+        assert_eq!(row(&gone, &p, now)[3], "no (2m ago)");
+    }
+
+    #[test]
+    fn metadata_labels_win_over_spec_labels() {
+        let mut e = entry("a", json!({}), json!({"app": "spec", "v": "1"}));
+        e["metadata"]["labels"] = json!({"app": "meta"});
+        assert_eq!(
+            labels(&e),
+            [
+                ("app".to_string(), "meta".to_string()),
+                ("v".to_string(), "1".to_string())
+            ]
+            .into()
+        );
     }
 }

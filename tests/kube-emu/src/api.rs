@@ -492,7 +492,7 @@ impl State {
             ("", "Pod") if create && obj.get("status").is_none() => {
                 obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
             }
-            ("apps", "Deployment") => {
+            ("apps", "Deployment" | "StatefulSet" | "ReplicaSet") => {
                 let spec = obj
                     .as_object_mut()
                     .expect("object")
@@ -522,6 +522,11 @@ impl State {
             ("", "Pod") => chk::<a::core::v1::Pod>(obj),
             ("", "Namespace") => chk::<a::core::v1::Namespace>(obj),
             ("apps", "Deployment") => chk::<a::apps::v1::Deployment>(obj),
+            ("apps", "StatefulSet") => chk::<a::apps::v1::StatefulSet>(obj),
+            ("apps", "DaemonSet") => chk::<a::apps::v1::DaemonSet>(obj),
+            ("apps", "ReplicaSet") => chk::<a::apps::v1::ReplicaSet>(obj),
+            ("batch", "Job") => chk::<a::batch::v1::Job>(obj),
+            ("batch", "CronJob") => chk::<a::batch::v1::CronJob>(obj),
             ("discovery.k8s.io", "EndpointSlice") => chk::<a::discovery::v1::EndpointSlice>(obj),
             _ => Ok(()),
         }

@@ -111,7 +111,17 @@ fn builtin(
         plural: plural.into(),
         singular: kind.to_lowercase(),
         short_names: short.iter().map(|s| s.to_string()).collect(),
-        categories: if matches!(plural, "services" | "pods" | "deployments") {
+        categories: if matches!(
+            plural,
+            "services"
+                | "pods"
+                | "deployments"
+                | "statefulsets"
+                | "daemonsets"
+                | "replicasets"
+                | "jobs"
+                | "cronjobs"
+        ) {
             vec!["all".into()]
         } else {
             vec![]
@@ -152,6 +162,27 @@ pub fn builtins() -> Vec<ResourceType> {
             true,
             true,
         ),
+        builtin(
+            "apps",
+            "v1",
+            "StatefulSet",
+            "statefulsets",
+            &["sts"],
+            true,
+            true,
+        ),
+        builtin("apps", "v1", "DaemonSet", "daemonsets", &["ds"], true, true),
+        builtin(
+            "apps",
+            "v1",
+            "ReplicaSet",
+            "replicasets",
+            &["rs"],
+            true,
+            true,
+        ),
+        builtin("batch", "v1", "Job", "jobs", &[], true, true),
+        builtin("batch", "v1", "CronJob", "cronjobs", &["cj"], true, true),
         builtin(
             "discovery.k8s.io",
             "v1",

@@ -361,3 +361,52 @@ fn contexts_get_delete_and_forbidden() {
         )
         .is_none());
 }
+
+/// The workload kinds a PeerAuthentication selector check lists are discovered, stored and
+/// validated like the other built-ins.
+#[test]
+fn workload_kinds_are_served_with_discovery() {
+    let Some((emu, dir)) = setup() else { return };
+    let out = ok(&emu, dir.path(), &["api-resources"]);
+    for (name, version) in [
+        ("statefulsets", "apps/v1"),
+        ("daemonsets", "apps/v1"),
+        ("replicasets", "apps/v1"),
+        ("jobs", "batch/v1"),
+        ("cronjobs", "batch/v1"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("{name} ")) && l.contains(version)),
+            "{name} not discovered:\n{out}"
+        );
+    }
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: migrate}\nspec:\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      restartPolicy: Never\n      containers: [{name: m, image: busybox}]\n";
+    std::fs::write(dir.path().join("job.yaml"), job).unwrap();
+    assert_eq!(
+        ok(&emu, dir.path(), &["apply", "-f", "job.yaml"]).trim(),
+        "job.batch/migrate created"
+    );
+    let got = ok(
+        &emu,
+        dir.path(),
+        &[
+            "get",
+            "jobs",
+            "-o",
+            "jsonpath={.items[0].spec.template.metadata.labels.app}",
+        ],
+    );
+    assert_eq!(got, "web");
+    // A typed check: a replica count that is not a number is refused.
+    std::fs::write(
+        dir.path().join("sts.yaml"),
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec: {replicas: many, selector: {matchLabels: {app: db}}, template: {metadata: {labels: {app: db}}}}\n",
+    )
+    .unwrap();
+    let err = fail(&emu, dir.path(), &["apply", "-f", "sts.yaml"]);
+    assert!(
+        err.contains("Error from server (BadRequest)") && err.contains("StatefulSet"),
+        "{err}"
+    );
+}
