@@ -248,6 +248,8 @@ pub fn realcluster_bin(tool: &str) -> PathBuf {
 pub struct Istiod {
     pub grpc: String,
     pub debug: String,
+    /// The mTLS port (15012 in a cluster): the CA and xDS for proxies with a certificate.
+    pub secure_grpc: String,
 }
 
 /// Real kube-apiservers run by one `mesh-testcluster` process, which stops them when its
@@ -330,12 +332,13 @@ impl Real {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
                 ["ready", _] => break,
-                ["istiod", name, grpc, debug] => {
+                ["istiod", name, grpc, debug, secure_grpc] => {
                     istiods.insert(
                         name.to_string(),
                         Istiod {
                             grpc: grpc.to_string(),
                             debug: debug.to_string(),
+                            secure_grpc: secure_grpc.to_string(),
                         },
                     );
                 }

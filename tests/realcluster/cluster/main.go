@@ -192,7 +192,7 @@ func run() error {
 			}
 		}
 		for _, c := range clusters {
-			fmt.Printf("istiod %s %s %s\n", c.name, c.istiodPorts.grpc, c.istiodPorts.http)
+			fmt.Printf("istiod %s %s %s %s\n", c.name, c.istiodPorts.grpc, c.istiodPorts.http, c.istiodPorts.secureGRPC)
 		}
 	}
 	fmt.Printf("ready %s\n", o.kubeconfig)

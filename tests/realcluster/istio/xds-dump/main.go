@@ -1,6 +1,7 @@
 // Command xds-dump connects to istiod as a sidecar would, waits for the first full set of
 // clusters, endpoints, listeners and routes, and prints what Envoy would receive as one JSON
-// document that kubectl-mesh's real-tier tests assert on.
+// document that kubectl-mesh's real-tier tests assert on. With --bootstrap it is instead the
+// proxyless gRPC application beside a pilot-agent (app.go).
 package main
 
 import (
@@ -64,14 +65,29 @@ func main() {
 	network := flag.String("network", "", "the sidecar's network")
 	clusterID := flag.String("cluster-id", "", "the sidecar's cluster ID")
 	timeout := flag.Duration("timeout", 30*time.Second, "how long to wait for xDS")
+	bootstrap := flag.String("bootstrap", "", "connect as the proxyless gRPC app of the pilot-agent that wrote this gRPC xDS bootstrap")
+	root := flag.String("root", "/", "with --bootstrap: the directory the VM's / is laid out in")
+	target := flag.String("target", "", "with --bootstrap: the service the app calls, host:port (its listener is asked for)")
+	hold := flag.Bool("hold", false, "with --bootstrap: keep the stream open until stdin closes")
 	flag.Parse()
 	// stdout is the JSON document; Istio's own logging goes to stderr, warnings and worse only.
 	lo := log.DefaultOptions()
 	lo.OutputPaths = []string{"stderr"}
 	lo.SetDefaultOutputLevel(log.OverrideScopeName, log.WarnLevel)
 	_ = log.Configure(lo)
+	if *bootstrap != "" {
+		if *target == "" {
+			fmt.Fprintln(os.Stderr, "xds-dump: --bootstrap needs --target HOST:PORT")
+			os.Exit(2)
+		}
+		if err := runApp(*bootstrap, *root, *target, *timeout, *hold); err != nil {
+			fmt.Fprintln(os.Stderr, "xds-dump:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *addr == "" {
-		fmt.Fprintln(os.Stderr, "xds-dump: --istiod ADDR is required")
+		fmt.Fprintln(os.Stderr, "xds-dump: --istiod ADDR (or --bootstrap FILE) is required")
 		os.Exit(2)
 	}
 	d, err := run(*addr, *ns, *ip, *labels, *network, *clusterID, *timeout)
