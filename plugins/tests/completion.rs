@@ -192,6 +192,61 @@ fn a_dead_cluster_completes_nothing_quickly_and_quietly() {
     );
 }
 
+/// A krew install links only `kubectl-mesh_<verb>`: the plugin itself answers as the completion
+/// helper when called by the helper's name, and `completion` prints the link that gives it that name.
+#[test]
+fn the_plugin_is_its_own_helper_when_linked_under_that_name() {
+    let emu = emu();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for p in PLUGINS {
+        let printed = plugin(None, p, &["completion"]).ok();
+        assert_eq!(
+            printed.stdout,
+            format!(
+                "ln -sf kubectl-mesh_{p} \"${{KREW_ROOT:-$HOME/.krew}}/bin/kubectl_complete-mesh_{p}\"\n"
+            )
+        );
+        // The printed command, run with KREW_ROOT pointing at a krew-like bin directory.
+        let bin_dir_krew = dir.path().join("bin");
+        std::fs::create_dir_all(&bin_dir_krew).expect("bin");
+        std::os::unix::fs::symlink(bin(p), bin_dir_krew.join(format!("kubectl-mesh_{p}")))
+            .expect("plugin link");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&printed.stdout)
+            .env("KREW_ROOT", dir.path())
+            .output()
+            .expect("sh");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let helper = dir.path().join("bin/kubectl_complete-mesh_register");
+    let out = Command::new(&helper)
+        .arg("")
+        .env("KUBECONFIG", emu.kubeconfig())
+        .env("HOME", emu.home())
+        .output()
+        .expect("run the link");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "checkoutservice\nproductcatalogservice\n:4\n"
+    );
+    let out = Command::new(dir.path().join("bin/kubectl_complete-mesh_split"))
+        .args(["--dry-run="])
+        .output()
+        .expect("run the link");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "--dry-run=none\n--dry-run=client\n--dry-run=server\n:4\n"
+    );
+    // Called by its own name, the same words are a SERVICE and an IP, refused as usual.
+    let run = plugin(Some(&emu), "register", &["completion", "x"]);
+    assert_eq!(run.code, 2, "{run:?}");
+}
+
 fn committed_script(shell: &str, plugin: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
