@@ -488,6 +488,9 @@ impl State {
                 if obj.get("type").is_none() {
                     obj["type"] = json!("Opaque");
                 }
+                if create {
+                    self.fill_service_account_token(obj);
+                }
             }
             ("", "Pod") if create && obj.get("status").is_none() => {
                 obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
@@ -528,6 +531,10 @@ impl State {
             ("batch", "Job") => chk::<a::batch::v1::Job>(obj),
             ("batch", "CronJob") => chk::<a::batch::v1::CronJob>(obj),
             ("discovery.k8s.io", "EndpointSlice") => chk::<a::discovery::v1::EndpointSlice>(obj),
+            ("rbac.authorization.k8s.io", "ClusterRole") => chk::<a::rbac::v1::ClusterRole>(obj),
+            ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+                chk::<a::rbac::v1::ClusterRoleBinding>(obj)
+            }
             _ => Ok(()),
         }
     }
@@ -1606,6 +1613,64 @@ fn patch(
     match st.commit(rt, ns, name, Some(&old), new, &o, warnings) {
         Ok((v, _)) => Resp::json(200, &v),
         Err(e) => e,
+    }
+}
+
+impl State {
+    /// What kube-controller-manager's token controller does to a new
+    /// `kubernetes.io/service-account-token` Secret whose ServiceAccount exists: fills in
+    /// `token` (a legacy, non-expiring token for the ServiceAccount), `ca.crt` and `namespace`.
+    /// Done at creation here; a real cluster does it a moment later, so clients poll for it.
+    fn fill_service_account_token(&mut self, obj: &mut Value) {
+        if obj.get("type").and_then(Value::as_str) != Some("kubernetes.io/service-account-token") {
+            return;
+        }
+        let ns = meta_str(obj, "namespace").unwrap_or("").to_string();
+        let Some(sa_name) = obj
+            .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
+            .and_then(Value::as_str)
+            .map(String::from)
+        else {
+            return;
+        };
+        let Some(sa_type) = self.type_by_plural("", "v1", "serviceaccounts") else {
+            return;
+        };
+        let Some(sa) = self.get_obj(&sa_type, &ns, &sa_name).cloned() else {
+            return;
+        };
+        let uid = meta_str(&sa, "uid").unwrap_or("").to_string();
+        let secret = meta_str(obj, "name").unwrap_or("").to_string();
+        let b64url = |v: &Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::to_vec(v).unwrap_or_default())
+        };
+        let jti = self.new_uid();
+        let claims = json!({
+            "iss": "kubernetes/serviceaccount",
+            "kubernetes.io/serviceaccount/namespace": ns,
+            "kubernetes.io/serviceaccount/secret.name": secret,
+            "kubernetes.io/serviceaccount/service-account.name": sa_name,
+            "kubernetes.io/serviceaccount/service-account.uid": uid,
+            "sub": format!("system:serviceaccount:{ns}:{sa_name}"),
+        });
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("kube-emu-signature-{jti}"));
+        let token = format!(
+            "{}.{}.{}",
+            b64url(&json!({"alg": "RS256", "kid": "kube-emu"})),
+            b64url(&claims),
+            sig
+        );
+        let std64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let data = obj
+            .as_object_mut()
+            .expect("object")
+            .entry("data")
+            .or_insert_with(|| json!({}));
+        data["token"] = json!(std64(&token));
+        data["ca.crt"] = json!(std64(&crate::server::tls_ca_pem()));
+        data["namespace"] = json!(std64(&ns));
     }
 }
 

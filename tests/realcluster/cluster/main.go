@@ -177,6 +177,11 @@ func run() error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	for _, c := range clusters {
+		if err := startTokensController(ctx, c); err != nil {
+			return fmt.Errorf("cluster %s: token controller: %w", c.name, err)
+		}
+	}
 	if err := writeKubeconfig(o.kubeconfig, clusters); err != nil {
 		return err
 	}
