@@ -110,7 +110,7 @@ impl Kind {
     }
 }
 
-const KNOWN: [(&str, &str, &str, bool); 22] = [
+const KNOWN: [(&str, &str, &str, bool); 24] = [
     Kind::core("Namespace", "namespaces", false),
     Kind::core("Service", "services", true),
     Kind::core("Endpoints", "endpoints", true),
@@ -125,6 +125,18 @@ const KNOWN: [(&str, &str, &str, bool); 22] = [
     ("batch", "Job", "jobs", true),
     ("batch", "CronJob", "cronjobs", true),
     ("discovery.k8s.io", "EndpointSlice", "endpointslices", true),
+    (
+        "rbac.authorization.k8s.io",
+        "ClusterRole",
+        "clusterroles",
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+    ),
     (ISTIO_NETWORKING, "ServiceEntry", "serviceentries", true),
     (ISTIO_NETWORKING, "WorkloadEntry", "workloadentries", true),
     (ISTIO_NETWORKING, "WorkloadGroup", "workloadgroups", true),

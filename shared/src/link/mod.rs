@@ -13,6 +13,7 @@ pub mod service_entry;
 mod links;
 mod listing;
 mod plan;
+pub mod remote;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -50,7 +51,7 @@ const EXAMPLES: &str = "Examples:
   kubectl mesh-link --from cluster1 --to cluster2 --prune
   kubectl mesh-link --from cluster1 --to cluster2 --unlink --all";
 
-/// Link services across clusters through `.global` ServiceEntries (Istio gateway-connected multicluster).
+/// Link clusters: `.global` ServiceEntries (Istio 1.1–1.8.5), or remote secrets (Istio 1.8 and later).
 #[derive(Debug, Parser)]
 #[command(
     name = "kubectl mesh-link",
@@ -128,6 +129,35 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["selection", "bidirectional"])]
     pub list: bool,
 
+    /// How clusters are linked: global (.global ServiceEntries, Istio 1.1–1.8.5) or remote-secret (Istio 1.8 and later)
+    #[arg(long, value_enum, default_value_t = Mode::Global, global = true)]
+    pub mode: Mode,
+
+    /// remote-secret: the cluster ID of --from (default: its istiod's, as detected)
+    #[arg(long, value_name = "ID", global = true)]
+    pub cluster_id: Option<String>,
+
+    /// remote-secret: the API server URL of --from as --to reaches it (default: the kubeconfig's)
+    #[arg(long, value_name = "URL")]
+    pub remote_server: Option<String>,
+
+    /// remote-secret: a bound token of this lifetime instead of a Secret-based one (it must be renewed)
+    #[arg(long, value_name = "DURATION")]
+    pub token_duration: Option<crate::vm::token::TokenDuration>,
+
+    /// remote-secret: print Secret data with -o (it holds a credential)
+    #[arg(long)]
+    pub show_secrets: bool,
+
+    /// remote-secret: the Istio namespace of both clusters
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        default_value = "istio-system",
+        global = true
+    )]
+    pub istio_namespace: String,
+
     #[allow(missing_docs)]
     #[command(flatten)]
     pub kube: KubeArgs,
@@ -135,6 +165,15 @@ pub struct Args {
     #[allow(missing_docs)]
     #[command(flatten)]
     pub write: WriteArgs,
+}
+
+/// How `mesh-link` links clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// `.global` ServiceEntries through the source's ingress gateway (Istio 1.1–1.8.5).
+    Global,
+    /// A remote secret in --to for istiod to read --from's API server (Istio 1.8 and later).
+    RemoteSecret,
 }
 
 /// Verbs other than linking.
@@ -150,6 +189,19 @@ fn parse_service(s: &str) -> Result<String, String> {
 
 /// Runs `kubectl mesh-link`.
 pub async fn run(args: Args, io: &mut Io) -> Result<()> {
+    if args.mode == Mode::RemoteSecret {
+        return remote::run(&args, io).await;
+    }
+    let remote_only = [
+        (args.cluster_id.is_some(), "--cluster-id"),
+        (args.remote_server.is_some(), "--remote-server"),
+        (args.token_duration.is_some(), "--token-duration"),
+        (args.show_secrets, "--show-secrets"),
+        (args.istio_namespace != "istio-system", "--istio-namespace"),
+    ];
+    if let Some((_, flag)) = remote_only.iter().find(|(given, _)| *given) {
+        return Err(crate::error::usage(flag, "only with --mode remote-secret"));
+    }
     let plan = plan::plan(&args)?;
     let mut contexts = Vec::new();
     contexts.extend(plan.from.clone());

@@ -1,0 +1,351 @@
+//! End to end: `kubectl mesh-link --mode remote-secret` run by the real kubectl against two
+//! clusters, on kube-emu and on real kube-apiservers (where a ServiceAccount token controller
+//! fills token Secrets, the token is used against the source cluster's RBAC, and the secret is
+//! compared with the one the real `istioctl create-remote-secret` makes).
+
+mod common;
+
+use base64::Engine as _;
+use common::{kubectl, writes, Fault, FaultAction, Server, Tier};
+use serde_json::Value;
+
+/// istiod's Deployment in each cluster, naming the cluster's ID as Istio's chart does.
+fn seed() -> String {
+    let mut y = String::new();
+    for c in ["cluster1", "cluster2"] {
+        y.push_str(&format!(
+            r#"---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: istio-system, annotations: {{kube-emu/cluster: {c}}}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: istiod, namespace: istio-system, annotations: {{kube-emu/cluster: {c}}}}}
+spec:
+  selector: {{matchLabels: {{app: istiod}}}}
+  template:
+    metadata: {{labels: {{app: istiod}}}}
+    spec:
+      containers:
+      - name: discovery
+        image: docker.io/istio/pilot:1.24.3
+        env: [{{name: CLUSTER_ID, value: {c}}}]
+"#
+        ));
+    }
+    y
+}
+
+fn start(tier: Tier) -> Server {
+    Server::builder(tier)
+        .clusters(&["cluster1", "cluster2"])
+        .seed_yaml(&seed())
+        .start()
+}
+
+fn link(srv: &Server, args: &[&str]) -> common::Run {
+    let mut full = vec!["mesh-link", "--mode", "remote-secret"];
+    full.extend_from_slice(args);
+    kubectl(srv, &full)
+}
+
+const REMOTE: &str = "/api/v1/namespaces/istio-system/secrets/istio-remote-secret-cluster1";
+const TOKEN_SECRET: &str =
+    "/api/v1/namespaces/istio-system/secrets/istio-reader-service-account-istio-remote-secret-token";
+const SA: &str = "/api/v1/namespaces/istio-system/serviceaccounts/istio-reader-service-account";
+const ROLE: &str =
+    "/apis/rbac.authorization.k8s.io/v1/clusterroles/istio-reader-clusterrole-istio-system";
+const BINDING: &str =
+    "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/istio-reader-clusterrole-istio-system";
+
+fn b64(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .expect("base64")
+}
+
+/// The kubeconfig in a remote secret (`data` or istioctl's `stringData`).
+fn kubeconfig_of(secret: &Value, key: &str) -> Value {
+    let text = match secret["data"][key].as_str() {
+        Some(d) => String::from_utf8(b64(d)).expect("utf8"),
+        None => secret["stringData"][key]
+            .as_str()
+            .expect("kubeconfig key")
+            .to_string(),
+    };
+    serde_yaml::from_str(&text).expect("kubeconfig YAML")
+}
+
+fn token_in(kubeconfig: &Value) -> String {
+    kubeconfig["users"][0]["user"]["token"]
+        .as_str()
+        .expect("token")
+        .to_string()
+}
+
+/// The kubeconfig's CA of a context's cluster in the test kubeconfig.
+fn ca_of(srv: &Server, cluster: &str) -> String {
+    let kc: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(srv.kubeconfig()).expect("kubeconfig"))
+            .expect("yaml");
+    kc["clusters"]
+        .as_array()
+        .expect("clusters")
+        .iter()
+        .find(|c| c["name"] == cluster)
+        .and_then(|c| c["cluster"]["certificate-authority-data"].as_str())
+        .expect("CA data")
+        .to_string()
+}
+
+/// Uses the remote secret's kubeconfig as istiod in cluster2 would: reads cluster1's Services
+/// and EndpointSlices with it (real tier: real authentication and RBAC).
+fn read_with(kubeconfig: &Value) -> common::Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("remote.kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(kubeconfig).expect("yaml")).expect("write");
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&path)
+        .args([
+            "get",
+            "services,endpointslices,pods,namespaces",
+            "-A",
+            "-o",
+            "name",
+        ])
+        .env("HOME", dir.path())
+        .output()
+        .expect("kubectl");
+    out.into()
+}
+
+on_both_tiers! {
+fn links_with_a_remote_secret_and_a_rerun_changes_nothing(tier) {
+    let srv = start(tier);
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    assert!(
+        run.stderr.contains("cluster ID of context cluster1: cluster1 (from the CLUSTER_ID env of Deployment istio-system/istiod)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stdout,
+        "serviceaccount/istio-reader-service-account created (context cluster1)\n\
+         clusterrole.rbac.authorization.k8s.io/istio-reader-clusterrole-istio-system created (context cluster1)\n\
+         clusterrolebinding.rbac.authorization.k8s.io/istio-reader-clusterrole-istio-system created (context cluster1)\n\
+         secret/istio-reader-service-account-istio-remote-secret-token created (context cluster1)\n\
+         secret/istio-remote-secret-cluster1 created (context cluster2)\n"
+    );
+    let secret = srv.get_json("cluster2", REMOTE).expect("remote secret in cluster2");
+    assert_eq!(secret["metadata"]["labels"]["istio/multiCluster"], "true");
+    assert_eq!(secret["metadata"]["labels"]["app.kubernetes.io/managed-by"], "kubectl-mesh");
+    assert_eq!(secret["metadata"]["annotations"]["networking.istio.io/cluster"], "cluster1");
+    let data: Vec<&String> = secret["data"].as_object().expect("data").keys().collect();
+    assert_eq!(data, vec!["cluster1"]);
+    let kc = kubeconfig_of(&secret, "cluster1");
+    assert_eq!(kc["current-context"], "cluster1");
+    assert_eq!(kc["clusters"][0]["name"], "cluster1");
+    assert_eq!(kc["clusters"][0]["cluster"]["server"], srv.url("cluster1").as_str());
+    assert_eq!(
+        kc["clusters"][0]["cluster"]["certificate-authority-data"],
+        ca_of(&srv, "cluster1").as_str()
+    );
+    // The token is the one the token controller put in cluster1's token Secret.
+    let token_secret = srv.get_json("cluster1", TOKEN_SECRET).expect("token secret");
+    assert_eq!(token_secret["type"], "kubernetes.io/service-account-token");
+    let token = String::from_utf8(b64(token_secret["data"]["token"].as_str().expect("token"))).expect("utf8");
+    assert_eq!(token_in(&kc), token);
+    // The identity has the chart's rules, bound to the reader.
+    let role = srv.get_json("cluster1", ROLE).expect("clusterrole");
+    assert!(role["rules"].as_array().expect("rules").iter().any(|r| r["apiGroups"][0] == "discovery.k8s.io"
+        && r["resources"][0] == "endpointslices"));
+    let binding = srv.get_json("cluster1", BINDING).expect("binding");
+    assert_eq!(binding["subjects"][0]["name"], "istio-reader-service-account");
+    assert_eq!(binding["subjects"][0]["namespace"], "istio-system");
+
+    // No new token, no change.
+    let again = link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    assert_eq!(again.stdout.matches(" unchanged (context").count(), 5, "{}", again.stdout);
+    let after = srv.get_json("cluster2", REMOTE).expect("remote secret");
+    assert_eq!(after["metadata"]["resourceVersion"], secret["metadata"]["resourceVersion"]);
+
+    if tier == Tier::Real {
+        // istiod in cluster2 would read cluster1 with it: real authentication and RBAC.
+        let read = read_with(&kc).ok();
+        assert!(read.stdout.contains("namespace/istio-system"), "{}", read.stdout);
+        // The real istioctl, on the same cluster, makes the same secret: same name, label,
+        // annotation, key and kubeconfig (it finds and reuses the same token Secret).
+        let real = srv.real().expect("real tier");
+        let made = real
+            .istioctl(&["--context", "cluster1", "--namespace", "istio-system", "create-remote-secret", "--name", "cluster1"])
+            .ok();
+        // istioctl prints a header comment and a trailing `---`: take its one document.
+        let theirs: Value = serde_yaml::Deserializer::from_str(&made.stdout)
+            .map(|d| serde::Deserialize::deserialize(d).expect("istioctl YAML"))
+            .find(|v: &Value| v.is_object())
+            .expect("a Secret from istioctl");
+        assert_eq!(theirs["metadata"]["name"], secret["metadata"]["name"]);
+        assert_eq!(theirs["metadata"]["namespace"], "istio-system");
+        assert_eq!(theirs["metadata"]["labels"]["istio/multiCluster"], "true");
+        assert_eq!(
+            theirs["metadata"]["annotations"],
+            secret["metadata"]["annotations"]
+        );
+        let keys: Vec<&String> = theirs["stringData"].as_object().expect("stringData").keys().collect();
+        assert_eq!(keys, vec!["cluster1"]);
+        assert_eq!(kubeconfig_of(&theirs, "cluster1"), kc);
+    }
+}
+
+fn output_redacts_the_token_at_every_verbosity(tier) {
+    let srv = start(tier);
+    link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    let token_secret = srv.get_json("cluster1", TOKEN_SECRET).expect("token secret");
+    let token = String::from_utf8(b64(token_secret["data"]["token"].as_str().expect("token"))).expect("utf8");
+    let secret = srv.get_json("cluster2", REMOTE).expect("remote secret");
+    let encoded = secret["data"]["cluster1"].as_str().expect("data").to_string();
+    for args in [
+        vec!["--from", "cluster1", "--to", "cluster2", "-o", "yaml"],
+        vec!["--from", "cluster1", "--to", "cluster2", "--dry-run=server", "-o", "json"],
+        vec!["--from", "cluster1", "--to", "cluster2", "-v=9"],
+    ] {
+        let run = link(&srv, &args).ok();
+        for shown in [&run.stdout, &run.stderr] {
+            assert!(!shown.contains(&token), "token printed by {args:?}");
+            assert!(!shown.contains(&encoded), "secret data printed by {args:?}");
+            assert!(!shown.contains(&token_secret["data"]["token"].as_str().unwrap_or("-").to_string()), "{args:?}");
+        }
+        if args.contains(&"-o") {
+            assert!(run.stdout.contains("<redacted>"), "{}", run.stdout);
+            assert!(run.stdout.contains("istio-remote-secret-cluster1"), "{}", run.stdout);
+        }
+    }
+    let shown = link(&srv, &["--from", "cluster1", "--to", "cluster2", "-o", "yaml", "--show-secrets"]).ok();
+    assert!(shown.stdout.contains(&encoded), "--show-secrets prints the data");
+}
+
+fn a_bound_token_with_token_duration(tier) {
+    let srv = start(tier);
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--token-duration", "2h", "--cluster-id", "east"]).ok();
+    assert!(run.stderr.contains("cluster ID of context cluster1: east (from --cluster-id)"), "{}", run.stderr);
+    assert!(run.stderr.contains("Warning: --token-duration 2h: the remote secret holds a token that expires"), "{}", run.stderr);
+    assert!(!run.stdout.contains("istio-remote-secret-token"), "no token Secret: {}", run.stdout);
+    let secret = srv
+        .get_json("cluster2", "/api/v1/namespaces/istio-system/secrets/istio-remote-secret-east")
+        .expect("remote secret");
+    let kc = kubeconfig_of(&secret, "east");
+    let token = token_in(&kc);
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).expect("JWT"))
+            .expect("claims"),
+    )
+    .expect("JSON");
+    assert_eq!(claims["sub"], "system:serviceaccount:istio-system:istio-reader-service-account");
+    let life = claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat");
+    assert_eq!(life, 7200);
+    // A rerun keeps the token while more than half its lifetime is left.
+    let again = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--token-duration", "2h", "--cluster-id", "east"]).ok();
+    assert!(again.stdout.contains("secret/istio-remote-secret-east unchanged (context cluster2)"), "{}", again.stdout);
+    if tier == Tier::Real {
+        assert!(read_with(&kc).ok().stdout.contains("namespace/istio-system"));
+    }
+    // The TokenRequest's answer is logged at -v=9, its token is not.
+    let loud = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--token-duration", "2h", "--cluster-id", "west", "-v=9"]).ok();
+    let west = srv
+        .get_json("cluster2", "/api/v1/namespaces/istio-system/secrets/istio-remote-secret-west")
+        .expect("remote secret");
+    let minted = token_in(&kubeconfig_of(&west, "west"));
+    assert_ne!(minted, token);
+    assert!(loud.stderr.contains("serviceaccounts/istio-reader-service-account/token"), "{}", loud.stderr);
+    assert!(!loud.stderr.contains(&minted), "the minted token was logged");
+    assert!(!loud.stdout.contains(&minted));
+}
+
+fn an_existing_reader_identity_is_used_and_never_changed(tier) {
+    let srv = start(tier);
+    srv.apply_yaml("cluster1", r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: istio-reader-service-account, namespace: istio-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: istio-reader-clusterrole-istio-system, labels: {release: istio}}
+rules:
+- {apiGroups: [""], resources: [services], verbs: [get, list, watch]}
+"#).expect("seed");
+    let before = srv.get_json("cluster1", ROLE).expect("role");
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    assert!(run.stderr.contains("serviceaccount/istio-reader-service-account exists in context cluster1: used as it is"), "{}", run.stderr);
+    assert!(run.stderr.contains("clusterrole.rbac.authorization.k8s.io/istio-reader-clusterrole-istio-system exists in context cluster1: used as it is"), "{}", run.stderr);
+    let after = srv.get_json("cluster1", ROLE).expect("role");
+    assert_eq!(after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"]);
+    assert_eq!(after["rules"], before["rules"]);
+    assert!(srv.get_json("cluster1", BINDING).is_some());
+    assert!(srv.get_json("cluster2", REMOTE).is_some());
+}
+
+fn bad_input_exits_2_before_any_request(tier) {
+    let srv = start(tier);
+    for (args, wanted) in [
+        (vec!["--from", "cluster1", "--to", "cluster2", "--cluster-id", "Not_A_Label"], "--cluster-id: "),
+        (vec!["--from", "cluster1", "--to", "cluster2", "--remote-server", "http://10.0.0.1"], "--remote-server: \"http://10.0.0.1\" is not an https:// URL"),
+        (vec!["--from", "cluster1", "--to", "cluster2", "--all"], "--all: not available with --mode remote-secret"),
+        (vec!["--from", "cluster1", "--to", "cluster1"], "--to: must name another context than --from"),
+        (vec!["--to", "cluster2"], "--from: required"),
+        (vec!["--from", "cluster1", "--to", "nowhere"], "--to: context \"nowhere\" not found"),
+    ] {
+        let run = link(&srv, &args).expect_code(2);
+        assert!(run.stderr.contains(wanted), "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    }
+    let run = kubectl(&srv, &["mesh-link", "--from", "cluster1", "--to", "cluster2", "--all", "--token-duration", "1h"]).expect_code(2);
+    assert!(run.stderr.contains("--token-duration: only with --mode remote-secret"), "{}", run.stderr);
+    let short = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--token-duration", "1m"]).expect_code(2);
+    assert!(short.stderr.contains("too short"), "{}", short.stderr);
+    if let Some(emu) = srv.emu() {
+        assert!(writes(emu, "cluster1").is_empty());
+        assert!(writes(emu, "cluster2").is_empty());
+    }
+}
+}
+
+/// A failed write in cluster2 takes back what the run wrote in cluster1 (kube-emu's fault
+/// injection).
+#[test]
+fn a_failure_in_the_target_puts_the_source_back() {
+    if !Tier::Emu.enabled() {
+        return;
+    }
+    let srv = start(Tier::Emu);
+    let emu = srv.emu().expect("kube-emu");
+    emu.inject(
+        "cluster2",
+        Fault::new(
+            "PATCH",
+            "/secrets/istio-remote-secret",
+            FaultAction::Status(403),
+        ),
+    );
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2"]).expect_code(4);
+    assert!(
+        run.stderr.contains(
+            "the write failed in context cluster2; the contexts written before it were put back"
+        ),
+        "{}",
+        run.stderr
+    );
+    for path in [SA, ROLE, BINDING, TOKEN_SECRET] {
+        assert!(
+            srv.get_json("cluster1", path).is_none(),
+            "{path} left behind"
+        );
+    }
+    assert!(srv.get_json("cluster2", REMOTE).is_none());
+    // And the next run links.
+    link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    assert!(srv.get_json("cluster2", REMOTE).is_some());
+}
