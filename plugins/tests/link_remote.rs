@@ -10,9 +10,9 @@ use common::{kubectl, writes, Fault, FaultAction, Server, Tier};
 use serde_json::Value;
 
 /// istiod's Deployment in each cluster, naming the cluster's ID as Istio's chart does.
-fn seed() -> String {
+fn seed(clusters: &[&str]) -> String {
     let mut y = String::new();
-    for c in ["cluster1", "cluster2"] {
+    for c in clusters {
         y.push_str(&format!(
             r#"---
 apiVersion: v1
@@ -31,6 +31,24 @@ spec:
       - name: discovery
         image: docker.io/istio/pilot:1.24.3
         env: [{{name: CLUSTER_ID, value: {c}}}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: istio, namespace: istio-system, annotations: {{kube-emu/cluster: {c}}}}}
+data:
+  mesh: |
+    defaultConfig:
+      meshId: mesh1
+    trustDomain: cluster.local
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: istio-ca-root-cert, namespace: istio-system, annotations: {{kube-emu/cluster: {c}}}}}
+data:
+  root-cert.pem: |
+    -----BEGIN CERTIFICATE-----
+    MIIDnzCCAoegAwIBAgIJAON1ifrBZ2/BMA0GCSqGSIb3DQEBCwUAMIGLMQswCQYD
+    -----END CERTIFICATE-----
 "#
         ));
     }
@@ -38,10 +56,18 @@ spec:
 }
 
 fn start(tier: Tier) -> Server {
+    start_with(tier, &["cluster1", "cluster2"])
+}
+
+fn start_with(tier: Tier, clusters: &[&str]) -> Server {
     Server::builder(tier)
-        .clusters(&["cluster1", "cluster2"])
-        .seed_yaml(&seed())
+        .clusters(clusters)
+        .seed_yaml(&seed(clusters))
         .start()
+}
+
+fn remote(id: &str) -> String {
+    format!("/api/v1/namespaces/istio-system/secrets/istio-remote-secret-{id}")
 }
 
 fn link(srv: &Server, args: &[&str]) -> common::Run {
@@ -165,6 +191,20 @@ fn links_with_a_remote_secret_and_a_rerun_changes_nothing(tier) {
     assert_eq!(binding["subjects"][0]["name"], "istio-reader-service-account");
     assert_eq!(binding["subjects"][0]["namespace"], "istio-system");
 
+    // The token works: istiod may list what it reads (real tier: real RBAC).
+    let list = link(&srv, &["--list", "--to", "cluster2"]).ok();
+    let rows: Vec<Vec<&str>> = list.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    let url = srv.url("cluster1");
+    assert_eq!(
+        rows,
+        vec![
+            vec!["CLUSTER", "ID", "SECRET", "SERVER", "MADE", "BY", "TOKEN", "WORKS", "EXPIRES"],
+            vec!["cluster1", "istio-remote-secret-cluster1", url.as_str(), "kubectl-mesh", "yes", "never"],
+        ],
+        "{}",
+        list.stdout
+    );
+
     // No new token, no change.
     let again = link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
     assert_eq!(again.stdout.matches(" unchanged (context").count(), 5, "{}", again.stdout);
@@ -196,6 +236,18 @@ fn links_with_a_remote_secret_and_a_rerun_changes_nothing(tier) {
         let keys: Vec<&String> = theirs["stringData"].as_object().expect("stringData").keys().collect();
         assert_eq!(keys, vec!["cluster1"]);
         assert_eq!(kubeconfig_of(&theirs, "cluster1"), kc);
+    }
+    // Deleting the token Secret revokes the token, and the list says so (kube-apiserver reads
+    // Secrets through an informer, so it may take a moment).
+    assert!(srv.delete_path("cluster1", TOKEN_SECRET));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let revoked = link(&srv, &["--list", "--to", "cluster2", "--from", "cluster1"]).ok();
+        if revoked.stdout.contains("no: the token is refused (401)") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", revoked.stdout);
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
 
@@ -232,6 +284,8 @@ fn a_bound_token_with_token_duration(tier) {
     assert!(run.stderr.contains("cluster ID of context cluster1: east (from --cluster-id)"), "{}", run.stderr);
     assert!(run.stderr.contains("Warning: --token-duration 2h: the remote secret holds a token that expires"), "{}", run.stderr);
     assert!(!run.stdout.contains("istio-remote-secret-token"), "no token Secret: {}", run.stdout);
+    let list = link(&srv, &["--list", "--to", "cluster2"]).ok();
+    assert!(list.stdout.contains(" yes           in 1h59m") || list.stdout.contains(" yes           in 2h"), "{}", list.stdout);
     let secret = srv
         .get_json("cluster2", "/api/v1/namespaces/istio-system/secrets/istio-remote-secret-east")
         .expect("remote secret");
@@ -286,6 +340,116 @@ rules:
     assert_eq!(after["rules"], before["rules"]);
     assert!(srv.get_json("cluster1", BINDING).is_some());
     assert!(srv.get_json("cluster2", REMOTE).is_some());
+    // That role lets the reader list Services only, and the list says what is missing.
+    let list = link(&srv, &["--list", "--to", "cluster2"]).ok();
+    assert!(list.stdout.contains("no: may not list endpointslices, pods, namespaces"), "{}", list.stdout);
+}
+
+fn bidirectional_then_unlink_takes_back_one_direction(tier) {
+    let srv = start(tier);
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--bidirectional"]).ok();
+    assert!(run.stderr.contains("cluster ID of context cluster2: cluster2 (from the CLUSTER_ID env of Deployment istio-system/istiod)"), "{}", run.stderr);
+    assert_eq!(run.stdout.matches(" created (context cluster1)").count(), 5, "{}", run.stdout);
+    assert_eq!(run.stdout.matches(" created (context cluster2)").count(), 5, "{}", run.stdout);
+    let to2 = srv.get_json("cluster2", &remote("cluster1")).expect("secret for cluster1 in cluster2");
+    let to1 = srv.get_json("cluster1", &remote("cluster2")).expect("secret for cluster2 in cluster1");
+    assert_eq!(kubeconfig_of(&to1, "cluster2")["clusters"][0]["cluster"]["server"], srv.url("cluster2").as_str());
+    let sa = srv.get_json("cluster1", SA).expect("reader");
+    assert_eq!(sa["metadata"]["annotations"]["kubectl-mesh/remote-secrets"], "cluster2");
+    if tier == Tier::Real {
+        read_with(&kubeconfig_of(&to2, "cluster1")).ok();
+        read_with(&kubeconfig_of(&to1, "cluster2")).ok();
+    }
+    let again = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--bidirectional"]).ok();
+    assert_eq!(again.stdout.matches(" unchanged (context").count(), 10, "{}", again.stdout);
+
+    let unlink = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--unlink"]).ok();
+    assert_eq!(
+        unlink.stdout,
+        "secret/istio-remote-secret-cluster1 deleted (context cluster2)\n\
+         secret/istio-reader-service-account-istio-remote-secret-token deleted (context cluster1)\n\
+         clusterrolebinding.rbac.authorization.k8s.io/istio-reader-clusterrole-istio-system deleted (context cluster1)\n\
+         clusterrole.rbac.authorization.k8s.io/istio-reader-clusterrole-istio-system deleted (context cluster1)\n\
+         serviceaccount/istio-reader-service-account deleted (context cluster1)\n"
+    );
+    for path in [SA, ROLE, BINDING, TOKEN_SECRET] {
+        assert!(srv.get_json("cluster1", path).is_none(), "{path} left in cluster1");
+        assert!(srv.get_json("cluster2", path).is_some(), "{path} of the other direction gone");
+    }
+    assert!(srv.get_json("cluster2", &remote("cluster1")).is_none());
+    assert!(srv.get_json("cluster1", &remote("cluster2")).is_some());
+    let twice = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--unlink"]).ok();
+    assert!(twice.stdout.is_empty(), "{}", twice.stdout);
+    assert!(twice.stderr.contains("secret/istio-remote-secret-cluster1 not found in context cluster2: nothing to unlink there"), "{}", twice.stderr);
+}
+
+fn the_reader_identity_goes_with_its_last_remote_secret(tier) {
+    let srv = start_with(tier, &["cluster1", "cluster2", "cluster3"]);
+    link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    link(&srv, &["--from", "cluster1", "--to", "cluster3"]).ok();
+    let sa = srv.get_json("cluster1", SA).expect("reader");
+    assert_eq!(sa["metadata"]["annotations"]["kubectl-mesh/remote-secrets"], "cluster2,cluster3");
+    // Both secrets hold the one token.
+    let t2 = token_in(&kubeconfig_of(&srv.get_json("cluster2", &remote("cluster1")).expect("2"), "cluster1"));
+    let t3 = token_in(&kubeconfig_of(&srv.get_json("cluster3", &remote("cluster1")).expect("3"), "cluster1"));
+    assert_eq!(t2, t3);
+    let first = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--unlink"]).ok();
+    assert!(first.stderr.contains("the reader identity in context cluster1 stays: the remote secrets of cluster3 use it"), "{}", first.stderr);
+    assert_eq!(
+        first.stdout,
+        "secret/istio-remote-secret-cluster1 deleted (context cluster2)\n\
+         serviceaccount/istio-reader-service-account configured (context cluster1)\n"
+    );
+    assert!(srv.get_json("cluster1", TOKEN_SECRET).is_some());
+    let last = link(&srv, &["--from", "cluster1", "--to", "cluster3", "--unlink"]).ok();
+    assert!(last.stdout.contains("serviceaccount/istio-reader-service-account deleted (context cluster1)"), "{}", last.stdout);
+    for path in [SA, ROLE, BINDING, TOKEN_SECRET] {
+        assert!(srv.get_json("cluster1", path).is_none(), "{path} left in cluster1");
+    }
+}
+
+fn unlink_leaves_a_secret_kubectl_mesh_did_not_make(tier) {
+    let srv = start(tier);
+    srv.apply_yaml("cluster2", r#"
+apiVersion: v1
+kind: Secret
+metadata:
+  name: istio-remote-secret-cluster1
+  namespace: istio-system
+  labels: {istio/multiCluster: "true"}
+  annotations: {networking.istio.io/cluster: cluster1}
+stringData: {cluster1: "made by istioctl"}
+"#).expect("seed");
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--unlink"]).expect_code(1);
+    assert!(run.stderr.contains("was not made by kubectl-mesh"), "{}", run.stderr);
+    assert!(srv.get_json("cluster2", REMOTE).is_some());
+}
+
+fn check_says_what_is_missing_then_all_is_well(tier) {
+    let srv = start(tier);
+    let check = |srv: &Server| kubectl(srv, &["mesh-link", "check", "--mode", "remote-secret", "--from", "cluster1", "--to", "cluster2"]);
+    let before = check(&srv).expect_code(3);
+    let lines: Vec<&str> = before.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", before.stdout);
+    assert_eq!(lines[0], "✔ Istio 1.24.3 in cluster1, 1.24.3 in cluster2: remote secrets are supported (1.8 and later)");
+    assert!(lines[1].starts_with("✔ cluster1 and cluster2 share the root certificate"), "{}", lines[1]);
+    assert!(lines[2].starts_with("× cluster2 holds no remote secret istio-remote-secret-cluster1 for cluster1 (cluster ID cluster1; it holds: none): run kubectl mesh-link --mode remote-secret --from cluster1 --to cluster2"), "{}", lines[2]);
+    assert_eq!(lines[3], "✔ cluster1 and cluster2 are in mesh mesh1");
+    assert!(lines[4].starts_with("× no token to try"), "{}", lines[4]);
+    link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    let after = check(&srv).ok();
+    assert_eq!(after.stdout.matches("✔ ").count(), 5, "{}", after.stdout);
+    assert!(after.stdout.contains("✔ the token in istio-remote-secret-cluster1 (cluster2) may list services, endpointslices, pods and namespaces in cluster1"), "{}", after.stdout);
+    // A reader without the rights istiod needs is a ×.
+    srv.apply_yaml("cluster1", r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: istio-reader-clusterrole-istio-system}
+rules:
+- {apiGroups: [""], resources: [services, pods, namespaces], verbs: [get, list, watch]}
+"#).expect("narrow the role");
+    let narrowed = check(&srv).expect_code(3);
+    assert!(narrowed.stdout.contains("does not work against cluster1: no: may not list endpointslices"), "{}", narrowed.stdout);
 }
 
 fn bad_input_exits_2_before_any_request(tier) {
@@ -296,6 +460,8 @@ fn bad_input_exits_2_before_any_request(tier) {
         (vec!["--from", "cluster1", "--to", "cluster2", "--all"], "--all: not available with --mode remote-secret"),
         (vec!["--from", "cluster1", "--to", "cluster1"], "--to: must name another context than --from"),
         (vec!["--to", "cluster2"], "--from: required"),
+        (vec!["--from", "cluster1", "--to", "cluster2", "--bidirectional", "--cluster-id", "x"], "--cluster-id: names --from's cluster ID only"),
+        (vec!["--from", "cluster1", "--to", "cluster2", "--unlink", "--bidirectional"], "--unlink: undoes one direction"),
         (vec!["--from", "cluster1", "--to", "nowhere"], "--to: context \"nowhere\" not found"),
     ] {
         let run = link(&srv, &args).expect_code(2);
@@ -348,4 +514,88 @@ fn a_failure_in_the_target_puts_the_source_back() {
     // And the next run links.
     link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
     assert!(srv.get_json("cluster2", REMOTE).is_some());
+}
+
+/// The body of a plain-HTTP GET (istiod's debug port), or why not.
+fn http_get(addr: &str, path: &str) -> Result<String, String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+    match answer.split_once("\r\n\r\n") {
+        Some((head, body)) if head.split_whitespace().nth(1) == Some("200") => Ok(body.into()),
+        _ => Err(answer),
+    }
+}
+
+/// Polls istiod's debug endpoint `path` until `want` holds; panics with the last answer after 60 s.
+#[track_caller]
+fn wait_debug(addr: &str, path: &str, what: &str, want: impl Fn(&str) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let last = http_get(addr, path).unwrap_or_else(|e| e);
+        if want(&last) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {path} says:\n{last}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// End to end on the real tier: after the link, the real istiod of cluster2 reads cluster1's API
+/// server with the secret's token, and cluster1's Service is in its registry; after --unlink it
+/// is gone again.
+#[test]
+fn real_istiod_in_cluster2_discovers_the_services_of_cluster1() {
+    if !Tier::Real.enabled() {
+        return;
+    }
+    let srv = Server::builder(Tier::Real)
+        .clusters(&["cluster1", "cluster2"])
+        .seed_yaml(&seed(&["cluster1", "cluster2"]))
+        .seed_yaml(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: onlyinone, namespace: default, annotations: {kube-emu/cluster: cluster1}}\nspec: {ports: [{name: http, port: 8080}]}\n",
+        )
+        .istiod()
+        .start();
+    let debug = srv
+        .real()
+        .expect("real tier")
+        .istiod("cluster2")
+        .debug
+        .clone();
+    let host = "onlyinone.default.svc.cluster.local";
+    wait_debug(&debug, "/debug/registryz", "cluster2 alone", |b| {
+        b.starts_with('[') && !b.contains(host)
+    });
+    link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    wait_debug(
+        &debug,
+        "/debug/clusterz",
+        "cluster1 synced in cluster2's istiod",
+        |b| b.contains("\"cluster1\"") && b.contains("istio-remote-secret-cluster1"),
+    );
+    wait_debug(
+        &debug,
+        "/debug/registryz",
+        "cluster1's Service in cluster2's istiod",
+        |b| b.contains(host),
+    );
+    link(
+        &srv,
+        &["--from", "cluster1", "--to", "cluster2", "--unlink"],
+    )
+    .ok();
+    wait_debug(
+        &debug,
+        "/debug/registryz",
+        "cluster1's Service gone after --unlink",
+        |b| b.starts_with('[') && !b.contains(host),
+    );
 }

@@ -97,7 +97,7 @@ pub fn release_of(deployment: &Value) -> Result<Release, String> {
     }
 }
 
-const MODERN: &str = "use multi-primary on separate networks instead: an east-west gateway exposing *.local on 15443 (samples/multicluster/expose-services.yaml) and `istioctl create-remote-secret` both ways; callers then use SERVICE.NS.svc.cluster.local";
+const MODERN: &str = "use multi-primary on separate networks instead: an east-west gateway exposing *.local on 15443 (samples/multicluster/expose-services.yaml) and remote secrets both ways (kubectl mesh-link --mode remote-secret --bidirectional, or istioctl create-remote-secret); callers then use SERVICE.NS.svc.cluster.local";
 
 /// The Istio version line over both clusters' releases.
 pub fn version_line(releases: &[(String, Result<Release, String>)]) -> Line {

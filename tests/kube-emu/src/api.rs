@@ -35,6 +35,8 @@ pub struct State {
     ip: u32,
     node_port: u32,
     deterministic: bool,
+    /// The ids (`jti`) of the bound tokens this server issued.
+    issued: std::collections::HashSet<String>,
 }
 
 /// One cluster's API server core.
@@ -53,6 +55,8 @@ struct WriteOpts<'a> {
     /// Seeding: keep status, skip validation.
     seed: bool,
 }
+
+pub mod authz;
 
 fn body_json(body: &[u8]) -> Result<Value, Resp> {
     if body.is_empty() {
@@ -151,6 +155,7 @@ impl State {
             ip: 10,
             node_port: 30000,
             deterministic,
+            issued: std::collections::HashSet::new(),
         };
         for t in registry::builtins() {
             s.add_type(Arc::new(t));
@@ -1705,6 +1710,7 @@ fn token_request(st: &mut State, ns: &str, name: &str, body: &[u8]) -> Resp {
     };
     let header = json!({"alg": "RS256", "kid": "kube-emu"});
     let jti = st.new_uid();
+    st.issued.insert(jti.clone());
     let claims = json!({
         "aud": audiences, "exp": exp, "iat": now, "nbf": now, "jti": jti,
         "iss": "https://kubernetes.default.svc.cluster.local",

@@ -167,8 +167,24 @@ async fn handle(
                 "/version" | "/healthz" | "/livez" | "/readyz"
             );
             let expected = format!("Bearer {}", lock(&cluster.token));
-            if !anonymous_ok && auth != expected {
+            let user = if auth == expected {
+                Some(crate::api::authz::User::Admin)
+            } else {
+                auth.strip_prefix("Bearer ")
+                    .and_then(|t| cluster.core.authenticate(t))
+            };
+            let denied = user
+                .as_ref()
+                .and_then(|u| cluster.core.authorize(u, &method, &path, &query));
+            if !anonymous_ok && user.is_none() {
                 crate::util::status(401, "Unauthorized", "Unauthorized", None)
+            } else if let (Some(u), true) = (
+                &user,
+                method == "POST" && path == crate::api::authz::SSAR_PATH,
+            ) {
+                cluster.core.self_subject_access_review(u, &body)
+            } else if let Some(forbidden) = denied {
+                forbidden
             } else {
                 let r = crate::api::Request {
                     method: &method,

@@ -3,8 +3,12 @@
 //! kubeconfig for a reader identity in --from, written in both clusters all or nothing.
 
 pub mod build;
+pub mod check;
 pub mod facts;
+pub mod ledger;
+pub mod listing;
 
+use std::io::Write as _;
 use std::sync::Mutex;
 
 use anyhow::Result;
@@ -44,15 +48,12 @@ fn plan(args: &Args) -> Result<Plan> {
         ));
     }
     let unsupported = [
-        (args.command.is_some(), "check"),
         (!args.services.is_empty(), "SERVICE"),
         (args.all, "--all"),
         (args.selector.is_some(), "--selector"),
-        (args.bidirectional, "--bidirectional"),
-        (args.unlink, "--unlink"),
         (args.prune, "--prune"),
         (args.setup_dns, "--setup-dns"),
-        (args.list, "--list"),
+        (args.list && args.write.output.is_some(), "--output"),
         (args.gateway_address.is_some(), "--gateway-address"),
     ];
     if let Some((_, flag)) = unsupported.iter().find(|(given, _)| *given) {
@@ -61,12 +62,45 @@ fn plan(args: &Args) -> Result<Plan> {
             "not available with --mode remote-secret (it links whole clusters: --from, --to and the remote-secret flags)",
         ));
     }
-    let from = args.from.clone().ok_or_else(|| {
-        usage(
+    let conflicts = [
+        (
+            args.bidirectional && args.cluster_id.is_some(),
+            "--cluster-id",
+            "names --from's cluster ID only: with --bidirectional both are detected (or link each direction on its own)",
+        ),
+        (
+            args.bidirectional && args.remote_server.is_some(),
+            "--remote-server",
+            "names --from's API server only: with --bidirectional link each direction on its own",
+        ),
+        (
+            args.unlink && args.bidirectional,
+            "--unlink",
+            "undoes one direction: run it once per direction",
+        ),
+        (
+            args.list && (args.token_duration.is_some() || args.remote_server.is_some()),
+            "--list",
+            "shows the remote secrets: --token-duration and --remote-server are for linking",
+        ),
+        (
+            args.unlink && args.token_duration.is_some(),
+            "--token-duration",
+            "makes a token: not with --unlink",
+        ),
+    ];
+    if let Some((_, flag, why)) = conflicts.iter().find(|(given, _, _)| *given) {
+        return Err(usage(flag, why));
+    }
+    let from = match (&args.from, args.list) {
+        (None, true) => String::new(),
+        _ => args.from.clone().ok_or_else(|| {
+            usage(
             "--from",
             "required: the context of the cluster whose services istiod in --to should discover",
         )
-    })?;
+        })?,
+    };
     let to = args.to.clone().ok_or_else(|| {
         usage(
             "--to",
@@ -108,7 +142,7 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
     let kc = kubeconfig::load(&args.kube)?;
     let known = kubeconfig::context_names(&kc);
     for (flag, ctx) in [("--from", &plan.from), ("--to", &plan.to)] {
-        if !known.iter().any(|k| k == ctx) {
+        if !ctx.is_empty() && !known.iter().any(|k| k == ctx) {
             return Err(usage(
                 flag,
                 format!(
@@ -118,7 +152,22 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
             ));
         }
     }
-    let (server, ca_pem) = facts::endpoint(&kc, &plan.from, plan.server.as_deref())?;
+    if args.list {
+        return list(args, &plan, io).await;
+    }
+    if args.command.is_some() {
+        let (kc, targets) =
+            api::resolve_targets(&args.kube, &[plan.from.clone(), plan.to.clone()])?;
+        let a = Cluster::connect(&kc, &targets[0], &args.kube).await?;
+        let b = Cluster::connect(&kc, &targets[1], &args.kube).await?;
+        return check::run(&a, &b, &plan.istio_namespace, io).await;
+    }
+    let from_endpoint = facts::endpoint(&kc, &plan.from, plan.server.as_deref())?;
+    let to_endpoint = if args.bidirectional {
+        Some(facts::endpoint(&kc, &plan.to, None)?)
+    } else {
+        None
+    };
     let (kc, targets) = api::resolve_targets(&args.kube, &[plan.from.clone(), plan.to.clone()])?;
     let a = Cluster::connect(&kc, &targets[0], &args.kube).await?;
     let b = Cluster::connect(&kc, &targets[1], &args.kube).await?;
@@ -135,25 +184,190 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
             );
         }
     }
-
-    let (cluster_id, source) = ControlPlane::new(&a, ns, None)
-        .cluster_id(plan.cluster_id.as_deref())
-        .await?;
-    if let Err(e) = names::dns1123_label(&cluster_id) {
+    let a_id = cluster_id(&a, ns, plan.cluster_id.as_deref(), io).await?;
+    let b_id = if args.bidirectional || args.unlink {
+        cluster_id(&b, ns, None, io).await?
+    } else {
+        // Only for the reader's ledger of who uses it: detected quietly.
+        ControlPlane::new(&b, ns, None).cluster_id(None).await?.0
+    };
+    if a_id == b_id {
         anyhow::bail!(
-            "the cluster ID of context {:?}, {cluster_id:?} ({source}), cannot name a remote secret: {e}; pass --cluster-id",
-            a.context
+            "contexts {:?} and {:?} have the same cluster ID {a_id:?}: istiod tells clusters apart by it, so give each cluster its own (--cluster-id names --from's)",
+            a.context,
+            b.context
+        );
+    }
+
+    let mut sides = Vec::new();
+    if args.unlink {
+        let (target, source) = unlink_sides(&a, &b, ns, &a_id, &b_id, io).await?;
+        sides.push((&b, target));
+        sides.push((&a, source));
+    } else {
+        let one = Direction {
+            src: &a,
+            dst: &b,
+            src_id: &a_id,
+            dst_id: &b_id,
+            endpoint: from_endpoint,
+        };
+        let (source, target) = link_sides(&one, ns, plan.token_duration, io).await?;
+        sides.push((&a, source));
+        sides.push((&b, target));
+        if let Some(endpoint) = to_endpoint {
+            let back = Direction {
+                src: &b,
+                dst: &a,
+                src_id: &b_id,
+                dst_id: &a_id,
+                endpoint,
+            };
+            let (source, target) = link_sides(&back, ns, plan.token_duration, io).await?;
+            sides.push((&b, source));
+            sides.push((&a, target));
+        }
+    }
+    let shared: Vec<Shared> = sides
+        .iter()
+        .map(|(_, role)| Shared {
+            token: Mutex::new(match role {
+                Role::Source { kept, .. } => kept.clone(),
+                _ => None,
+            }),
+        })
+        .collect();
+    let sites: Vec<Side<'_>> = sides
+        .into_iter()
+        .enumerate()
+        .map(|(i, (cluster, role))| Side {
+            cluster,
+            role,
+            // A target takes its token from the source just before it.
+            shared: &shared[i - i % 2],
+            results: Mutex::new(Vec::new()),
+        })
+        .collect();
+    let how = across::Across {
+        mode,
+        interrupt: None,
+        check_with: "kubectl mesh-link --mode remote-secret --list",
+    };
+    across::commit(&sites, &how, &mut io.err).await?;
+    print(&sites, args, mode, io)
+}
+
+/// `--list --to B [--from A]`.
+async fn list(args: &Args, plan: &Plan, io: &mut Io) -> Result<()> {
+    let mut contexts = vec![plan.to.clone()];
+    if !plan.from.is_empty() {
+        contexts.push(plan.from.clone());
+    }
+    let (kc, targets) = api::resolve_targets(&args.kube, &contexts)?;
+    let b = Cluster::connect(&kc, &targets[0], &args.kube).await?;
+    let only = match targets.get(1) {
+        Some(t) => {
+            let a = Cluster::connect(&kc, t, &args.kube).await?;
+            Some(cluster_id(&a, &plan.istio_namespace, plan.cluster_id.as_deref(), io).await?)
+        }
+        None => plan.cluster_id.clone(),
+    };
+    listing::run(&b, &plan.istio_namespace, only.as_deref(), io).await?;
+    io.out.flush()?;
+    Ok(())
+}
+
+/// Prints what each side did: result lines, or the objects with Secret data redacted.
+fn print(sites: &[Side<'_>], args: &Args, mode: WriteMode, io: &mut Io) -> Result<()> {
+    let per: Vec<(String, Vec<Applied>)> = sites
+        .iter()
+        .map(|s| (s.cluster.context.clone(), take(&s.results)))
+        .collect();
+    match args.write.output {
+        Some(format) => {
+            let shown: Vec<(String, Vec<Value>)> = per
+                .into_iter()
+                .map(|(ctx, rs)| {
+                    let objs = rs
+                        .into_iter()
+                        .filter(|r| r.outcome != crate::api::Outcome::Deleted)
+                        .map(|r| {
+                            let obj = objects::for_display(r.object);
+                            if args.show_secrets {
+                                obj
+                            } else {
+                                build::redacted(obj)
+                            }
+                        })
+                        .collect();
+                    (ctx, objs)
+                })
+                .collect();
+            crate::output::print_per_context(&mut io.out, format, &shown)?;
+        }
+        None => {
+            for (ctx, rs) in per {
+                for r in rs {
+                    std::io::Write::write_all(
+                        &mut io.out,
+                        format!(
+                            "{} (context {ctx})\n",
+                            crate::output::result_line(&r.object, r.outcome, mode.dry_run)
+                        )
+                        .as_bytes(),
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A cluster's ID, printed with where it came from, and checked fit to name a Secret.
+async fn cluster_id(c: &Cluster, ns: &str, flag: Option<&str>, io: &mut Io) -> Result<String> {
+    let (id, source) = ControlPlane::new(c, ns, None).cluster_id(flag).await?;
+    if let Err(e) = names::dns1123_label(&id) {
+        anyhow::bail!(
+            "the cluster ID of context {:?}, {id:?} ({source}), cannot name a remote secret: {e}; pass --cluster-id",
+            c.context
         );
     }
     io.note(format!(
-        "cluster ID of context {}: {cluster_id} ({source})",
-        a.context
+        "cluster ID of context {}: {id} ({source})",
+        c.context
     ))?;
+    Ok(id)
+}
 
-    let reader = facts::reader(&a, ns).await?;
-    let mut steps_a = Vec::new();
+/// One direction of a link: istiod in `dst` learns to read `src`.
+struct Direction<'a> {
+    src: &'a Cluster,
+    dst: &'a Cluster,
+    src_id: &'a str,
+    dst_id: &'a str,
+    /// `src`'s API server URL and CA.
+    endpoint: (String, Vec<u8>),
+}
+
+/// Reads both clusters of a direction and plans the source's and the target's writes.
+async fn link_sides(
+    d: &Direction<'_>,
+    ns: &str,
+    token_duration: Option<TokenDuration>,
+    io: &mut Io,
+) -> Result<(Role, Role)> {
+    let (a, b) = (d.src, d.dst);
+    let reader = facts::reader(a, ns).await?;
+    let mut steps = Vec::new();
+    match &reader.service_account {
+        Some(obj) if !objects::is_managed(obj) => io.note(format!(
+            "{} exists in context {}: used as it is",
+            crate::output::type_and_name(obj),
+            a.context
+        ))?,
+        existing => steps.push(ledger::record(ns, existing.clone(), d.dst_id, true)),
+    }
     for (existing, desired) in [
-        (&reader.service_account, build::service_account(ns)),
         (&reader.cluster_role, build::cluster_role(ns)),
         (&reader.binding, build::cluster_role_binding(ns)),
     ] {
@@ -164,16 +378,16 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
                 crate::output::type_and_name(obj),
                 a.context
             ))?,
-            _ => steps_a.push(Step::apply(desired, existing.clone())),
+            _ => steps.push(Step::apply(desired, existing.clone())),
         }
     }
-    let token_source = match plan.token_duration {
-        Some(d) => {
+    let token = match token_duration {
+        Some(dur) => {
             io.warn(format!(
-                "--token-duration {d}: the remote secret holds a token that expires; rerun this command before it does, or istiod in {} stops seeing {}",
+                "--token-duration {dur}: the remote secret holds a token that expires; rerun this command before it does, or istiod in {} stops seeing {}",
                 b.context, a.context
             ))?;
-            TokenSource::Bound(d)
+            TokenSource::Bound(dur)
         }
         None => match &reader.token_secret {
             Some(s) if !objects::is_managed(s) => {
@@ -185,114 +399,106 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
                 TokenSource::Secret(objects::name(s).to_string())
             }
             existing => {
-                steps_a.push(Step::apply(build::token_secret(ns), existing.clone()));
+                steps.push(Step::apply(build::token_secret(ns), existing.clone()));
                 TokenSource::Secret(build::token_secret_name())
             }
         },
     };
-    let secret_name = build::remote_secret_name(&cluster_id);
-    let existing_b = b
+    let secret_name = build::remote_secret_name(d.src_id);
+    let existing = b
         .get(&objects::core("Secret"), Some(ns), &secret_name)
         .await?;
-    if let Some(s) = &existing_b {
-        if s["metadata"]["annotations"][build::CLUSTER_ANNOTATION] != json!(cluster_id) {
+    if let Some(s) = &existing {
+        if s["metadata"]["annotations"][build::CLUSTER_ANNOTATION] != json!(d.src_id) {
             anyhow::bail!(
-                "Secret {ns}/{secret_name} in context {:?} exists and is not a remote secret for cluster {cluster_id:?}: it was left as it is",
-                b.context
+                "Secret {ns}/{secret_name} in context {:?} exists and is not a remote secret for cluster {:?}: it was left as it is",
+                b.context,
+                d.src_id
             );
         }
     }
+    let (server, ca_pem) = d.endpoint.clone();
     // A bound token still good for more than half the lifetime asked for is kept, so that a
     // rerun changes nothing.
-    let kept = match (&token_source, &existing_b) {
-        (TokenSource::Bound(d), Some(s)) => build::access_of(s, &cluster_id)
+    let kept = match (&token, &existing) {
+        (TokenSource::Bound(dur), Some(s)) => build::access_of(s, d.src_id)
             .filter(|acc| acc.server == server && acc.ca_pem == ca_pem)
             .filter(|acc| {
                 let left = crate::vm::token::jwt_expiry(&acc.token).unwrap_or(0) - unix_now();
-                left > (d.0.as_secs() / 2) as i64
+                left > (dur.0.as_secs() / 2) as i64
             })
             .map(|acc| acc.token),
         _ => None,
     };
-
-    let shared = Shared {
-        token: Mutex::new(kept),
-        results_a: Mutex::new(Vec::new()),
-        results_b: Mutex::new(Vec::new()),
-    };
-    let sites = [
-        Side {
-            cluster: &a,
-            role: Role::Source {
-                steps: steps_a,
-                token: token_source,
-                namespace: ns.to_string(),
-            },
-            shared: &shared,
+    Ok((
+        Role::Source {
+            steps,
+            token,
+            namespace: ns.to_string(),
+            kept,
         },
-        Side {
-            cluster: &b,
-            role: Role::Target {
-                namespace: ns.to_string(),
-                cluster_id: cluster_id.clone(),
-                server,
-                ca_pem,
-                existing: existing_b,
-            },
-            shared: &shared,
+        Role::Target {
+            namespace: ns.to_string(),
+            cluster_id: d.src_id.to_string(),
+            server,
+            ca_pem,
+            existing,
         },
-    ];
-    let how = across::Across {
-        mode,
-        interrupt: None,
-        check_with: "kubectl mesh-link --mode remote-secret --dry-run=server",
-    };
-    across::commit(&sites, &how, &mut io.err).await?;
-
-    let results_a = take(&shared.results_a);
-    let results_b = take(&shared.results_b);
-    match args.write.output {
-        Some(format) => {
-            let shown = |rs: &[Applied]| -> Vec<Value> {
-                rs.iter()
-                    .map(|r| {
-                        let obj = objects::for_display(r.object.clone());
-                        if args.show_secrets {
-                            obj
-                        } else {
-                            build::redacted(obj)
-                        }
-                    })
-                    .collect()
-            };
-            crate::output::print_per_context(
-                &mut io.out,
-                format,
-                &[
-                    (a.context.clone(), shown(&results_a)),
-                    (b.context.clone(), shown(&results_b)),
-                ],
-            )?;
-        }
-        None => {
-            for (cluster, rs) in [(&a, &results_a), (&b, &results_b)] {
-                for r in rs {
-                    std::io::Write::write_all(
-                        &mut io.out,
-                        format!(
-                            "{} (context {})\n",
-                            crate::output::result_line(&r.object, r.outcome, mode.dry_run),
-                            cluster.context
-                        )
-                        .as_bytes(),
-                    )?;
-                }
-            }
-        }
-    }
-    Ok(())
+    ))
 }
 
+/// `--unlink`: the target's secret goes; the source's reader identity goes too when
+/// kubectl-mesh made it and its ledger names no other cluster.
+async fn unlink_sides(
+    a: &Cluster,
+    b: &Cluster,
+    ns: &str,
+    a_id: &str,
+    b_id: &str,
+    io: &mut Io,
+) -> Result<(Role, Role)> {
+    let secret_name = build::remote_secret_name(a_id);
+    let mut target = Vec::new();
+    match b
+        .get(&objects::core("Secret"), Some(ns), &secret_name)
+        .await?
+    {
+        None => io.note(format!(
+            "secret/{secret_name} not found in context {}: nothing to unlink there",
+            b.context
+        ))?,
+        Some(s) if !objects::is_managed(&s) => anyhow::bail!(
+            "Secret {ns}/{secret_name} in context {:?} was not made by kubectl-mesh (no app.kubernetes.io/managed-by: kubectl-mesh label): it was left as it is; delete it with kubectl if it should go",
+            b.context
+        ),
+        Some(s) => target.push(Step::Delete { existing: s }),
+    }
+    let reader = facts::reader(a, ns).await?;
+    let mut source = Vec::new();
+    if let Some(sa) = reader.service_account.filter(objects::is_managed) {
+        let others: Vec<String> = ledger::users(&sa)
+            .into_iter()
+            .filter(|u| u != b_id)
+            .collect();
+        if others.is_empty() {
+            let mine = [reader.token_secret, reader.binding, reader.cluster_role];
+            for obj in mine.into_iter().flatten().filter(objects::is_managed) {
+                source.push(Step::Delete { existing: obj });
+            }
+            source.push(Step::Delete { existing: sa });
+        } else {
+            io.note(format!(
+                "the reader identity in context {} stays: the remote secrets of {} use it",
+                a.context,
+                others.join(", ")
+            ))?;
+            source.push(ledger::record(ns, Some(sa), b_id, false));
+        }
+    }
+    Ok((Role::Plain(target), Role::Plain(source)))
+}
+
+/// Seconds since the Unix epoch.
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -318,16 +524,18 @@ enum TokenSource {
 /// What the source's write hands to the target's.
 struct Shared {
     token: Mutex<Option<String>>,
-    results_a: Mutex<Vec<Applied>>,
-    results_b: Mutex<Vec<Applied>>,
 }
 
 enum Role {
+    /// The reader identity and its token.
     Source {
         steps: Vec<Step>,
         token: TokenSource,
         namespace: String,
+        /// A token of an earlier run, still good.
+        kept: Option<String>,
     },
+    /// The remote secret, made once the token is known.
     Target {
         namespace: String,
         cluster_id: String,
@@ -335,19 +543,28 @@ enum Role {
         ca_pem: Vec<u8>,
         existing: Option<Value>,
     },
+    /// Steps known in advance (`--unlink`).
+    Plain(Vec<Step>),
 }
 
-/// One cluster's share of the link.
+/// One cluster's share of the run.
 struct Side<'a> {
     cluster: &'a Cluster,
     role: Role,
     shared: &'a Shared,
+    results: Mutex<Vec<Applied>>,
 }
 
 /// Shown in place of a token a dry run has not minted (only with --show-secrets).
 const DRY_RUN_TOKEN: &str = "<the token the real run reads or mints>";
 
 impl Side<'_> {
+    fn keep(&self, written: &Written) {
+        if let Ok(mut r) = self.results.lock() {
+            *r = written.results();
+        }
+    }
+
     /// The reader's token, once the source's objects are written.
     async fn token(
         &self,
@@ -427,6 +644,7 @@ impl Site for Side<'_> {
                 steps,
                 token,
                 namespace,
+                ..
             } => {
                 let written = write::execute_kept(self.cluster, steps.clone(), mode).await?;
                 match self.token(token, namespace, mode).await {
@@ -440,9 +658,7 @@ impl Site for Side<'_> {
                         return Err(e.context(undo.sentence()).into());
                     }
                 }
-                if let Ok(mut r) = self.shared.results_a.lock() {
-                    *r = written.results();
-                }
+                self.keep(&written);
                 Ok(written)
             }
             Role::Target {
@@ -467,9 +683,12 @@ impl Site for Side<'_> {
                 let desired = build::remote_secret(namespace, cluster_id, &access);
                 let step = Step::apply(desired, existing.clone());
                 let written = write::execute_kept(self.cluster, vec![step], mode).await?;
-                if let Ok(mut r) = self.shared.results_b.lock() {
-                    *r = written.results();
-                }
+                self.keep(&written);
+                Ok(written)
+            }
+            Role::Plain(steps) => {
+                let written = write::execute_kept(self.cluster, steps.clone(), mode).await?;
+                self.keep(&written);
                 Ok(written)
             }
         }

@@ -1,0 +1,257 @@
+//! `kubectl mesh-link check --mode remote-secret`: whether istiod in --to can discover --from
+//! through a remote secret, one ✔/× line each. The facts are read first; each line is a pure
+//! function of them.
+
+use std::io::Write as _;
+
+use anyhow::Result;
+use base64::Engine as _;
+use serde_json::Value;
+
+use super::build;
+use super::listing;
+use crate::api::Cluster;
+use crate::error::MeshError;
+use crate::link::check::{release_of, root_cert_line, Line, Release};
+use crate::objects;
+use crate::vm::control_plane::with_revision;
+use crate::vm::detect::ControlPlane;
+use crate::Io;
+
+/// The first release that reads remote secrets as this mode writes them.
+const FIRST: Release = Release(1, 8, 0);
+
+/// The Istio version line: at least 1.8 on both sides.
+pub fn version_line(releases: &[(String, Result<Release, String>)]) -> Line {
+    let mut found = Vec::new();
+    for (ctx, r) in releases {
+        match r {
+            Err(e) => return fail(format!("cannot tell the Istio version of {ctx}: {e}")),
+            Ok(r) => found.push((ctx, *r)),
+        }
+    }
+    let list = found
+        .iter()
+        .map(|(c, r)| format!("{r} in {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match found.iter().find(|(_, r)| *r < FIRST) {
+        Some((ctx, r)) => fail(format!(
+            "Istio {list}: {ctx} runs {r}, older than 1.8: link it with the .global mode (the default), or upgrade it"
+        )),
+        None => ok(format!("Istio {list}: remote secrets are supported (1.8 and later)")),
+    }
+}
+
+/// The cluster-ID line: the two IDs differ, and --to holds a remote secret for --from's.
+pub fn cluster_id_line(
+    (a_ctx, a_id): (&str, &str),
+    (b_ctx, b_id): (&str, &str),
+    secrets: &[Value],
+) -> Line {
+    if a_id == b_id {
+        return fail(format!(
+            "{a_ctx} and {b_ctx} have the same cluster ID {a_id:?}: istiod tells clusters apart by it; give each its own (values.global.multiCluster.clusterName)"
+        ));
+    }
+    let name = build::remote_secret_name(a_id);
+    match secrets.iter().find(|s| objects::name(s) == name) {
+        None => {
+            let others: Vec<String> = secrets
+                .iter()
+                .filter_map(|s| s["metadata"]["annotations"][build::CLUSTER_ANNOTATION].as_str())
+                .map(String::from)
+                .collect();
+            let held = if others.is_empty() {
+                "none".to_string()
+            } else {
+                others.join(", ")
+            };
+            fail(format!(
+                "{b_ctx} holds no remote secret {name} for {a_ctx} (cluster ID {a_id}; it holds: {held}): run kubectl mesh-link --mode remote-secret --from {a_ctx} --to {b_ctx}"
+            ))
+        }
+        Some(s) if s["metadata"]["annotations"][build::CLUSTER_ANNOTATION] != a_id => fail(format!(
+            "secret {name} in {b_ctx} is annotated networking.istio.io/cluster={}, not {a_id}: istiod would name {a_ctx}'s endpoints after the wrong cluster",
+            s["metadata"]["annotations"][build::CLUSTER_ANNOTATION].as_str().unwrap_or("(none)")
+        )),
+        Some(_) => ok(format!(
+            "cluster IDs {a_id} ({a_ctx}) and {b_id} ({b_ctx}) differ, and {b_ctx} holds {name} for {a_id}"
+        )),
+    }
+}
+
+/// The mesh ID of a control plane: `defaultConfig.meshId` of its mesh config, else its trust
+/// domain, as istiod defaults it.
+pub fn mesh_id(mesh_cm: Option<&Value>) -> Result<String, String> {
+    let Some(text) = mesh_cm.and_then(|c| c["data"]["mesh"].as_str()) else {
+        return Err("no mesh config (ConfigMap istio, key mesh)".into());
+    };
+    let mesh: Value =
+        serde_yaml::from_str(text).map_err(|e| format!("the mesh config is not YAML: {e}"))?;
+    Ok(mesh["defaultConfig"]["meshId"]
+        .as_str()
+        .or(mesh["trustDomain"].as_str())
+        .unwrap_or("cluster.local")
+        .to_string())
+}
+
+/// The mesh-ID line.
+pub fn mesh_id_line(a: (&str, Result<String, String>), b: (&str, Result<String, String>)) -> Line {
+    match (&a.1, &b.1) {
+        (Ok(x), Ok(y)) if x == y => ok(format!("{} and {} are in mesh {x}", a.0, b.0)),
+        (Ok(x), Ok(y)) => fail(format!(
+            "{} is in mesh {x} and {} in mesh {y}: one mesh needs one mesh ID (values.global.meshID) on both",
+            a.0, b.0
+        )),
+        (Err(e), _) => fail(format!("cannot tell the mesh ID of {}: {e}", a.0)),
+        (_, Err(e)) => fail(format!("cannot tell the mesh ID of {}: {e}", b.0)),
+    }
+}
+
+/// The token line, from the review's answer.
+pub fn token_line(a_ctx: &str, b_ctx: &str, name: &str, works: Option<&str>) -> Line {
+    match works {
+        None => fail(format!("no token to try: {b_ctx} holds no {name}")),
+        Some("yes") => ok(format!(
+            "the token in {name} ({b_ctx}) may list services, endpointslices, pods and namespaces in {a_ctx}"
+        )),
+        Some(other) => fail(format!(
+            "the token in {name} ({b_ctx}) does not work against {a_ctx}: {other}; rerun kubectl mesh-link --mode remote-secret --from {a_ctx} --to {b_ctx}"
+        )),
+    }
+}
+
+fn ok(text: String) -> Line {
+    Line { ok: true, text }
+}
+
+fn fail(text: String) -> Line {
+    Line { ok: false, text }
+}
+
+/// Runs every check and prints one line each; exit 3 when any fails.
+pub async fn run(a: &Cluster, b: &Cluster, ns: &str, io: &mut Io) -> Result<()> {
+    let mut lines = Vec::new();
+    let mut releases = Vec::new();
+    for c in [a, b] {
+        let d = c
+            .get(
+                &objects::deployment(),
+                Some(ns),
+                &with_revision("istiod", None),
+            )
+            .await?;
+        releases.push((
+            c.context.clone(),
+            d.as_ref()
+                .map_or_else(|| Err(format!("no istiod Deployment in {ns}")), release_of),
+        ));
+    }
+    lines.push(version_line(&releases));
+
+    let cm = objects::core("ConfigMap");
+    let root_a = a.get(&cm, Some(ns), "istio-ca-root-cert").await?;
+    let root_b = b.get(&cm, Some(ns), "istio-ca-root-cert").await?;
+    lines.push(root_cert_line(
+        (&a.context, root_a.as_ref()),
+        (&b.context, root_b.as_ref()),
+    ));
+
+    let a_id = ControlPlane::new(a, ns, None).cluster_id(None).await?.0;
+    let b_id = ControlPlane::new(b, ns, None).cluster_id(None).await?.0;
+    let selector = format!("{}=true", build::MULTICLUSTER_LABEL);
+    let secrets = b
+        .list(&objects::core("Secret"), Some(ns), Some(&selector))
+        .await?;
+    lines.push(cluster_id_line(
+        (&a.context, &a_id),
+        (&b.context, &b_id),
+        &secrets,
+    ));
+
+    let mesh_a = a.get(&cm, Some(ns), "istio").await?;
+    let mesh_b = b.get(&cm, Some(ns), "istio").await?;
+    lines.push(mesh_id_line(
+        (&a.context, mesh_id(mesh_a.as_ref())),
+        (&b.context, mesh_id(mesh_b.as_ref())),
+    ));
+
+    let name = build::remote_secret_name(&a_id);
+    let text = secrets
+        .iter()
+        .find(|s| objects::name(s) == name)
+        .and_then(|s| s["data"][&a_id].as_str())
+        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    let works = match &text {
+        Some(t) => Some(listing::token_works(t).await),
+        None => None,
+    };
+    lines.push(token_line(&a.context, &b.context, &name, works.as_deref()));
+
+    for l in &lines {
+        writeln!(io.out, "{l}")?;
+    }
+    let failed = lines.iter().filter(|l| !l.ok).count();
+    if failed > 0 {
+        return Err(MeshError::Check(format!(
+            "{failed} of {} checks failed for {} -> {} (remote secret)",
+            lines.len(),
+            a.context,
+            b.context
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn versions() {
+        let l = version_line(&[
+            ("c1".into(), Ok(Release(1, 24, 3))),
+            ("c2".into(), Ok(Release(1, 8, 0))),
+        ]);
+        assert!(l.ok, "{l}");
+        let l = version_line(&[
+            ("c1".into(), Ok(Release(1, 24, 3))),
+            ("c2".into(), Ok(Release(1, 7, 8))),
+        ]);
+        assert!(!l.ok);
+        assert!(l.text.contains("c2 runs 1.7.8, older than 1.8"), "{l}");
+    }
+
+    #[test]
+    fn cluster_ids_and_secrets() {
+        let s = json!({"metadata": {"name": "istio-remote-secret-c1", "annotations": {"networking.istio.io/cluster": "c1"}}});
+        assert!(cluster_id_line(("a", "c1"), ("b", "c2"), &[s.clone()]).ok);
+        assert!(!cluster_id_line(("a", "c1"), ("b", "c1"), &[s.clone()]).ok);
+        let none = cluster_id_line(("a", "c1"), ("b", "c2"), &[]);
+        assert!(
+            none.text
+                .contains("holds no remote secret istio-remote-secret-c1"),
+            "{none}"
+        );
+        let wrong = json!({"metadata": {"name": "istio-remote-secret-c1", "annotations": {"networking.istio.io/cluster": "x"}}});
+        assert!(!cluster_id_line(("a", "c1"), ("b", "c2"), &[wrong]).ok);
+    }
+
+    #[test]
+    fn mesh_ids() {
+        let cm = |m: &str| json!({"data": {"mesh": m}});
+        assert_eq!(
+            mesh_id(Some(&cm("defaultConfig:\n  meshId: mesh1\n"))),
+            Ok("mesh1".into())
+        );
+        assert_eq!(mesh_id(Some(&cm("trustDomain: td\n"))), Ok("td".into()));
+        assert_eq!(mesh_id(Some(&cm("{}\n"))), Ok("cluster.local".into()));
+        assert!(mesh_id(None).is_err());
+        assert!(!mesh_id_line(("a", Ok("m1".into())), ("b", Ok("m2".into()))).ok);
+        assert!(mesh_id_line(("a", Ok("m1".into())), ("b", Ok("m1".into()))).ok);
+    }
+}
