@@ -452,6 +452,101 @@ rules:
     assert!(narrowed.stdout.contains("does not work against cluster1: no: may not list endpointslices"), "{}", narrowed.stdout);
 }
 
+fn separate_networks_check_the_east_west_gateway_and_expose_services(tier) {
+    let mut nets = String::new();
+    for (c, n, ip) in [("cluster1", "network1", "192.0.2.10"), ("cluster2", "network2", "192.0.2.20")] {
+        nets.push_str(&format!(
+            r#"---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: istio-system, labels: {{topology.istio.io/network: {n}}}, annotations: {{kube-emu/cluster: {c}}}}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: istio-eastwestgateway
+  namespace: istio-system
+  labels: {{istio: eastwestgateway, topology.istio.io/network: {n}}}
+  annotations: {{kube-emu/cluster: {c}}}
+spec:
+  type: LoadBalancer
+  selector: {{istio: eastwestgateway}}
+  ports: [{{name: tls, port: 15443, targetPort: 15443}}]
+status: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}
+"#
+        ));
+    }
+    let srv = Server::builder(tier)
+        .clusters(&["cluster1", "cluster2"])
+        .seed_yaml(&seed(&["cluster1", "cluster2"]))
+        .seed_yaml(&nets)
+        .start();
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--network", "--expose-services"]).ok();
+    assert!(run.stderr.contains("network of context cluster1: network1 (from the topology.istio.io/network label of Namespace istio-system)"), "{}", run.stderr);
+    assert!(run.stderr.contains("east-west gateway of context cluster1: istio-system/istio-eastwestgateway on network network1, port 15443"), "{}", run.stderr);
+    assert!(run.stdout.starts_with("gateway.networking.istio.io/cross-network-gateway created (context cluster1)\n"), "{}", run.stdout);
+    let gw = srv
+        .get_json("cluster1", "/apis/networking.istio.io/v1/namespaces/istio-system/gateways/cross-network-gateway")
+        .expect("Gateway");
+    assert_eq!(gw["spec"]["selector"]["istio"], "eastwestgateway");
+    assert_eq!(gw["spec"]["servers"][0]["tls"]["mode"], "AUTO_PASSTHROUGH");
+    assert_eq!(gw["spec"]["servers"][0]["hosts"][0], "*.local");
+    assert_eq!(gw["spec"]["servers"][0]["port"]["number"], 15443);
+    let again = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--network", "--expose-services"]).ok();
+    assert_eq!(again.stdout.matches(" unchanged (context").count(), 6, "{}", again.stdout);
+    let check = kubectl(&srv, &["mesh-link", "check", "--mode", "remote-secret", "--network", "--from", "cluster1", "--to", "cluster2"]).ok();
+    assert!(check.stdout.contains("✔ cluster1 is on network1, cluster2 on network2; cluster1's east-west gateway istio-system/istio-eastwestgateway carries network1 on 15443"), "{}", check.stdout);
+    assert!(check.stdout.contains("✔ Gateway cross-network-gateway in cluster1 exposes *.local on 15443 (AUTO_PASSTHROUGH)"), "{}", check.stdout);
+    assert_eq!(check.stdout.lines().count(), 7, "{}", check.stdout);
+
+    // cluster2's gateway loses its network label: the reverse link is refused before any write.
+    srv.apply_yaml("cluster2", r#"
+apiVersion: v1
+kind: Service
+metadata: {name: istio-eastwestgateway, namespace: istio-system, labels: {istio: eastwestgateway}}
+spec:
+  type: LoadBalancer
+  selector: {istio: eastwestgateway}
+  ports: [{name: tls, port: 15443, targetPort: 15443}]
+status: {loadBalancer: {ingress: [{ip: 192.0.2.20}]}}
+"#).expect("relabel");
+    let refused = link(&srv, &["--from", "cluster2", "--to", "cluster1", "--network"]).expect_code(1);
+    assert!(refused.stderr.contains("has no label topology.istio.io/network=network2"), "{}", refused.stderr);
+    let check = kubectl(&srv, &["mesh-link", "check", "--mode", "remote-secret", "--network", "--from", "cluster2", "--to", "cluster1"]).expect_code(3);
+    assert!(check.stdout.contains("× cluster2's east-west gateway: Service istio-system/istio-eastwestgateway has no label topology.istio.io/network=network2"), "{}", check.stdout);
+    assert!(check.stdout.contains("× no Gateway in cluster2 exposes *.local on 15443"), "{}", check.stdout);
+    assert!(srv.get_json("cluster1", &remote("cluster2")).is_none());
+    assert!(srv.get_json("cluster2", SA).is_none());
+
+    // Clusters on one network need no east-west gateway: --network says so.
+    srv.apply_yaml(
+        "cluster2",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system, labels: {topology.istio.io/network: network1}}\n",
+    )
+    .expect("one network");
+    let same = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--network"]).expect_code(1);
+    assert!(same.stderr.contains("--network is for clusters on separate networks, and cluster1 and cluster2 are not"), "{}", same.stderr);
+}
+
+fn dry_runs_write_nothing(tier) {
+    let srv = start(tier);
+    for dry in ["--dry-run=client", "--dry-run=server"] {
+        let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--bidirectional", dry, "-o", "yaml"]).ok();
+        assert_eq!(run.stdout.matches("# context: ").count(), 4, "{}", run.stdout);
+        assert!(run.stdout.contains("name: istio-remote-secret-cluster1"), "{}", run.stdout);
+        assert!(run.stdout.contains("cluster1: <redacted>"), "{}", run.stdout);
+        for c in ["cluster1", "cluster2"] {
+            assert!(srv.get_json(c, SA).is_none(), "{dry} wrote in {c}");
+        }
+        assert!(srv.get_json("cluster2", REMOTE).is_none());
+        if let Some(emu) = srv.emu() {
+            if dry == "--dry-run=client" {
+                assert!(writes(emu, "cluster1").is_empty() && writes(emu, "cluster2").is_empty());
+            }
+        }
+    }
+}
+
 fn bad_input_exits_2_before_any_request(tier) {
     let srv = start(tier);
     for (args, wanted) in [

@@ -149,6 +149,23 @@ pub struct Args {
     #[arg(long)]
     pub show_secrets: bool,
 
+    /// remote-secret: the clusters are on separate networks; check --from's east-west gateway first
+    #[arg(long, global = true)]
+    pub network: bool,
+
+    /// remote-secret with --network: also apply the cross-network-gateway Gateway (*.local, 15443, AUTO_PASSTHROUGH)
+    #[arg(long, requires = "network")]
+    pub expose_services: bool,
+
+    /// remote-secret with --network: the east-west gateway Service
+    #[arg(
+        long,
+        value_name = "NAME[.NAMESPACE]",
+        default_value = remote::network::DEFAULT_GATEWAY,
+        global = true
+    )]
+    pub eastwest_gateway: GatewayRef,
+
     /// remote-secret: the Istio namespace of both clusters
     #[arg(
         long,
@@ -197,6 +214,7 @@ pub async fn run(args: Args, io: &mut Io) -> Result<()> {
         (args.remote_server.is_some(), "--remote-server"),
         (args.token_duration.is_some(), "--token-duration"),
         (args.show_secrets, "--show-secrets"),
+        (args.network, "--network"),
         (args.istio_namespace != "istio-system", "--istio-namespace"),
     ];
     if let Some((_, flag)) = remote_only.iter().find(|(given, _)| *given) {

@@ -10,9 +10,11 @@ use serde_json::Value;
 
 use super::build;
 use super::listing;
+use super::network;
 use crate::api::Cluster;
 use crate::error::MeshError;
 use crate::link::check::{release_of, root_cert_line, Line, Release};
+use crate::link::GatewayRef;
 use crate::objects;
 use crate::vm::control_plane::with_revision;
 use crate::vm::detect::ControlPlane;
@@ -130,8 +132,67 @@ fn fail(text: String) -> Line {
     Line { ok: false, text }
 }
 
-/// Runs every check and prints one line each; exit 3 when any fails.
-pub async fn run(a: &Cluster, b: &Cluster, ns: &str, io: &mut Io) -> Result<()> {
+/// The network line: the two clusters are on different networks and --from's east-west
+/// gateway Service can carry the traffic.
+pub fn network_line(
+    (a_ctx, a_net): (&str, &str),
+    (b_ctx, b_net): (&str, &str),
+    gw: &GatewayRef,
+    svc: Option<&Value>,
+) -> Line {
+    if a_net.is_empty() || a_net == b_net {
+        return fail(format!(
+            "{a_ctx} and {b_ctx} are not on separate networks ({} / {}): label each cluster's Istio namespace with topology.istio.io/network, or check without --network",
+            if a_net.is_empty() { "none" } else { a_net },
+            if b_net.is_empty() { "none" } else { b_net }
+        ));
+    }
+    let problems = network::gateway_problems(svc, gw, a_net);
+    if problems.is_empty() {
+        ok(format!(
+            "{a_ctx} is on {a_net}, {b_ctx} on {b_net}; {a_ctx}'s east-west gateway {gw} carries {a_net} on 15443"
+        ))
+    } else {
+        fail(format!(
+            "{a_ctx}'s east-west gateway: {}",
+            problems.join("; ")
+        ))
+    }
+}
+
+/// The expose-services line: a Gateway in --from passes `*.local` through on 15443.
+pub fn expose_line(a_ctx: &str, gateways: &[Value]) -> Line {
+    let exposes = |g: &Value| {
+        g["spec"]["servers"].as_array().is_some_and(|servers| {
+            servers.iter().any(|s| {
+                s["port"]["number"] == 15443
+                    && s["tls"]["mode"] == "AUTO_PASSTHROUGH"
+                    && s["hosts"]
+                        .as_array()
+                        .is_some_and(|h| h.iter().any(|h| h == "*.local" || h == "*"))
+            })
+        })
+    };
+    match gateways.iter().find(|g| exposes(g)) {
+        Some(g) => ok(format!(
+            "Gateway {} in {a_ctx} exposes *.local on 15443 (AUTO_PASSTHROUGH)",
+            objects::name(g)
+        )),
+        None => fail(format!(
+            "no Gateway in {a_ctx} exposes *.local on 15443 with AUTO_PASSTHROUGH: run kubectl mesh-link --mode remote-secret --network --expose-services"
+        )),
+    }
+}
+
+/// Runs every check and prints one line each; exit 3 when any fails. With `net`, also the
+/// network and expose-services lines.
+pub async fn run(
+    a: &Cluster,
+    b: &Cluster,
+    ns: &str,
+    net: Option<&GatewayRef>,
+    io: &mut Io,
+) -> Result<()> {
     let mut lines = Vec::new();
     let mut releases = Vec::new();
     for c in [a, b] {
@@ -176,6 +237,29 @@ pub async fn run(a: &Cluster, b: &Cluster, ns: &str, io: &mut Io) -> Result<()> 
         (&a.context, mesh_id(mesh_a.as_ref())),
         (&b.context, mesh_id(mesh_b.as_ref())),
     ));
+
+    if let Some(gw) = net {
+        let na = ControlPlane::new(a, ns, None).network(Some(&a_id)).await?;
+        let nb = ControlPlane::new(b, ns, None).network(Some(&b_id)).await?;
+        let svc = a
+            .get(&objects::core("Service"), Some(&gw.namespace), &gw.name)
+            .await?;
+        lines.push(network_line(
+            (&a.context, &na.name),
+            (&b.context, &nb.name),
+            gw,
+            svc.as_ref(),
+        ));
+        match a.istio_version().await {
+            Ok(v) => {
+                let gateways = a
+                    .list(&objects::istio("Gateway", &v), Some(&gw.namespace), None)
+                    .await?;
+                lines.push(expose_line(&a.context, &gateways));
+            }
+            Err(e) => lines.push(fail(format!("{e:#}"))),
+        }
+    }
 
     let name = build::remote_secret_name(&a_id);
     let text = secrets
@@ -229,8 +313,8 @@ mod tests {
     #[test]
     fn cluster_ids_and_secrets() {
         let s = json!({"metadata": {"name": "istio-remote-secret-c1", "annotations": {"networking.istio.io/cluster": "c1"}}});
-        assert!(cluster_id_line(("a", "c1"), ("b", "c2"), &[s.clone()]).ok);
-        assert!(!cluster_id_line(("a", "c1"), ("b", "c1"), &[s.clone()]).ok);
+        assert!(cluster_id_line(("a", "c1"), ("b", "c2"), std::slice::from_ref(&s)).ok);
+        assert!(!cluster_id_line(("a", "c1"), ("b", "c1"), std::slice::from_ref(&s)).ok);
         let none = cluster_id_line(("a", "c1"), ("b", "c2"), &[]);
         assert!(
             none.text
@@ -239,6 +323,22 @@ mod tests {
         );
         let wrong = json!({"metadata": {"name": "istio-remote-secret-c1", "annotations": {"networking.istio.io/cluster": "x"}}});
         assert!(!cluster_id_line(("a", "c1"), ("b", "c2"), &[wrong]).ok);
+    }
+
+    #[test]
+    fn networks_and_exposure() {
+        let gw: GatewayRef = network::DEFAULT_GATEWAY.parse().expect("ref");
+        let svc = json!({
+            "metadata": {"labels": {"topology.istio.io/network": "n1"}},
+            "spec": {"ports": [{"port": 15443}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}},
+        });
+        assert!(network_line(("a", "n1"), ("b", "n2"), &gw, Some(&svc)).ok);
+        assert!(!network_line(("a", "n1"), ("b", "n1"), &gw, Some(&svc)).ok);
+        assert!(!network_line(("a", "n1"), ("b", "n2"), &gw, None).ok);
+        let g = network::cross_network_gateway("istio-system", "v1", &json!({}));
+        assert!(expose_line("a", &[g]).ok);
+        assert!(!expose_line("a", &[]).ok);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod check;
 pub mod facts;
 pub mod ledger;
 pub mod listing;
+pub mod network;
 
 use std::io::Write as _;
 use std::sync::Mutex;
@@ -82,6 +83,11 @@ fn plan(args: &Args) -> Result<Plan> {
             args.list && (args.token_duration.is_some() || args.remote_server.is_some()),
             "--list",
             "shows the remote secrets: --token-duration and --remote-server are for linking",
+        ),
+        (
+            args.network && (args.unlink || args.list),
+            "--network",
+            "checks the east-west gateway when linking: not with --unlink or --list",
         ),
         (
             args.unlink && args.token_duration.is_some(),
@@ -160,7 +166,8 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
             api::resolve_targets(&args.kube, &[plan.from.clone(), plan.to.clone()])?;
         let a = Cluster::connect(&kc, &targets[0], &args.kube).await?;
         let b = Cluster::connect(&kc, &targets[1], &args.kube).await?;
-        return check::run(&a, &b, &plan.istio_namespace, io).await;
+        let net = args.network.then_some(&args.eastwest_gateway);
+        return check::run(&a, &b, &plan.istio_namespace, net, io).await;
     }
     let from_endpoint = facts::endpoint(&kc, &plan.from, plan.server.as_deref())?;
     let to_endpoint = if args.bidirectional {
@@ -199,6 +206,11 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
         );
     }
 
+    let net = args.network.then(|| Network {
+        gateway: args.eastwest_gateway.clone(),
+        expose: args.expose_services,
+    });
+    let net = net.as_ref();
     let mut sides = Vec::new();
     if args.unlink {
         let (target, source) = unlink_sides(&a, &b, ns, &a_id, &b_id, io).await?;
@@ -212,7 +224,7 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
             dst_id: &b_id,
             endpoint: from_endpoint,
         };
-        let (source, target) = link_sides(&one, ns, plan.token_duration, io).await?;
+        let (source, target) = link_sides(&one, ns, plan.token_duration, net, io).await?;
         sides.push((&a, source));
         sides.push((&b, target));
         if let Some(endpoint) = to_endpoint {
@@ -223,7 +235,7 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
                 dst_id: &a_id,
                 endpoint,
             };
-            let (source, target) = link_sides(&back, ns, plan.token_duration, io).await?;
+            let (source, target) = link_sides(&back, ns, plan.token_duration, net, io).await?;
             sides.push((&b, source));
             sides.push((&a, target));
         }
@@ -354,11 +366,15 @@ async fn link_sides(
     d: &Direction<'_>,
     ns: &str,
     token_duration: Option<TokenDuration>,
+    net: Option<&Network>,
     io: &mut Io,
 ) -> Result<(Role, Role)> {
     let (a, b) = (d.src, d.dst);
-    let reader = facts::reader(a, ns).await?;
     let mut steps = Vec::new();
+    if let Some(net) = net {
+        steps.extend(east_west(d, ns, net, io).await?);
+    }
+    let reader = facts::reader(a, ns).await?;
     match &reader.service_account {
         Some(obj) if !objects::is_managed(obj) => io.note(format!(
             "{} exists in context {}: used as it is",
@@ -445,6 +461,77 @@ async fn link_sides(
             existing,
         },
     ))
+}
+
+/// `--network`: the settings of the east-west gateway.
+struct Network {
+    gateway: crate::link::GatewayRef,
+    expose: bool,
+}
+
+/// `--network`: the two clusters are on different networks and the source's east-west gateway
+/// can carry the traffic; with `--expose-services`, the step applying its Gateway.
+async fn east_west(d: &Direction<'_>, ns: &str, net: &Network, io: &mut Io) -> Result<Vec<Step>> {
+    let (a, b) = (d.src, d.dst);
+    let na = ControlPlane::new(a, ns, None)
+        .network(Some(d.src_id))
+        .await?;
+    let nb = ControlPlane::new(b, ns, None)
+        .network(Some(d.dst_id))
+        .await?;
+    io.note(format!("network of context {}: {na}", a.context))?;
+    io.note(format!("network of context {}: {nb}", b.context))?;
+    if na.name.is_empty() || na.name == nb.name {
+        anyhow::bail!(
+            "--network is for clusters on separate networks, and {} and {} are not ({} / {}): label each cluster's {ns} namespace with topology.istio.io/network, or drop --network",
+            a.context,
+            b.context,
+            na,
+            nb
+        );
+    }
+    let gw = &net.gateway;
+    let svc = a
+        .get(&objects::core("Service"), Some(&gw.namespace), &gw.name)
+        .await?;
+    let problems = network::gateway_problems(svc.as_ref(), gw, &na.name);
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "the east-west gateway of context {:?} cannot carry {}'s traffic: {}",
+            a.context,
+            na.name,
+            problems.join("; ")
+        );
+    }
+    io.note(format!(
+        "east-west gateway of context {}: {gw} on network {}, port 15443",
+        a.context, na.name
+    ))?;
+    if !net.expose {
+        return Ok(Vec::new());
+    }
+    let version = a.istio_version().await?;
+    let kind = objects::istio("Gateway", &version);
+    let existing = a
+        .get(&kind, Some(&gw.namespace), network::GATEWAY_NAME)
+        .await?;
+    match existing {
+        Some(g) if !objects::is_managed(&g) => {
+            io.note(format!(
+                "{} exists in context {}: used as it is",
+                crate::output::type_and_name(&g),
+                a.context
+            ))?;
+            Ok(Vec::new())
+        }
+        existing => {
+            let selector = svc
+                .map(|s| s["spec"]["selector"].clone())
+                .unwrap_or_default();
+            let desired = network::cross_network_gateway(&gw.namespace, &version, &selector);
+            Ok(vec![Step::apply(desired, existing)])
+        }
+    }
 }
 
 /// `--unlink`: the target's secret goes; the source's reader identity goes too when
