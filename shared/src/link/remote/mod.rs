@@ -263,7 +263,7 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
     let how = across::Across {
         mode,
         interrupt: None,
-        check_with: "kubectl mesh-link --mode remote-secret --list",
+        check_with: "kubectl mesh-link check --mode remote-secret",
     };
     across::commit(&sites, &how, &mut io.err).await?;
     print(&sites, args, mode, io)
