@@ -136,15 +136,7 @@ impl CheckArgs {
             ));
         }
         let contexts = contexts.max(1);
-        if endpoints.len() != 1 && endpoints.len() != contexts {
-            return Err(usage(
-                "--prometheus",
-                format!(
-                    "given {} times for {contexts} contexts: give one for all, or one per --context in the same order",
-                    endpoints.len()
-                ),
-            ));
-        }
+        one_per_context(endpoints.len(), contexts)?;
         if self.max_p99.is_some_and(|d| d.0.is_zero()) {
             return Err(usage("--max-p99", "must be more than 0"));
         }
@@ -507,6 +499,19 @@ pub async fn check_step(
     let mut f = low.remove(0);
     f.value = format!("{} requests after waiting one more interval", f.value);
     Ok(Step::Fail(f))
+}
+
+/// `--prometheus` is given once for every context, or once per `--context` in the same order.
+pub fn one_per_context(given: usize, contexts: usize) -> Result<()> {
+    if given != 1 && given != contexts {
+        return Err(usage(
+            "--prometheus",
+            format!(
+                "given {given} times for {contexts} contexts: give one for all, or one per --context in the same order"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The checks a walk runs, with their queries (for `--dry-run`).

@@ -57,15 +57,7 @@ impl Traffic {
             ));
         }
         let contexts = args.kube.contexts.len().max(1);
-        if endpoints.len() != 1 && endpoints.len() != contexts {
-            return Err(usage(
-                "--prometheus",
-                format!(
-                    "given {} times for {contexts} contexts: give one for all, or one per --context in the same order",
-                    endpoints.len()
-                ),
-            ));
-        }
+        super::analysis::one_per_context(endpoints.len(), contexts)?;
         if s.read.output.is_some() {
             return Err(usage("-o", "does not go with --traffic"));
         }

@@ -188,19 +188,9 @@ pub struct GroupArgs {
     #[arg(long, requires = "mtls")]
     pub force: bool,
 
-    /// The control-plane revision whose network is detected (Deployment istiod-REV, ...)
-    #[arg(short = 'r', long, value_name = "REVISION")]
-    pub revision: Option<String>,
-
-    /// The namespace istiod runs in
-    #[arg(
-        short = 'i',
-        long,
-        value_name = "NAMESPACE",
-        default_value = "istio-system",
-        visible_alias = "istioNamespace"
-    )]
-    pub istio_namespace: String,
+    /// Which control plane.
+    #[command(flatten)]
+    pub control_plane: ControlPlaneArgs,
 
     /// Time between probes (e.g. 5s)
     #[arg(long, value_name = "DURATION", requires = "probe_kind")]
@@ -225,6 +215,25 @@ pub struct GroupArgs {
     /// Output and dry-run.
     #[command(flatten)]
     pub write: WriteArgs,
+}
+
+/// The control plane a command reads: its revision and namespace.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct ControlPlaneArgs {
+    /// The control-plane revision (Deployment istiod-REV, ConfigMaps istio-REV and
+    /// istio-sidecar-injector-REV, whose mesh config names the root namespace)
+    #[arg(short = 'r', long, value_name = "REVISION")]
+    pub revision: Option<String>,
+
+    /// The namespace istiod runs in (the root namespace unless the mesh config says otherwise)
+    #[arg(
+        short = 'i',
+        long,
+        value_name = "NAMESPACE",
+        default_value = "istio-system",
+        visible_alias = "istioNamespace"
+    )]
+    pub istio_namespace: String,
 }
 
 /// Flags shared by `files` and `refresh`: the token and the gateway address.
@@ -260,19 +269,9 @@ pub struct RenewArgs {
     #[arg(long)]
     pub allow_empty_hosts: bool,
 
-    /// The control-plane revision (ConfigMaps istio-REV, istio-sidecar-injector-REV; istiod-REV)
-    #[arg(short = 'r', long, value_name = "REVISION")]
-    pub revision: Option<String>,
-
-    /// The namespace istiod runs in
-    #[arg(
-        short = 'i',
-        long,
-        value_name = "NAMESPACE",
-        default_value = "istio-system",
-        visible_alias = "istioNamespace"
-    )]
-    pub istio_namespace: String,
+    /// Which control plane.
+    #[command(flatten)]
+    pub control_plane: ControlPlaneArgs,
 }
 
 /// `mesh-vm files`.
@@ -348,19 +347,9 @@ pub struct StatusArgs {
     #[arg(value_name = "NAME")]
     pub name: ObjectName,
 
-    /// The control-plane revision (its mesh config names the root namespace of mesh-wide policies)
-    #[arg(short = 'r', long, value_name = "REVISION")]
-    pub revision: Option<String>,
-
-    /// The namespace istiod runs in (the root namespace unless the mesh config says otherwise)
-    #[arg(
-        short = 'i',
-        long,
-        value_name = "NAMESPACE",
-        default_value = "istio-system",
-        visible_alias = "istioNamespace"
-    )]
-    pub istio_namespace: String,
+    /// Which control plane.
+    #[command(flatten)]
+    pub control_plane: ControlPlaneArgs,
 
     /// Output format.
     #[command(flatten)]
@@ -519,7 +508,10 @@ fn selector_text(labels: &BTreeMap<String, String>) -> String {
 }
 
 async fn run_group(kube: &KubeArgs, a: GroupArgs, io: &mut Io) -> Result<()> {
-    check_control_plane(a.revision.as_deref(), &a.istio_namespace)?;
+    check_control_plane(
+        a.control_plane.revision.as_deref(),
+        &a.control_plane.istio_namespace,
+    )?;
     if a.write.dry_run == DryRun::Client {
         let group = parse_group(&a, &offline_namespace(kube))?;
         let mut objs = vec![group.to_object(objects::ISTIO_VERSIONS[0])];
@@ -591,7 +583,11 @@ async fn group_network(
     group: &mut Group,
     io: &mut Io,
 ) -> Result<()> {
-    let mut cp = ControlPlane::new(cluster, &a.istio_namespace, a.revision.as_deref());
+    let mut cp = ControlPlane::new(
+        cluster,
+        &a.control_plane.istio_namespace,
+        a.control_plane.revision.as_deref(),
+    );
     let given = if a.network.is_some() {
         Some(format!("--network {}", group.template.network))
     } else if let (Some(path), false) = (&a.filename, group.template.network.is_empty()) {
@@ -717,7 +713,7 @@ async fn gateway_address(
         .ingress_service
         .namespace
         .clone()
-        .unwrap_or_else(|| renew.istio_namespace.clone());
+        .unwrap_or_else(|| renew.control_plane.istio_namespace.clone());
     let svc_name = renew.ingress_service.name.clone();
     let what = format!("Service {svc_ns}/{svc_name}");
     let deadline = Instant::now() + renew.wait.0;
@@ -859,8 +855,8 @@ async fn run_files(kube: &KubeArgs, a: FilesArgs, io: &mut Io) -> Result<()> {
         }
     };
     let renew = &a.renew;
-    let ins = &renew.istio_namespace;
-    let rev = renew.revision.as_deref();
+    let ins = &renew.control_plane.istio_namespace;
+    let rev = renew.control_plane.revision.as_deref();
 
     let mesh_cm_name = control_plane::with_revision("istio", rev);
     let mesh_cm = get_configmap(&cluster, ins, &mesh_cm_name).await?.ok_or_else(|| {
@@ -920,7 +916,7 @@ async fn run_files(kube: &KubeArgs, a: FilesArgs, io: &mut Io) -> Result<()> {
     let opts = bootstrap::Options {
         cluster_id,
         istio_namespace: ins.clone(),
-        revision: renew.revision.clone(),
+        revision: renew.control_plane.revision.clone(),
         autoregister: a.autoregister,
         capture_dns: a.capture_dns,
         svc_ip,
@@ -960,7 +956,10 @@ async fn run_files(kube: &KubeArgs, a: FilesArgs, io: &mut Io) -> Result<()> {
 }
 
 fn check_revision(renew: &RenewArgs) -> Result<()> {
-    check_control_plane(renew.revision.as_deref(), &renew.istio_namespace)
+    check_control_plane(
+        renew.control_plane.revision.as_deref(),
+        &renew.control_plane.istio_namespace,
+    )
 }
 
 fn check_control_plane(revision: Option<&str>, istio_namespace: &str) -> Result<()> {
@@ -1015,8 +1014,8 @@ async fn run_refresh(kube: &KubeArgs, a: RefreshArgs, io: &mut Io) -> Result<()>
     let new_hosts = gateway.as_ref().map(|g| {
         bootstrap::hosts(
             Some(g.ip),
-            &renew.istio_namespace,
-            renew.revision.as_deref(),
+            &renew.control_plane.istio_namespace,
+            renew.control_plane.revision.as_deref(),
         )
     });
     if let Some(h) = &new_hosts {
@@ -1054,7 +1053,10 @@ async fn run_refresh(kube: &KubeArgs, a: RefreshArgs, io: &mut Io) -> Result<()>
 }
 
 async fn run_status(kube: &KubeArgs, a: StatusArgs, io: &mut Io) -> Result<()> {
-    check_control_plane(a.revision.as_deref(), &a.istio_namespace)?;
+    check_control_plane(
+        a.control_plane.revision.as_deref(),
+        &a.control_plane.istio_namespace,
+    )?;
     let cluster = Cluster::connect_one(kube).await?;
     let ns = cluster.namespace.clone();
     let name = &a.name.0;
@@ -1125,13 +1127,20 @@ impl Policies {
     async fn read(cluster: &Cluster, ns: &str, a: &StatusArgs) -> Result<Policies> {
         let version = cluster.security_version().await?;
         let kind = objects::peer_authentication(&version);
-        let mut cp = ControlPlane::new(cluster, &a.istio_namespace, a.revision.as_deref());
+        let mut cp = ControlPlane::new(
+            cluster,
+            &a.control_plane.istio_namespace,
+            a.control_plane.revision.as_deref(),
+        );
         let mesh = match cp.object(Object::Mesh).await? {
             Some(cm) => control_plane::parse_mesh(cm["data"]["mesh"].as_str().unwrap_or(""))
                 .map_err(|e| {
                     anyhow::anyhow!(
                         "{}: {e}",
-                        Object::Mesh.describe(&a.istio_namespace, a.revision.as_deref())
+                        Object::Mesh.describe(
+                            &a.control_plane.istio_namespace,
+                            a.control_plane.revision.as_deref()
+                        )
                     )
                 })?,
             None => Value::Null,
@@ -1139,7 +1148,7 @@ impl Policies {
         let root = mesh["rootNamespace"]
             .as_str()
             .filter(|r| !r.is_empty())
-            .unwrap_or(&a.istio_namespace)
+            .unwrap_or(&a.control_plane.istio_namespace)
             .to_string();
         let in_namespace = cluster.list(&kind, Some(ns), None).await?;
         let in_root = if root == ns {
