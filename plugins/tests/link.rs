@@ -1305,8 +1305,15 @@ fn real_istiod_routes_a_linked_service_to_the_remote_gateway() {
     let dump = real.wait_xds(
         "cluster2",
         "client",
-        "adservice.default.global via GW1",
-        |d| xds_endpoints(d, CLUSTER) == [want.as_str()],
+        "adservice.default.global via GW1, with its route",
+        // RDS may come a push after CDS and EDS: wait for all three, not only the endpoint.
+        |d| {
+            xds_endpoints(d, CLUSTER) == [want.as_str()]
+                && d["routes"].as_array().is_some_and(|rs| {
+                    rs.iter()
+                        .any(|r| r["virtualHost"] == "adservice.default.global:9555")
+                })
+        },
     );
     let cluster = xds_cluster(&dump, CLUSTER).expect("cluster");
     assert_eq!(cluster["type"], "STRICT_DNS", "{cluster:#}");
