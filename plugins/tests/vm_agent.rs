@@ -516,7 +516,8 @@ fn istios_agent_joins_with_the_files() {
         .find(|l| l.contains(VM_IP))
         .unwrap_or_else(|| panic!("no row for {VM_IP}:\n{}", status.stdout));
     let cols: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(cols.len(), 5, "{}", status.stdout);
+    // NAME ADDRESS HEALTHY CONNECTED MTLS POLICY AGE
+    assert_eq!(cols.len(), 7, "{}", status.stdout);
     assert!(
         cols[3] != "<none>" && !cols[3].starts_with("no"),
         "CONNECTED: {}",
