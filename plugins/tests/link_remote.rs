@@ -147,6 +147,39 @@ fn read_with(kubeconfig: &Value) -> common::Run {
     out.into()
 }
 
+/// The token in `cluster`'s remote secret for cluster1.
+fn token_for_cluster1_in(srv: &Server, cluster: &str) -> String {
+    let secret = srv
+        .get_json(cluster, &remote("cluster1"))
+        .expect("remote secret");
+    token_in(&kubeconfig_of(&secret, "cluster1"))
+}
+
+/// Whether cluster1 takes `token`, asked until it answers `want` (the real API server caches a
+/// token's authentication for 10 s, so a revocation shows a moment later).
+#[track_caller]
+fn wait_token_works(srv: &Server, token: &str, want: bool) {
+    let kc: Value = serde_yaml::from_str(&format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters: [{{name: c, cluster: {{server: '{}', certificate-authority-data: {}}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: c}}}}]\nusers: [{{name: c, user: {{token: '{token}'}}}}]\n",
+        srv.url("cluster1"),
+        ca_of(srv, "cluster1")
+    ))
+    .expect("kubeconfig");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let run = read_with(&kc);
+        if (run.code == 0) == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "token works: want {want}, kubectl says: {}",
+            run.stderr
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 on_both_tiers! {
 fn links_with_a_remote_secret_and_a_rerun_changes_nothing(tier) {
     let srv = start(tier);
@@ -306,6 +339,14 @@ fn a_bound_token_with_token_duration(tier) {
     if tier == Tier::Real {
         assert!(read_with(&kc).ok().stdout.contains("namespace/istio-system"));
     }
+    // --rotate mints a new bound token; the old one cannot be revoked and runs out by itself.
+    let rotated = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--token-duration", "2h", "--cluster-id", "east", "--rotate"]).ok();
+    assert!(rotated.stdout.contains("secret/istio-remote-secret-east configured (context cluster2)"), "{}", rotated.stdout);
+    assert!(rotated.stderr.contains("the old token is a bound token: it expires by itself at 20"), "{}", rotated.stderr);
+    let secret = srv
+        .get_json("cluster2", "/api/v1/namespaces/istio-system/secrets/istio-remote-secret-east")
+        .expect("remote secret");
+    assert_ne!(token_in(&kubeconfig_of(&secret, "east")), token);
     // The TokenRequest's answer is logged at -v=9, its token is not.
     let loud = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--token-duration", "2h", "--cluster-id", "west", "-v=9"]).ok();
     let west = srv
@@ -423,6 +464,96 @@ stringData: {cluster1: "made by istioctl"}
     let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--unlink"]).expect_code(1);
     assert!(run.stderr.contains("was not made by kubectl-mesh"), "{}", run.stderr);
     assert!(srv.get_json("cluster2", REMOTE).is_some());
+}
+
+fn rotate_replaces_the_token_and_revokes_the_old_one_with_its_last_holder(tier) {
+    let srv = start_with(tier, &["cluster1", "cluster2", "cluster3"]);
+    link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    link(&srv, &["--from", "cluster1", "--to", "cluster3"]).ok();
+    let shared = token_for_cluster1_in(&srv, "cluster2");
+    let before = srv.get_json("cluster2", REMOTE).expect("secret");
+
+    // cluster2 gets a token of its own; the shared one stays, cluster3 holds it.
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--rotate"]).ok();
+    let own = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("secret/istio-reader-service-account-token-cluster2-") && l.ends_with(" created (context cluster1)"))
+        .unwrap_or_else(|| panic!("a new token Secret: {}", run.stdout))
+        .split_whitespace()
+        .next()
+        .expect("name")
+        .trim_start_matches("secret/")
+        .to_string();
+    assert!(run.stdout.contains("secret/istio-remote-secret-cluster1 configured (context cluster2)"), "{}", run.stdout);
+    assert!(!run.stdout.contains(" deleted "), "{}", run.stdout);
+    assert!(run.stderr.contains("the old token stays valid: the remote secrets of cluster3 hold it too"), "{}", run.stderr);
+    assert!(run.stderr.contains("istio/istio#60612"), "{}", run.stderr);
+    let after = srv.get_json("cluster2", REMOTE).expect("secret");
+    assert_ne!(after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"]);
+    let first = token_for_cluster1_in(&srv, "cluster2");
+    assert_ne!(first, shared);
+    assert_eq!(token_for_cluster1_in(&srv, "cluster3"), shared);
+    for t in [&first, &shared] {
+        assert!(!run.stdout.contains(t.as_str()) && !run.stderr.contains(t.as_str()), "a token was printed");
+    }
+    let own_path = format!("/api/v1/namespaces/istio-system/secrets/{own}");
+    let own_secret = srv.get_json("cluster1", &own_path).expect("own token Secret");
+    assert_eq!(own_secret["metadata"]["annotations"]["kubectl-mesh/remote-secret-for"], "cluster2");
+    wait_token_works(&srv, &first, true);
+    wait_token_works(&srv, &shared, true);
+
+    // A plain rerun keeps cluster2's own token.
+    let again = link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    assert_eq!(again.stdout.lines().count(), again.stdout.matches(" unchanged (context").count(), "{}", again.stdout);
+    assert!(again.stdout.contains(&format!("secret/{own} unchanged (context cluster1)")), "{}", again.stdout);
+    assert_eq!(token_for_cluster1_in(&srv, "cluster2"), first);
+
+    // Rotating its last holder revokes the shared token.
+    let third = link(&srv, &["--from", "cluster1", "--to", "cluster3", "--rotate"]).ok();
+    assert!(third.stdout.ends_with("secret/istio-reader-service-account-istio-remote-secret-token deleted (context cluster1)\n"), "{}", third.stdout);
+    assert!(srv.get_json("cluster1", TOKEN_SECRET).is_none());
+    wait_token_works(&srv, &shared, false);
+    wait_token_works(&srv, &token_for_cluster1_in(&srv, "cluster3"), true);
+
+    // Rotating cluster2 again revokes its own first token at once.
+    let second = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--rotate"]).ok();
+    assert!(second.stdout.ends_with(&format!("secret/{own} deleted (context cluster1)\n")), "{}", second.stdout);
+    let newest = token_for_cluster1_in(&srv, "cluster2");
+    assert_ne!(newest, first);
+    wait_token_works(&srv, &first, false);
+    wait_token_works(&srv, &newest, true);
+
+    // Unlinking cluster2 takes its own token with it; the identity stays for cluster3.
+    let unlink = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--unlink"]).ok();
+    assert!(unlink.stdout.contains("secret/istio-reader-service-account-token-cluster2-"), "{}", unlink.stdout);
+    assert!(srv.get_json("cluster1", SA).is_some());
+    wait_token_works(&srv, &newest, false);
+    wait_token_works(&srv, &token_for_cluster1_in(&srv, "cluster3"), true);
+}
+
+fn rotate_needs_a_link_and_takes_no_other_verb(tier) {
+    let srv = start(tier);
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--rotate"]).expect_code(1);
+    assert!(run.stderr.contains("--rotate replaces the token of a remote secret, and context \"cluster2\" holds no Secret istio-system/istio-remote-secret-cluster1: link first"), "{}", run.stderr);
+    assert!(srv.get_json("cluster1", SA).is_none(), "nothing written");
+    for (extra, why) in [
+        ("--unlink", "--rotate: replaces the token of a link"),
+        ("--bidirectional", "--rotate: replaces one target's token"),
+    ] {
+        let bad = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--rotate", extra]).expect_code(2);
+        assert!(bad.stderr.contains(why), "{extra}: {}", bad.stderr);
+    }
+    let global = kubectl(&srv, &["mesh-link", "--from", "cluster1", "--to", "cluster2", "--all", "--rotate"]).expect_code(2);
+    assert!(global.stderr.contains("--rotate"), "{}", global.stderr);
+    // A dry run mints nothing and changes nothing.
+    link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    let before = srv.get_json("cluster2", REMOTE).expect("secret");
+    let dry = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--rotate", "--dry-run=server"]).ok();
+    assert!(dry.stdout.contains("(server dry run)"), "{}", dry.stdout);
+    let after = srv.get_json("cluster2", REMOTE).expect("secret");
+    assert_eq!(after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"]);
+    assert!(srv.get_json("cluster1", TOKEN_SECRET).is_some());
 }
 
 fn check_says_what_is_missing_then_all_is_well(tier) {
@@ -609,6 +740,67 @@ fn a_failure_in_the_target_puts_the_source_back() {
     // And the next run links.
     link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
     assert!(srv.get_json("cluster2", REMOTE).is_some());
+}
+
+/// A rotation whose write in cluster2 fails leaves both clusters as they were: the new token
+/// Secret is taken back, cluster2's secret and the old token are untouched.
+#[test]
+fn a_failed_rotation_keeps_the_old_token() {
+    if !Tier::Emu.enabled() {
+        return;
+    }
+    let srv = start(Tier::Emu);
+    link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    let before = srv.get_json("cluster2", REMOTE).expect("secret");
+    let emu = srv.emu().expect("kube-emu");
+    emu.inject(
+        "cluster2",
+        Fault::new(
+            "PATCH",
+            "/secrets/istio-remote-secret",
+            FaultAction::Status(403),
+        ),
+    );
+    let run = link(
+        &srv,
+        &["--from", "cluster1", "--to", "cluster2", "--rotate"],
+    )
+    .expect_code(4);
+    assert!(
+        run.stderr.contains(
+            "the write failed in context cluster2; the contexts written before it were put back"
+        ),
+        "{}",
+        run.stderr
+    );
+    let after = srv.get_json("cluster2", REMOTE).expect("secret");
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+    assert!(
+        srv.get_json("cluster1", TOKEN_SECRET).is_some(),
+        "the old token was revoked"
+    );
+    let names = kubectl(
+        &srv,
+        &[
+            "get",
+            "secrets",
+            "-n",
+            "istio-system",
+            "--context",
+            "cluster1",
+            "-o",
+            "name",
+        ],
+    )
+    .ok()
+    .stdout;
+    assert!(
+        !names.contains("-token-cluster2-"),
+        "the new token Secret was left: {names}"
+    );
 }
 
 /// The body of a plain-HTTP GET (istiod's debug port), or why not.

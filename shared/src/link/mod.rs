@@ -145,6 +145,10 @@ pub struct Args {
     #[arg(long, value_name = "DURATION")]
     pub token_duration: Option<crate::vm::token::TokenDuration>,
 
+    /// remote-secret: mint a new token for --from's reader, put it in --to's secret, then revoke the old one
+    #[arg(long)]
+    pub rotate: bool,
+
     /// remote-secret: print Secret data with -o (it holds a credential)
     #[arg(long)]
     pub show_secrets: bool,
@@ -214,6 +218,7 @@ pub async fn run(args: Args, io: &mut Io) -> Result<()> {
         (args.remote_server.is_some(), "--remote-server"),
         (args.token_duration.is_some(), "--token-duration"),
         (args.show_secrets, "--show-secrets"),
+        (args.rotate, "--rotate"),
         (args.network, "--network"),
         (args.istio_namespace != "istio-system", "--istio-namespace"),
     ];

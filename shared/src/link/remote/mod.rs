@@ -38,6 +38,7 @@ struct Plan {
     cluster_id: Option<String>,
     server: Option<String>,
     token_duration: Option<TokenDuration>,
+    rotate: bool,
 }
 
 /// Checks the flags of `--mode remote-secret`, before any request.
@@ -90,6 +91,16 @@ fn plan(args: &Args) -> Result<Plan> {
             "checks the east-west gateway when linking: not with --unlink or --list",
         ),
         (
+            args.rotate && (args.unlink || args.list || args.command.is_some()),
+            "--rotate",
+            "replaces the token of a link: not with --unlink, --list or check",
+        ),
+        (
+            args.rotate && args.bidirectional,
+            "--rotate",
+            "replaces one target's token: run it once per direction",
+        ),
+        (
             args.unlink && args.token_duration.is_some(),
             "--token-duration",
             "makes a token: not with --unlink",
@@ -139,6 +150,7 @@ fn plan(args: &Args) -> Result<Plan> {
         cluster_id: args.cluster_id.clone(),
         server: args.remote_server.clone(),
         token_duration: args.token_duration,
+        rotate: args.rotate,
     })
 }
 
@@ -224,9 +236,12 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
             dst_id: &b_id,
             endpoint: from_endpoint,
         };
-        let (source, target) = link_sides(&one, ns, plan.token_duration, net, io).await?;
+        let (source, target, revoke) = link_sides(&one, &plan, net, io).await?;
         sides.push((&a, source));
         sides.push((&b, target));
+        if let Some(revoke) = revoke {
+            sides.push((&a, revoke));
+        }
         if let Some(endpoint) = to_endpoint {
             let back = Direction {
                 src: &b,
@@ -235,7 +250,7 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
                 dst_id: &a_id,
                 endpoint,
             };
-            let (source, target) = link_sides(&back, ns, plan.token_duration, net, io).await?;
+            let (source, target, _) = link_sides(&back, &plan, net, io).await?;
             sides.push((&b, source));
             sides.push((&a, target));
         }
@@ -266,7 +281,14 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
         check_with: "kubectl mesh-link check --mode remote-secret",
     };
     across::commit(&sites, &how, &mut io.err).await?;
-    print(&sites, args, mode, io)
+    print(&sites, args, mode, io)?;
+    if plan.rotate && mode.dry_run == DryRun::None {
+        io.warn(format!(
+            "istiod in {} may go on using the old credentials until it restarts (istio/istio#60612): see that it still syncs {} with kubectl mesh-link check --mode remote-secret --from {} --to {}",
+            b.context, a.context, a.context, b.context
+        ))?;
+    }
+    Ok(())
 }
 
 /// `--list --to B [--from A]`.
@@ -361,15 +383,16 @@ struct Direction<'a> {
     endpoint: (String, Vec<u8>),
 }
 
-/// Reads both clusters of a direction and plans the source's and the target's writes.
+/// Reads both clusters of a direction and plans the source's and the target's writes, and with
+/// `--rotate` the source's revocation of the old token, written last.
 async fn link_sides(
     d: &Direction<'_>,
-    ns: &str,
-    token_duration: Option<TokenDuration>,
+    plan: &Plan,
     net: Option<&Network>,
     io: &mut Io,
-) -> Result<(Role, Role)> {
+) -> Result<(Role, Role, Option<Role>)> {
     let (a, b) = (d.src, d.dst);
+    let ns = plan.istio_namespace.as_str();
     let mut steps = Vec::new();
     if let Some(net) = net {
         steps.extend(east_west(d, ns, net, io).await?);
@@ -397,29 +420,6 @@ async fn link_sides(
             _ => steps.push(Step::apply(desired, existing.clone())),
         }
     }
-    let token = match token_duration {
-        Some(dur) => {
-            io.warn(format!(
-                "--token-duration {dur}: the remote secret holds a token that expires; rerun this command before it does, or istiod in {} stops seeing {}",
-                b.context, a.context
-            ))?;
-            TokenSource::Bound(dur)
-        }
-        None => match &reader.token_secret {
-            Some(s) if !objects::is_managed(s) => {
-                io.note(format!(
-                    "{} exists in context {}: its token is used",
-                    crate::output::type_and_name(s),
-                    a.context
-                ))?;
-                TokenSource::Secret(objects::name(s).to_string())
-            }
-            existing => {
-                steps.push(Step::apply(build::token_secret(ns), existing.clone()));
-                TokenSource::Secret(build::token_secret_name())
-            }
-        },
-    };
     let secret_name = build::remote_secret_name(d.src_id);
     let existing = b
         .get(&objects::core("Secret"), Some(ns), &secret_name)
@@ -433,11 +433,86 @@ async fn link_sides(
             );
         }
     }
+    let current = existing
+        .as_ref()
+        .and_then(|s| build::access_of(s, d.src_id))
+        .map(|acc| acc.token);
+    let in_use = current.as_deref().and_then(|t| reader.holding(t));
+    let mut revoke = None;
+    let token = if plan.rotate {
+        if existing.is_none() {
+            anyhow::bail!(
+                "--rotate replaces the token of a remote secret, and context {:?} holds no Secret {ns}/{secret_name}: link first (without --rotate)",
+                b.context
+            );
+        }
+        revoke = old_token(d, &reader, in_use, current.as_deref(), io)?;
+        match plan.token_duration {
+            Some(dur) => TokenSource::Bound(dur),
+            None => {
+                let mut stamp = unix_now().max(0) as u64;
+                while reader
+                    .tokens
+                    .iter()
+                    .any(|t| objects::name(t) == build::dedicated_token_name(d.dst_id, stamp))
+                {
+                    stamp += 1;
+                }
+                let name = build::dedicated_token_name(d.dst_id, stamp);
+                steps.push(Step::apply(
+                    build::dedicated_token_secret(ns, &name, d.dst_id),
+                    None,
+                ));
+                TokenSource::Secret(name)
+            }
+        }
+    } else {
+        match (plan.token_duration, in_use) {
+            (Some(dur), _) => {
+                io.warn(format!(
+                    "--token-duration {dur}: the remote secret holds a token that expires; rerun this command before it does, or istiod in {} stops seeing {}",
+                    b.context, a.context
+                ))?;
+                TokenSource::Bound(dur)
+            }
+            // The token the target holds now, from the shared Secret or the target's own (made
+            // by --rotate): a rerun keeps it.
+            (None, Some(s)) => {
+                if objects::is_managed(s) {
+                    steps.push(Step::apply(
+                        build::token_secret_like(ns, s),
+                        Some(s.clone()),
+                    ));
+                } else {
+                    io.note(format!(
+                        "{} exists in context {}: its token is used",
+                        crate::output::type_and_name(s),
+                        a.context
+                    ))?;
+                }
+                TokenSource::Secret(objects::name(s).to_string())
+            }
+            (None, None) => match &reader.token_secret {
+                Some(s) if !objects::is_managed(s) => {
+                    io.note(format!(
+                        "{} exists in context {}: its token is used",
+                        crate::output::type_and_name(s),
+                        a.context
+                    ))?;
+                    TokenSource::Secret(objects::name(s).to_string())
+                }
+                existing => {
+                    steps.push(Step::apply(build::token_secret(ns), existing.clone()));
+                    TokenSource::Secret(build::token_secret_name())
+                }
+            },
+        }
+    };
     let (server, ca_pem) = d.endpoint.clone();
     // A bound token still good for more than half the lifetime asked for is kept, so that a
     // rerun changes nothing.
-    let kept = match (&token, &existing) {
-        (TokenSource::Bound(dur), Some(s)) => build::access_of(s, d.src_id)
+    let kept = match (&token, &existing, plan.rotate) {
+        (TokenSource::Bound(dur), Some(s), false) => build::access_of(s, d.src_id)
             .filter(|acc| acc.server == server && acc.ca_pem == ca_pem)
             .filter(|acc| {
                 let left = crate::vm::token::jwt_expiry(&acc.token).unwrap_or(0) - unix_now();
@@ -459,8 +534,91 @@ async fn link_sides(
             server,
             ca_pem,
             existing,
+            cas: plan.rotate,
         },
+        revoke,
     ))
+}
+
+/// `--rotate`: what becomes of the token the target holds now. A token Secret kubectl-mesh made
+/// is deleted (which revokes its token) once no other target holds it; anything else is said,
+/// with what to do about it.
+fn old_token(
+    d: &Direction<'_>,
+    reader: &facts::Reader,
+    in_use: Option<&Value>,
+    current: Option<&str>,
+    io: &mut Io,
+) -> Result<Option<Role>> {
+    let a = &d.src.context;
+    let Some(old) = in_use else {
+        match current.and_then(crate::vm::token::jwt_expiry) {
+            Some(exp) => io.note(format!(
+                "the old token is a bound token: it expires by itself at {}",
+                jiff::Timestamp::from_second(exp)
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|_| exp.to_string())
+            ))?,
+            None => io.note(format!(
+                "the old token is in no token Secret of context {a}: nothing to revoke"
+            ))?,
+        }
+        return Ok(None);
+    };
+    let shown = crate::output::type_and_name(old);
+    let delete_hint = format!(
+        "kubectl delete secret {} -n {} --context {a}",
+        objects::name(old),
+        objects::namespace(old).unwrap_or_default()
+    );
+    if !objects::is_managed(old) {
+        io.warn(format!(
+            "the old token stays valid: kubectl-mesh did not make {shown} in context {a}; once no cluster uses it, revoke it with: {delete_hint}"
+        ))?;
+        return Ok(None);
+    }
+    let others: Option<Vec<String>> = match build::dedicated_to(old) {
+        Some(only) => Some(
+            vec![only.to_string()]
+                .into_iter()
+                .filter(|t| t != d.dst_id)
+                .collect(),
+        ),
+        // The shared token: held by every target in the ledger that has no token of its own.
+        None => reader
+            .service_account
+            .as_ref()
+            .filter(|sa| objects::is_managed(sa))
+            .map(|sa| {
+                let own: Vec<&str> = reader
+                    .tokens
+                    .iter()
+                    .filter_map(build::dedicated_to)
+                    .collect();
+                ledger::users(sa)
+                    .into_iter()
+                    .filter(|u| u != d.dst_id && !own.contains(&u.as_str()))
+                    .collect()
+            }),
+    };
+    match others {
+        Some(others) if others.is_empty() => Ok(Some(Role::Plain(vec![Step::Delete {
+            existing: old.clone(),
+        }]))),
+        Some(others) => {
+            io.warn(format!(
+                "the old token stays valid: the remote secrets of {} hold it too ({shown}, context {a}); rotate them as well (--rotate --to each), and the last rotation revokes it",
+                others.join(", ")
+            ))?;
+            Ok(None)
+        }
+        None => {
+            io.warn(format!(
+                "the old token stays valid: the reader identity in context {a} was not made by kubectl-mesh, so which clusters hold its token is not known; once none does, revoke it with: {delete_hint}"
+            ))?;
+            Ok(None)
+        }
+    }
 }
 
 /// `--network`: the settings of the east-west gateway.
@@ -568,21 +726,53 @@ async fn unlink_sides(
             .filter(|u| u != b_id)
             .collect();
         if others.is_empty() {
-            let mine = [reader.token_secret, reader.binding, reader.cluster_role];
-            for obj in mine.into_iter().flatten().filter(objects::is_managed) {
+            let mine = reader
+                .tokens
+                .into_iter()
+                .chain([reader.binding, reader.cluster_role].into_iter().flatten());
+            for obj in mine.filter(objects::is_managed) {
                 source.push(Step::Delete { existing: obj });
             }
             source.push(Step::Delete { existing: sa });
-        } else {
-            io.note(format!(
-                "the reader identity in context {} stays: the remote secrets of {} use it",
-                a.context,
-                others.join(", ")
-            ))?;
-            source.push(ledger::record(ns, Some(sa), b_id, false));
+            return Ok((Role::Plain(target), Role::Plain(source)));
+        }
+        io.note(format!(
+            "the reader identity in context {} stays: the remote secrets of {} use it",
+            a.context,
+            others.join(", ")
+        ))?;
+        source.push(ledger::record(ns, Some(sa), b_id, false));
+    }
+    // The target's own tokens (made by --rotate) go with its secret, whoever else reads A.
+    for own in reader.tokens {
+        if build::dedicated_to(&own) == Some(b_id) && objects::is_managed(&own) {
+            source.push(Step::Delete { existing: own });
         }
     }
     Ok((Role::Plain(target), Role::Plain(source)))
+}
+
+/// The compare-and-swap write of a rotated remote secret: sent only over the secret as read;
+/// when another writer changed it meanwhile, sent again over what is there, unless that already
+/// holds the new token.
+fn replace(namespace: &str, cluster_id: &str, desired: Value, existing: Option<Value>) -> Step {
+    let name = objects::name(&desired).to_string();
+    let id = cluster_id.to_string();
+    let want = desired.clone();
+    let rebase = move |now: Option<&Value>| {
+        let token = |s: &Value| build::access_of(s, &id).map(|acc| acc.token);
+        match now {
+            Some(n) if token(n).is_some() && token(n) == token(&want) => None,
+            _ => Some(Step::apply(want.clone(), now.cloned())),
+        }
+    };
+    Step::Cas {
+        step: Box::new(Step::apply(desired, existing)),
+        kind: objects::core("Secret"),
+        namespace: Some(namespace.to_string()),
+        name,
+        rebase: crate::write::Rebase(std::sync::Arc::new(rebase)),
+    }
 }
 
 /// Seconds since the Unix epoch.
@@ -629,6 +819,9 @@ enum Role {
         server: String,
         ca_pem: Vec<u8>,
         existing: Option<Value>,
+        /// `--rotate`: replace the secret only as it was read (another writer's change is
+        /// rebased on, never overwritten unseen).
+        cas: bool,
     },
     /// Steps known in advance (`--unlink`).
     Plain(Vec<Step>),
@@ -754,6 +947,7 @@ impl Site for Side<'_> {
                 server,
                 ca_pem,
                 existing,
+                cas,
             } => {
                 let token = self
                     .shared
@@ -768,7 +962,11 @@ impl Site for Side<'_> {
                     token,
                 };
                 let desired = build::remote_secret(namespace, cluster_id, &access);
-                let step = Step::apply(desired, existing.clone());
+                let step = if *cas {
+                    replace(namespace, cluster_id, desired, existing.clone())
+                } else {
+                    Step::apply(desired, existing.clone())
+                };
                 let written = write::execute_kept(self.cluster, vec![step], mode).await?;
                 self.keep(&written);
                 Ok(written)
