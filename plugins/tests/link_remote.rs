@@ -659,6 +659,50 @@ status: {loadBalancer: {ingress: [{ip: 192.0.2.20}]}}
     assert!(same.stderr.contains("--network is for clusters on separate networks, and cluster1 and cluster2 are not"), "{}", same.stderr);
 }
 
+fn network_flags_label_the_istio_namespaces(tier) {
+    let srv = start(tier);
+    srv.apply_yaml("cluster1", r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: istio-eastwestgateway
+  namespace: istio-system
+  labels: {istio: eastwestgateway, topology.istio.io/network: network1}
+spec:
+  type: LoadBalancer
+  selector: {istio: eastwestgateway}
+  ports: [{name: tls, port: 15443, targetPort: 15443}]
+status: {loadBalancer: {ingress: [{ip: 192.0.2.10}]}}
+"#).expect("gateway");
+    let ns_path = "/api/v1/namespaces/istio-system";
+    let label = |c: &str| srv.get_json(c, ns_path).expect("namespace")["metadata"]["labels"]["topology.istio.io/network"].clone();
+    // Without the flags nothing names the networks: refused before any write.
+    let none = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--network"]).expect_code(1);
+    assert!(none.stderr.contains("--network is for clusters on separate networks"), "{}", none.stderr);
+    let bad = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--from-network", "net 1"]).expect_code(2);
+    assert!(bad.stderr.contains("--from-network"), "{}", bad.stderr);
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--from-network", "network1", "--to-network", "network2"]).ok();
+    assert!(run.stderr.contains("network of context cluster1: network1 (from --from-network)"), "{}", run.stderr);
+    assert!(run.stdout.starts_with("namespace/istio-system configured (context cluster1)\n"), "{}", run.stdout);
+    assert!(run.stdout.contains("namespace/istio-system configured (context cluster2)\nsecret/istio-remote-secret-cluster1 created (context cluster2)\n"), "{}", run.stdout);
+    assert_eq!(label("cluster1"), "network1");
+    assert_eq!(label("cluster2"), "network2");
+    let ns = srv.get_json("cluster1", ns_path).expect("namespace");
+    assert!(ns["metadata"]["labels"]["app.kubernetes.io/managed-by"].is_null(), "the Istio namespace is not kubectl-mesh's: {ns}");
+    // The labels now say it: a rerun, with the flags or without, changes nothing.
+    for args in [&["--from-network", "network1", "--to-network", "network2"][..], &["--network"][..]] {
+        let mut full = vec!["--from", "cluster1", "--to", "cluster2"];
+        full.extend_from_slice(args);
+        let again = link(&srv, &full).ok();
+        assert_eq!(again.stdout.lines().count(), 5, "{}", again.stdout);
+        assert_eq!(again.stdout.matches(" unchanged (context").count(), 5, "{}", again.stdout);
+    }
+    // A flag that contradicts the cluster is refused, and nothing changes.
+    let wrong = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--to-network", "network3"]).expect_code(1);
+    assert!(wrong.stderr.contains("context \"cluster2\" is on network network2 (from the topology.istio.io/network label of Namespace istio-system), and --to-network says network3"), "{}", wrong.stderr);
+    assert_eq!(label("cluster2"), "network2");
+}
+
 fn dry_runs_write_nothing(tier) {
     let srv = start(tier);
     for dry in ["--dry-run=client", "--dry-run=server"] {
@@ -740,6 +784,48 @@ fn a_failure_in_the_target_puts_the_source_back() {
     // And the next run links.
     link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
     assert!(srv.get_json("cluster2", REMOTE).is_some());
+}
+
+/// A failed write in cluster2 takes the network labels back off both Istio namespaces.
+#[test]
+fn a_failed_link_takes_the_network_labels_back() {
+    if !Tier::Emu.enabled() {
+        return;
+    }
+    let srv = start(Tier::Emu);
+    srv.apply_yaml("cluster1", "apiVersion: v1\nkind: Service\nmetadata: {name: istio-eastwestgateway, namespace: istio-system, labels: {topology.istio.io/network: network1}}\nspec: {type: LoadBalancer, ports: [{name: tls, port: 15443}]}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.10}]}}\n").expect("gateway");
+    srv.emu().expect("kube-emu").inject(
+        "cluster2",
+        Fault::new(
+            "PATCH",
+            "/secrets/istio-remote-secret",
+            FaultAction::Status(403),
+        ),
+    );
+    link(
+        &srv,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "--from-network",
+            "network1",
+            "--to-network",
+            "network2",
+        ],
+    )
+    .expect_code(4);
+    for c in ["cluster1", "cluster2"] {
+        let ns = srv
+            .get_json(c, "/api/v1/namespaces/istio-system")
+            .expect("namespace");
+        assert!(
+            ns["metadata"]["labels"]["topology.istio.io/network"].is_null(),
+            "{c}: {ns}"
+        );
+    }
+    assert!(srv.get_json("cluster1", SA).is_none());
 }
 
 /// A rotation whose write in cluster2 fails leaves both clusters as they were: the new token

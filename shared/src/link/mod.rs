@@ -157,6 +157,14 @@ pub struct Args {
     #[arg(long, global = true)]
     pub network: bool,
 
+    /// remote-secret: the network of --from, labelled on its Istio namespace if unlabelled (implies --network)
+    #[arg(long, value_name = "NETWORK")]
+    pub from_network: Option<String>,
+
+    /// remote-secret: the network of --to, labelled on its Istio namespace if unlabelled (implies --network)
+    #[arg(long, value_name = "NETWORK")]
+    pub to_network: Option<String>,
+
     /// remote-secret with --network: also apply the cross-network-gateway Gateway (*.local, 15443, AUTO_PASSTHROUGH)
     #[arg(long, requires = "network")]
     pub expose_services: bool,
@@ -220,6 +228,8 @@ pub async fn run(args: Args, io: &mut Io) -> Result<()> {
         (args.show_secrets, "--show-secrets"),
         (args.rotate, "--rotate"),
         (args.network, "--network"),
+        (args.from_network.is_some(), "--from-network"),
+        (args.to_network.is_some(), "--to-network"),
         (args.istio_namespace != "istio-system", "--istio-namespace"),
     ];
     if let Some((_, flag)) = remote_only.iter().find(|(given, _)| *given) {

@@ -22,7 +22,8 @@ use crate::error::usage;
 use crate::kubeconfig;
 use crate::names;
 use crate::objects;
-use crate::vm::detect::ControlPlane;
+use crate::vm::control_plane::NETWORK_LABEL;
+use crate::vm::detect::{ClusterNetwork, ControlPlane};
 use crate::vm::token::TokenDuration;
 use crate::write::across::{self, Failed, Restored, Site};
 use crate::write::{self, Step, Written};
@@ -39,6 +40,8 @@ struct Plan {
     server: Option<String>,
     token_duration: Option<TokenDuration>,
     rotate: bool,
+    /// `--network`, or a network named by `--from-network`/`--to-network`.
+    network: bool,
 }
 
 /// Checks the flags of `--mode remote-secret`, before any request.
@@ -101,6 +104,12 @@ fn plan(args: &Args) -> Result<Plan> {
             "replaces one target's token: run it once per direction",
         ),
         (
+            (args.from_network.is_some() || args.to_network.is_some())
+                && (args.unlink || args.list || args.command.is_some()),
+            if args.from_network.is_some() { "--from-network" } else { "--to-network" },
+            "labels the Istio namespace when linking: not with --unlink, --list or check",
+        ),
+        (
             args.unlink && args.token_duration.is_some(),
             "--token-duration",
             "makes a token: not with --unlink",
@@ -131,6 +140,22 @@ fn plan(args: &Args) -> Result<Plan> {
     if let Some(id) = &args.cluster_id {
         names::dns1123_label(id).map_err(|e| usage("--cluster-id", e))?;
     }
+    for (flag, net) in [
+        ("--from-network", &args.from_network),
+        ("--to-network", &args.to_network),
+    ] {
+        if let Some(n) = net {
+            names::label_value(n)
+                .ok()
+                .filter(|()| !n.is_empty())
+                .ok_or_else(|| {
+                    usage(
+                        flag,
+                        format!("{n:?} is not a network name (a label value: up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"),
+                    )
+                })?;
+        }
+    }
     if let Some(s) = &args.remote_server {
         let ok = s
             .parse::<http::Uri>()
@@ -151,6 +176,7 @@ fn plan(args: &Args) -> Result<Plan> {
         server: args.remote_server.clone(),
         token_duration: args.token_duration,
         rotate: args.rotate,
+        network: args.network || args.from_network.is_some() || args.to_network.is_some(),
     })
 }
 
@@ -218,11 +244,48 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
         );
     }
 
-    let net = args.network.then(|| Network {
+    let net = plan.network.then(|| Network {
         gateway: args.eastwest_gateway.clone(),
         expose: args.expose_services,
     });
     let net = net.as_ref();
+    // The networks of both clusters, and the label writes that make them known to the other
+    // cluster's istiod: with --network, not with --unlink.
+    let mut labels = (None, None);
+    let nets = match plan.network && !args.unlink {
+        false => None,
+        true => {
+            let (na, la) = network_of(
+                &a,
+                ns,
+                &a_id,
+                args.from_network.as_deref(),
+                "--from-network",
+                io,
+            )
+            .await?;
+            let (nb, lb) = network_of(
+                &b,
+                ns,
+                &b_id,
+                args.to_network.as_deref(),
+                "--to-network",
+                io,
+            )
+            .await?;
+            if na.name.is_empty() || na.name == nb.name {
+                anyhow::bail!(
+                    "--network is for clusters on separate networks, and {} and {} are not ({} / {}): label each cluster's {ns} namespace with topology.istio.io/network (--from-network, --to-network), or drop --network",
+                    a.context,
+                    b.context,
+                    na,
+                    nb
+                );
+            }
+            labels = (la, lb);
+            Some((na.name, nb.name))
+        }
+    };
     let mut sides = Vec::new();
     if args.unlink {
         let (target, source) = unlink_sides(&a, &b, ns, &a_id, &b_id, io).await?;
@@ -235,8 +298,18 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
             src_id: &a_id,
             dst_id: &b_id,
             endpoint: from_endpoint,
+            networks: nets.clone(),
         };
-        let (source, target, revoke) = link_sides(&one, &plan, net, io).await?;
+        let (mut source, mut target, revoke) = link_sides(&one, &plan, net, io).await?;
+        // The labels go first, with the first direction's writes in each cluster.
+        for (role, label) in [(&mut source, labels.0), (&mut target, labels.1)] {
+            match role {
+                Role::Source { steps, .. } | Role::Target { pre: steps, .. } => {
+                    steps.splice(0..0, label);
+                }
+                Role::Plain(_) => {}
+            }
+        }
         sides.push((&a, source));
         sides.push((&b, target));
         if let Some(revoke) = revoke {
@@ -249,6 +322,7 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
                 src_id: &b_id,
                 dst_id: &a_id,
                 endpoint,
+                networks: nets.map(|(na, nb)| (nb, na)),
             };
             let (source, target, _) = link_sides(&back, &plan, net, io).await?;
             sides.push((&b, source));
@@ -381,6 +455,8 @@ struct Direction<'a> {
     dst_id: &'a str,
     /// `src`'s API server URL and CA.
     endpoint: (String, Vec<u8>),
+    /// With `--network`: the networks of `src` and `dst`.
+    networks: Option<(String, String)>,
 }
 
 /// Reads both clusters of a direction and plans the source's and the target's writes, and with
@@ -394,8 +470,8 @@ async fn link_sides(
     let (a, b) = (d.src, d.dst);
     let ns = plan.istio_namespace.as_str();
     let mut steps = Vec::new();
-    if let Some(net) = net {
-        steps.extend(east_west(d, ns, net, io).await?);
+    if let (Some(net), Some(networks)) = (net, &d.networks) {
+        steps.extend(east_west(d, &networks.0, net, io).await?);
     }
     let reader = facts::reader(a, ns).await?;
     match &reader.service_account {
@@ -535,6 +611,7 @@ async fn link_sides(
             ca_pem,
             existing,
             cas: plan.rotate,
+            pre: Vec::new(),
         },
         revoke,
     ))
@@ -629,41 +706,28 @@ struct Network {
 
 /// `--network`: the two clusters are on different networks and the source's east-west gateway
 /// can carry the traffic; with `--expose-services`, the step applying its Gateway.
-async fn east_west(d: &Direction<'_>, ns: &str, net: &Network, io: &mut Io) -> Result<Vec<Step>> {
-    let (a, b) = (d.src, d.dst);
-    let na = ControlPlane::new(a, ns, None)
-        .network(Some(d.src_id))
-        .await?;
-    let nb = ControlPlane::new(b, ns, None)
-        .network(Some(d.dst_id))
-        .await?;
-    io.note(format!("network of context {}: {na}", a.context))?;
-    io.note(format!("network of context {}: {nb}", b.context))?;
-    if na.name.is_empty() || na.name == nb.name {
-        anyhow::bail!(
-            "--network is for clusters on separate networks, and {} and {} are not ({} / {}): label each cluster's {ns} namespace with topology.istio.io/network, or drop --network",
-            a.context,
-            b.context,
-            na,
-            nb
-        );
-    }
+async fn east_west(
+    d: &Direction<'_>,
+    network: &str,
+    net: &Network,
+    io: &mut Io,
+) -> Result<Vec<Step>> {
+    let a = d.src;
     let gw = &net.gateway;
     let svc = a
         .get(&objects::core("Service"), Some(&gw.namespace), &gw.name)
         .await?;
-    let problems = network::gateway_problems(svc.as_ref(), gw, &na.name);
+    let problems = network::gateway_problems(svc.as_ref(), gw, network);
     if !problems.is_empty() {
         anyhow::bail!(
-            "the east-west gateway of context {:?} cannot carry {}'s traffic: {}",
+            "the east-west gateway of context {:?} cannot carry {network}'s traffic: {}",
             a.context,
-            na.name,
             problems.join("; ")
         );
     }
     io.note(format!(
-        "east-west gateway of context {}: {gw} on network {}, port 15443",
-        a.context, na.name
+        "east-west gateway of context {}: {gw} on network {network}, port 15443",
+        a.context
     ))?;
     if !net.expose {
         return Ok(Vec::new());
@@ -690,6 +754,48 @@ async fn east_west(d: &Direction<'_>, ns: &str, net: &Network, io: &mut Io) -> R
             Ok(vec![Step::apply(desired, existing)])
         }
     }
+}
+
+/// A cluster's network, printed with its source, and the write that labels its Istio namespace
+/// with it when the label is missing: istiod in another cluster learns this cluster's network
+/// only from that label (or its own meshNetworks), never from this cluster's istiod settings.
+async fn network_of(
+    c: &Cluster,
+    ns: &str,
+    id: &str,
+    named: Option<&str>,
+    flag: &str,
+    io: &mut Io,
+) -> Result<(ClusterNetwork, Option<Step>)> {
+    let found = ControlPlane::new(c, ns, None).network(Some(id)).await?;
+    let namespace = c.get(&objects::core("Namespace"), None, ns).await?;
+    let labelled = namespace
+        .as_ref()
+        .and_then(|n| n["metadata"]["labels"][NETWORK_LABEL].as_str())
+        .map(String::from);
+    let net = match named {
+        Some(n) if !found.name.is_empty() && found.name != n => anyhow::bail!(
+            "context {:?} is on network {found}, and {flag} says {n}: istiod already uses {}; fix the cluster's setting or the flag",
+            c.context,
+            found.name
+        ),
+        Some(n) => ClusterNetwork {
+            name: n.to_string(),
+            source: format!("from {flag}"),
+        },
+        None => found,
+    };
+    io.note(format!("network of context {}: {net}", c.context))?;
+    if net.name.is_empty() || labelled.as_deref() == Some(net.name.as_str()) {
+        return Ok((net, None));
+    }
+    let desired = json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        // Only the one label: the namespace is the Istio install's, so it gets no managed-by label.
+        "metadata": {"name": ns, "labels": {NETWORK_LABEL: net.name}},
+    });
+    Ok((net, Some(Step::apply(desired, namespace))))
 }
 
 /// `--unlink`: the target's secret goes; the source's reader identity goes too when
@@ -822,6 +928,8 @@ enum Role {
         /// `--rotate`: replace the secret only as it was read (another writer's change is
         /// rebased on, never overwritten unseen).
         cas: bool,
+        /// Writes before the secret's (the Istio namespace's network label).
+        pre: Vec<Step>,
     },
     /// Steps known in advance (`--unlink`).
     Plain(Vec<Step>),
@@ -948,6 +1056,7 @@ impl Site for Side<'_> {
                 ca_pem,
                 existing,
                 cas,
+                pre,
             } => {
                 let token = self
                     .shared
@@ -967,7 +1076,9 @@ impl Site for Side<'_> {
                 } else {
                     Step::apply(desired, existing.clone())
                 };
-                let written = write::execute_kept(self.cluster, vec![step], mode).await?;
+                let mut steps = pre.clone();
+                steps.push(step);
+                let written = write::execute_kept(self.cluster, steps, mode).await?;
                 self.keep(&written);
                 Ok(written)
             }
