@@ -681,8 +681,24 @@ status: {loadBalancer: {ingress: [{ip: 192.0.2.10}]}}
     assert!(none.stderr.contains("--network is for clusters on separate networks"), "{}", none.stderr);
     let bad = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--from-network", "net 1"]).expect_code(2);
     assert!(bad.stderr.contains("--from-network"), "{}", bad.stderr);
-    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--from-network", "network1", "--to-network", "network2"]).ok();
+    // cluster2's istiod knows its network, cluster1's istiod could not tell it: the label can.
+    srv.apply_yaml("cluster2", r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: istiod, namespace: istio-system}
+spec:
+  selector: {matchLabels: {app: istiod}}
+  template:
+    metadata: {labels: {app: istiod}}
+    spec:
+      containers:
+      - name: discovery
+        image: docker.io/istio/pilot:1.24.3
+        env: [{name: CLUSTER_ID, value: cluster2}, {name: NETWORK, value: network2}]
+"#).expect("istiod env");
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--from-network", "network1"]).ok();
     assert!(run.stderr.contains("network of context cluster1: network1 (from --from-network)"), "{}", run.stderr);
+    assert!(run.stderr.contains("network of context cluster2: network2 (from the NETWORK env of Deployment istio-system/istiod)"), "{}", run.stderr);
     assert!(run.stdout.starts_with("namespace/istio-system configured (context cluster1)\n"), "{}", run.stdout);
     assert!(run.stdout.contains("namespace/istio-system configured (context cluster2)\nsecret/istio-remote-secret-cluster1 created (context cluster2)\n"), "{}", run.stdout);
     assert_eq!(label("cluster1"), "network1");
