@@ -155,6 +155,16 @@ pub struct WriteArgs {
     pub yes: bool,
 }
 
+impl WriteArgs {
+    /// How the write engine sends this command's writes.
+    pub fn mode(&self) -> crate::api::WriteMode {
+        crate::api::WriteMode {
+            dry_run: self.dry_run,
+            force: self.force_conflicts,
+        }
+    }
+}
+
 /// Output flag of commands that only read.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ReadArgs {

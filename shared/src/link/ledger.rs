@@ -295,7 +295,7 @@ pub async fn release(cluster: &Cluster, mode: WriteMode, hosts: &BTreeSet<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::gateway::GatewayAddress;
+    use crate::gateway::GatewayAddress;
     use crate::link::service_entry::{build, Link, LinkPort, SourceService};
     use crate::ports::Protocol;
 

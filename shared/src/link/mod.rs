@@ -4,7 +4,6 @@
 
 pub mod check;
 pub mod dns;
-pub mod gateway;
 pub mod ledger;
 pub mod pool;
 pub mod selector;
@@ -25,7 +24,7 @@ use crate::names;
 use crate::Io;
 use plan::Action;
 
-pub use gateway::{GatewayAddress, GatewayRef};
+pub use crate::gateway::{GatewayAddress, GatewayRef};
 pub use pool::Pool;
 pub use selector::Selector;
 
@@ -67,7 +66,7 @@ pub struct Args {
     pub command: Option<Command>,
 
     /// Services of the source namespace to link
-    #[arg(value_name = "SERVICE", value_parser = parse_service, group = "selection")]
+    #[arg(value_name = "SERVICE", value_parser = names::parse_service, group = "selection")]
     pub services: Vec<String>,
 
     /// The context of the cluster that runs the services
@@ -212,10 +211,6 @@ pub enum Command {
     Check,
 }
 
-fn parse_service(s: &str) -> Result<String, String> {
-    names::dns1035_label(s).map(|()| s.to_string())
-}
-
 /// Runs `kubectl mesh-link`.
 pub async fn run(args: Args, io: &mut Io) -> Result<()> {
     if args.mode == Mode::RemoteSecret {
@@ -272,10 +267,7 @@ pub async fn run(args: Args, io: &mut Io) -> Result<()> {
         Some(t) => Some(Cluster::connect(&kc, t, &args.kube).await?),
         None => None,
     };
-    let mode = WriteMode {
-        dry_run: args.write.dry_run,
-        force: args.write.force_conflicts,
-    };
+    let mode = args.write.mode();
     let opts = links::Options {
         namespace,
         pool: args.address_pool,

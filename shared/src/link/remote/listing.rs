@@ -112,7 +112,7 @@ fn expiry(token: &str) -> String {
     let Some(exp) = crate::vm::token::jwt_expiry(token) else {
         return "never".into();
     };
-    let left = exp - super::unix_now();
+    let left = exp - crate::time::now();
     let d = |secs: i64| HumanDuration(Duration::from_secs(secs.unsigned_abs()));
     if left > 0 {
         format!("in {}", d(left))

@@ -216,10 +216,7 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
     let (kc, targets) = api::resolve_targets(&args.kube, &[plan.from.clone(), plan.to.clone()])?;
     let a = Cluster::connect(&kc, &targets[0], &args.kube).await?;
     let b = Cluster::connect(&kc, &targets[1], &args.kube).await?;
-    let mode = WriteMode {
-        dry_run: args.write.dry_run,
-        force: args.write.force_conflicts,
-    };
+    let mode = args.write.mode();
     let ns = plan.istio_namespace.as_str();
     for c in [&a, &b] {
         if !c.has_namespace(ns).await? {
@@ -526,7 +523,7 @@ async fn link_sides(
         match plan.token_duration {
             Some(dur) => TokenSource::Bound(dur),
             None => {
-                let mut stamp = unix_now().max(0) as u64;
+                let mut stamp = crate::time::now().max(0) as u64;
                 while reader
                     .tokens
                     .iter()
@@ -591,7 +588,8 @@ async fn link_sides(
         (TokenSource::Bound(dur), Some(s), false) => build::access_of(s, d.src_id)
             .filter(|acc| acc.server == server && acc.ca_pem == ca_pem)
             .filter(|acc| {
-                let left = crate::vm::token::jwt_expiry(&acc.token).unwrap_or(0) - unix_now();
+                let left =
+                    crate::vm::token::jwt_expiry(&acc.token).unwrap_or(0) - crate::time::now();
                 left > (dur.0.as_secs() / 2) as i64
             })
             .map(|acc| acc.token),
@@ -879,14 +877,6 @@ fn replace(namespace: &str, cluster_id: &str, desired: Value, existing: Option<V
         name,
         rebase: crate::write::Rebase(std::sync::Arc::new(rebase)),
     }
-}
-
-/// Seconds since the Unix epoch.
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn take(m: &Mutex<Vec<Applied>>) -> Vec<Applied> {
