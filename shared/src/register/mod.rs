@@ -196,7 +196,7 @@ pub async fn run(args: Args, io: &mut Io) -> Result<()> {
     }
     if args.write.dry_run == DryRun::Client && !args.list && !args.delete {
         // A fresh registration needs no cluster: print it from the input alone.
-        let namespace = client_side_namespace(&args.kube);
+        let namespace = args.kube.offline_namespace();
         let Action::Register(reg) = action(&args, &namespace)? else {
             return Ok(());
         };
@@ -226,17 +226,6 @@ fn warn_link_local(args: &Args, io: &mut Io) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `-n`, else the kubeconfig context's namespace when a kubeconfig is readable, else `default`.
-fn client_side_namespace(kube: &KubeArgs) -> String {
-    if let Some(ns) = &kube.namespace {
-        return ns.clone();
-    }
-    crate::api::resolve_targets(kube, &kube.contexts)
-        .ok()
-        .and_then(|(_, t)| t.into_iter().next())
-        .map_or_else(|| "default".to_string(), |t| t.namespace)
 }
 
 fn print_client_dry_run(io: &mut Io, write: &WriteArgs, objs: Vec<Value>) -> Result<()> {

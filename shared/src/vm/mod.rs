@@ -427,17 +427,6 @@ pub fn group_from_flags(a: &GroupArgs, name: &str, namespace: &str) -> Result<Gr
     })
 }
 
-/// The namespace when no cluster is contacted: `-n`, else the kubeconfig's, else `default`.
-fn offline_namespace(kube: &KubeArgs) -> String {
-    if let Some(ns) = &kube.namespace {
-        return ns.clone();
-    }
-    crate::api::resolve_targets(kube, &kube.contexts)
-        .ok()
-        .and_then(|(_, t)| t.into_iter().next().map(|t| t.namespace))
-        .unwrap_or_else(|| "default".to_string())
-}
-
 /// Reads the group and checks names: from `-f` or from flags.
 fn parse_group(a: &GroupArgs, namespace: &str) -> Result<Group> {
     let g = match &a.filename {
@@ -507,7 +496,7 @@ async fn run_group(kube: &KubeArgs, a: GroupArgs, io: &mut Io) -> Result<()> {
         &a.control_plane.istio_namespace,
     )?;
     if a.write.dry_run == DryRun::Client {
-        let group = parse_group(&a, &offline_namespace(kube))?;
+        let group = parse_group(&a, &kube.offline_namespace())?;
         let mut objs = vec![group.to_object(objects::ISTIO_VERSIONS[0])];
         if let Some(mode) = a.mtls {
             mtls_selector(&group)?;
