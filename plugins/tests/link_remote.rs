@@ -988,3 +988,257 @@ fn real_istiod_in_cluster2_discovers_the_services_of_cluster1() {
         |b| b.starts_with('[') && !b.contains(host),
     );
 }
+
+/// The endpoints of one xDS cluster as `ADDRESS:PORT CLUSTER_ID TLS_MODE` lines, sorted.
+fn endpoints_of(dump: &Value, name: &str) -> Vec<String> {
+    let mut v: Vec<String> = common::xds_cluster(dump, name)
+        .and_then(|c| c["endpoints"].as_array())
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{}:{} {} {}",
+                e["address"].as_str().unwrap_or(""),
+                e["port"],
+                e["cluster"].as_str().unwrap_or("-"),
+                e["tlsMode"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Each cluster on its own network, with an east-west gateway Service as Istio's
+/// `gen-eastwest-gateway.sh` makes it (its load-balancer address set as the cloud would), and
+/// the Service `web` run by one sidecar-injected Pod (label `security.istio.io/tlsMode: istio`)
+/// behind a hand-made EndpointSlice, and the Service `plain` whose hand-made EndpointSlice
+/// names an address and no Pod (a workload without a sidecar). No kube-controller-manager runs:
+/// the Pod's status is written through the status subresource, as the kubelet would.
+fn two_networks(clusters: &[(&str, &str, &str, &str, &str)]) -> String {
+    let mut y = String::new();
+    for (c, network, gateway_ip, pod_ip, plain_ip) in clusters {
+        y.push_str(&format!(
+            r#"---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: istio-system, labels: {{topology.istio.io/network: {network}}}, annotations: {{kube-emu/cluster: {c}}}}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: istio-eastwestgateway
+  namespace: istio-system
+  labels: {{istio: eastwestgateway, topology.istio.io/network: {network}}}
+  annotations: {{kube-emu/cluster: {c}}}
+spec:
+  type: LoadBalancer
+  selector: {{istio: eastwestgateway}}
+  ports: [{{name: tls, port: 15443, targetPort: 15443}}]
+status: {{loadBalancer: {{ingress: [{{ip: {gateway_ip}}}]}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: demo, annotations: {{kube-emu/cluster: {c}}}}}
+spec: {{ports: [{{name: http, port: 8080}}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-{c}
+  namespace: demo
+  labels: {{app: web, security.istio.io/tlsMode: istio}}
+  annotations: {{kube-emu/cluster: {c}}}
+spec:
+  nodeName: node-{c}
+  containers: [{{name: web, image: web:1}}]
+status:
+  phase: Running
+  podIP: {pod_ip}
+  podIPs: [{{ip: {pod_ip}}}]
+  conditions: [{{type: Ready, status: "True"}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-{c}
+  namespace: demo
+  labels: {{kubernetes.io/service-name: web}}
+  annotations: {{kube-emu/cluster: {c}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080, protocol: TCP}}]
+endpoints:
+- addresses: [{pod_ip}]
+  conditions: {{ready: true}}
+  targetRef: {{kind: Pod, name: web-{c}, namespace: demo}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: plain, namespace: demo, annotations: {{kube-emu/cluster: {c}}}}}
+spec: {{ports: [{{name: http, port: 8080}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: plain-{c}
+  namespace: demo
+  labels: {{kubernetes.io/service-name: plain}}
+  annotations: {{kube-emu/cluster: {c}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080, protocol: TCP}}]
+endpoints: [{{addresses: [{plain_ip}], conditions: {{ready: true}}}}]
+"#
+        ));
+    }
+    y
+}
+
+/// The cross-network data plane on the real tier (issue #13): cluster1 on network1 and cluster2
+/// on network2 both run `web`. After `--network --expose-services`, a sidecar in cluster2 gets
+/// cluster2's Pod directly and cluster1's through cluster1's east-west gateway on 15443, the
+/// east-west gateway of cluster1 gets the AUTO_PASSTHROUGH cluster of the Gateway mesh-link
+/// wrote, and after `--unlink` only cluster2's Pod is left.
+#[test]
+fn real_sidecar_in_cluster2_reaches_cluster1_through_its_east_west_gateway() {
+    if !Tier::Real.enabled() {
+        return;
+    }
+    let srv = Server::builder(Tier::Real)
+        .clusters(&["cluster1", "cluster2"])
+        .seed_yaml(&seed(&["cluster1", "cluster2"]))
+        .seed_yaml(&two_networks(&[
+            ("cluster1", "network1", "192.0.2.10", "10.1.0.5", "10.1.0.6"),
+            ("cluster2", "network2", "192.0.2.20", "10.2.0.7", "10.2.0.8"),
+        ]))
+        .istiod()
+        .start();
+    let real = srv.real().expect("real tier");
+    let web = "outbound|8080||web.demo.svc.cluster.local";
+    let plain = "outbound|8080||plain.demo.svc.cluster.local";
+    // A sidecar in cluster2 (istiod tells networks apart by the proxy's NETWORK metadata).
+    let sidecar = ["--network", "network2"];
+    // cluster1's east-west gateway: a router with the gateway Service's selector labels.
+    let eastwest = [
+        "--type",
+        "router",
+        "--labels",
+        "istio=eastwestgateway",
+        "--network",
+        "network1",
+        "--ip",
+        "10.1.0.100",
+    ];
+    let sni = "outbound_.8080_._.web.demo.svc.cluster.local";
+
+    real.wait_xds_as(
+        "cluster2",
+        "client",
+        &sidecar,
+        "cluster2's own web Pod",
+        |d| endpoints_of(d, web) == ["10.2.0.7:8080 cluster2 istio"],
+    );
+    let before = real
+        .xds_as("cluster1", "istio-system", &eastwest)
+        .expect("xds of the gateway");
+    assert!(
+        common::xds_cluster(&before, sni).is_none(),
+        "no Gateway yet, no {sni}: {before:#}"
+    );
+
+    let run = link(
+        &srv,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "--network",
+            "--expose-services",
+        ],
+    )
+    .ok();
+    assert!(
+        run.stdout.contains(
+            "gateway.networking.istio.io/cross-network-gateway created (context cluster1)"
+        ),
+        "{}",
+        run.stdout
+    );
+
+    let debug = real.istiod("cluster2").debug.clone();
+    wait_debug(
+        &debug,
+        "/debug/registryz",
+        "cluster1's web in cluster2's istiod",
+        |b| {
+            serde_json::from_str::<Value>(b).ok().is_some_and(|all| {
+                all.as_array().into_iter().flatten().any(|s| {
+                    s["hostname"] == "web.demo.svc.cluster.local"
+                        && s["clusterVIPs"]["Addresses"]["cluster1"].is_array()
+                })
+            })
+        },
+    );
+    wait_debug(
+        &debug,
+        "/debug/endpointShardz",
+        "cluster1's endpoints in cluster2's istiod",
+        |b| b.contains("\"10.1.0.5\"") && b.contains("\"10.1.0.6\""),
+    );
+    let both = real.wait_xds_as(
+        "cluster2",
+        "client",
+        &sidecar,
+        "cluster1's web through its east-west gateway",
+        |d| endpoints_of(d, web).len() == 2,
+    );
+    assert_eq!(
+        endpoints_of(&both, web),
+        [
+            "10.2.0.7:8080 cluster2 istio",
+            "192.0.2.10:15443 cluster1 istio"
+        ],
+        "{both:#}"
+    );
+    // The gateway routes by the SNI of Istio mTLS, so istiod sends a remote network's endpoint
+    // only where the sidecar would use it: it holds cluster1's `plain` (endpointShardz, above)
+    // but sends none of it, as `plain` has no sidecar (no Pod labelled with tlsMode `istio`).
+    assert_eq!(
+        endpoints_of(&both, plain),
+        ["10.2.0.8:8080 cluster2 -"],
+        "{both:#}"
+    );
+    // The gateway passes the SNI of `web` through to cluster1's Pod: the Gateway's shape is one
+    // istiod acts on.
+    let gw = real.wait_xds_as(
+        "cluster1",
+        "istio-system",
+        &eastwest,
+        "the AUTO_PASSTHROUGH cluster of web",
+        |d| common::xds_cluster(d, sni).is_some(),
+    );
+    assert_eq!(common::xds_endpoints(&gw, sni), ["10.1.0.5:8080"], "{gw:#}");
+
+    link(
+        &srv,
+        &["--from", "cluster1", "--to", "cluster2", "--unlink"],
+    )
+    .ok();
+    let after = real.wait_xds_as(
+        "cluster2",
+        "client",
+        &sidecar,
+        "cluster1's web gone after --unlink",
+        |d| endpoints_of(d, web).len() == 1,
+    );
+    assert_eq!(
+        endpoints_of(&after, web),
+        ["10.2.0.7:8080 cluster2 istio"],
+        "{after:#}"
+    );
+    assert_eq!(
+        endpoints_of(&after, plain),
+        ["10.2.0.8:8080 cluster2 -"],
+        "{after:#}"
+    );
+}
