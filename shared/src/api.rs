@@ -435,29 +435,7 @@ impl Cluster {
         obj: &Value,
         mode: WriteMode,
     ) -> Result<std::result::Result<Value, u16>> {
-        let kind = kind_of(obj)?;
-        let ns = objects::namespace(obj);
-        if mode.dry_run == DryRun::Client {
-            return Ok(Ok(obj.clone()));
-        }
-        let mut query = vec![("fieldManager".to_string(), FIELD_MANAGER.to_string())];
-        if mode.dry_run == DryRun::Server {
-            query.push(("dryRun".into(), "All".into()));
-        }
-        crate::vlog!(
-            4,
-            "\"Create\" object={:?} context={:?} fieldManager={FIELD_MANAGER:?}",
-            what(&kind, ns, objects::name(obj)),
-            self.context
-        );
-        let req = Request::post(with_query(&kind.path(ns, None), &query))
-            .header("Content-Type", "application/json")
-            .body(serde_json::to_vec(obj)?)?;
-        match self.send(req).await {
-            Ok(v) => Ok(Ok(v)),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Err(409)),
-            Err(e) => Err(self.fail(e, "create", &what(&kind, ns, objects::name(obj)))),
-        }
+        self.post_or_put(obj, mode, false).await
     }
 
     /// Replaces an object (PUT) guarded by its `metadata.resourceVersion`: `Err(409)` when stale.
@@ -465,6 +443,16 @@ impl Cluster {
         &self,
         obj: &Value,
         mode: WriteMode,
+    ) -> Result<std::result::Result<Value, u16>> {
+        self.post_or_put(obj, mode, true).await
+    }
+
+    /// A create (POST) or, with `replace`, an update (PUT); a 409 comes back as `Err(409)`.
+    async fn post_or_put(
+        &self,
+        obj: &Value,
+        mode: WriteMode,
+        replace: bool,
     ) -> Result<std::result::Result<Value, u16>> {
         let kind = kind_of(obj)?;
         let (ns, name) = (objects::namespace(obj), objects::name(obj));
@@ -475,20 +463,31 @@ impl Cluster {
         if mode.dry_run == DryRun::Server {
             query.push(("dryRun".into(), "All".into()));
         }
+        let (verb, logged, builder) = if replace {
+            let uri = with_query(&kind.path(ns, Some(name)), &query);
+            ("update", "Update", Request::put(uri))
+        } else {
+            let uri = with_query(&kind.path(ns, None), &query);
+            ("create", "Create", Request::post(uri))
+        };
         crate::vlog!(
             4,
-            "\"Update\" object={:?} context={:?} fieldManager={FIELD_MANAGER:?} resourceVersion={:?}",
+            "{logged:?} object={:?} context={:?} fieldManager={FIELD_MANAGER:?}{}",
             what(&kind, ns, name),
             self.context,
-            objects::resource_version(obj)
+            if replace {
+                format!(" resourceVersion={:?}", objects::resource_version(obj))
+            } else {
+                String::new()
+            }
         );
-        let req = Request::put(with_query(&kind.path(ns, Some(name)), &query))
+        let req = builder
             .header("Content-Type", "application/json")
             .body(serde_json::to_vec(obj)?)?;
         match self.send(req).await {
             Ok(v) => Ok(Ok(v)),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(Err(409)),
-            Err(e) => Err(self.fail(e, "update", &what(&kind, ns, name))),
+            Err(e) => Err(self.fail(e, verb, &what(&kind, ns, name))),
         }
     }
 

@@ -147,6 +147,15 @@ impl Written {
             .all(|d| d.applied.outcome == Outcome::Unchanged)
     }
 
+    /// Puts the cluster back as it was before these writes, for a write across contexts.
+    pub async fn put_back(&self, cluster: &Cluster) -> across::Restored {
+        let r = self.undo(cluster).await;
+        across::Restored {
+            complete: r.complete(),
+            state: r.sentence(),
+        }
+    }
+
     /// Takes every write back, newest first, each only while the object is still as this run
     /// left it.
     pub async fn undo(&self, cluster: &Cluster) -> Rollback {

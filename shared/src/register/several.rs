@@ -34,10 +34,6 @@ impl across::Site for Context {
         &self.cluster.context
     }
 
-    fn before(&self) -> Option<String> {
-        None
-    }
-
     fn left_at(&self) -> String {
         "as this run wrote it".to_string()
     }
@@ -52,11 +48,7 @@ impl across::Site for Context {
     }
 
     async fn put_back(&self, written: &Written, _in_doubt: bool) -> Result<Restored> {
-        let r = written.undo(&self.cluster).await;
-        Ok(Restored {
-            complete: r.complete(),
-            state: r.sentence(),
-        })
+        Ok(written.put_back(&self.cluster).await)
     }
 }
 

@@ -48,9 +48,11 @@ pub trait Site {
     /// The context's name.
     fn context(&self) -> &str;
 
-    /// How the context stands before the run, shown after `unchanged` (`100/0`); `None` when
-    /// the word alone says it.
-    fn before(&self) -> Option<String>;
+    /// How the context stands before the run, shown after `unchanged` (`100/0`); `None` (the
+    /// default) when the word alone says it.
+    fn before(&self) -> Option<String> {
+        None
+    }
 
     /// What the context holds when putting it back failed (`80/20`).
     fn left_at(&self) -> String;

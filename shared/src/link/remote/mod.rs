@@ -1008,10 +1008,6 @@ impl Site for Side<'_> {
         &self.cluster.context
     }
 
-    fn before(&self) -> Option<String> {
-        None
-    }
-
     fn left_at(&self) -> String {
         "as this run left it".to_string()
     }
@@ -1085,10 +1081,6 @@ impl Site for Side<'_> {
     }
 
     async fn put_back(&self, written: &Written, _in_doubt: bool) -> Result<Restored> {
-        let r = written.undo(self.cluster).await;
-        Ok(Restored {
-            complete: r.complete(),
-            state: r.sentence(),
-        })
+        Ok(written.put_back(self.cluster).await)
     }
 }
