@@ -544,7 +544,7 @@ status: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}
     let again = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--network", "--expose-services"]).ok();
     assert_eq!(again.stdout.matches(" unchanged (context").count(), 6, "{}", again.stdout);
     let check = kubectl(&srv, &["mesh-link", "check", "--mode", "remote-secret", "--network", "--from", "cluster1", "--to", "cluster2"]).ok();
-    assert!(check.stdout.contains("✔ cluster1 is on network1, cluster2 on network2; cluster1's east-west gateway istio-system/istio-eastwestgateway carries network1 on 15443"), "{}", check.stdout);
+    assert!(check.stdout.contains(&format!("✔ cluster1 is on network1, cluster2 on network2; cluster1's east-west gateway istio-system/istio-eastwestgateway carries network1 on {free}")), "{}", check.stdout);
     assert!(check.stdout.contains("✔ Gateway cross-network-gateway in cluster1 exposes *.local on 15443 (AUTO_PASSTHROUGH)"), "{}", check.stdout);
     let probe = format!("✔ cluster1's east-west gateway istio-system/istio-eastwestgateway accepts connections on 127.0.0.1:{free} (");
     assert!(check.stdout.lines().any(|l| l.starts_with(&probe) && l.ends_with("ms)")), "{}", check.stdout);

@@ -187,8 +187,11 @@ pub fn network_line(
     }
     let problems = network::gateway_problems(svc, gw, a_net);
     if problems.is_empty() {
+        let port = svc
+            .and_then(|s| probe::gateway_port(s).ok())
+            .unwrap_or(crate::link::gateway::MULTICLUSTER_PORT);
         ok(format!(
-            "{a_ctx} is on {a_net}, {b_ctx} on {b_net}; {a_ctx}'s east-west gateway {gw} carries {a_net} on 15443"
+            "{a_ctx} is on {a_net}, {b_ctx} on {b_net}; {a_ctx}'s east-west gateway {gw} carries {a_net} on {port}"
         ))
     } else {
         fail(format!(
