@@ -176,6 +176,39 @@ fn fake_istiod(body: std::sync::Arc<std::sync::Mutex<String>>) -> String {
     addr
 }
 
+/// The token in `cluster`'s remote secret for cluster1.
+fn token_for_cluster1_in(srv: &Server, cluster: &str) -> String {
+    let secret = srv
+        .get_json(cluster, &remote("cluster1"))
+        .expect("remote secret");
+    token_in(&kubeconfig_of(&secret, "cluster1"))
+}
+
+/// Whether cluster1 takes `token`, asked until it answers `want` (the real API server caches a
+/// token's authentication for 10 s, so a revocation shows a moment later).
+#[track_caller]
+fn wait_token_works(srv: &Server, token: &str, want: bool) {
+    let kc: Value = serde_yaml::from_str(&format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters: [{{name: c, cluster: {{server: '{}', certificate-authority-data: {}}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: c}}}}]\nusers: [{{name: c, user: {{token: '{token}'}}}}]\n",
+        srv.url("cluster1"),
+        ca_of(srv, "cluster1")
+    ))
+    .expect("kubeconfig");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let run = read_with(&kc);
+        if (run.code == 0) == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "token works: want {want}, kubectl says: {}",
+            run.stderr
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 on_both_tiers! {
 fn links_with_a_remote_secret_and_a_rerun_changes_nothing(tier) {
     let srv = start(tier);
@@ -343,6 +376,14 @@ fn a_bound_token_with_token_duration(tier) {
     if tier == Tier::Real {
         assert!(read_with(&kc).ok().stdout.contains("namespace/istio-system"));
     }
+    // --rotate mints a new bound token; the old one cannot be revoked and runs out by itself.
+    let rotated = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--token-duration", "2h", "--cluster-id", "east", "--rotate"]).ok();
+    assert!(rotated.stdout.contains("secret/istio-remote-secret-east configured (context cluster2)"), "{}", rotated.stdout);
+    assert!(rotated.stderr.contains("the old token is a bound token: it expires by itself at 20"), "{}", rotated.stderr);
+    let secret = srv
+        .get_json("cluster2", "/api/v1/namespaces/istio-system/secrets/istio-remote-secret-east")
+        .expect("remote secret");
+    assert_ne!(token_in(&kubeconfig_of(&secret, "east")), token);
     // The TokenRequest's answer is logged at -v=9, its token is not.
     let loud = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--token-duration", "2h", "--cluster-id", "west", "-v=9"]).ok();
     let west = srv
@@ -460,6 +501,96 @@ stringData: {cluster1: "made by istioctl"}
     let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--unlink"]).expect_code(1);
     assert!(run.stderr.contains("was not made by kubectl-mesh"), "{}", run.stderr);
     assert!(srv.get_json("cluster2", REMOTE).is_some());
+}
+
+fn rotate_replaces_the_token_and_revokes_the_old_one_with_its_last_holder(tier) {
+    let srv = start_with(tier, &["cluster1", "cluster2", "cluster3"]);
+    link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    link(&srv, &["--from", "cluster1", "--to", "cluster3"]).ok();
+    let shared = token_for_cluster1_in(&srv, "cluster2");
+    let before = srv.get_json("cluster2", REMOTE).expect("secret");
+
+    // cluster2 gets a token of its own; the shared one stays, cluster3 holds it.
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--rotate"]).ok();
+    let own = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("secret/istio-reader-service-account-token-cluster2-") && l.ends_with(" created (context cluster1)"))
+        .unwrap_or_else(|| panic!("a new token Secret: {}", run.stdout))
+        .split_whitespace()
+        .next()
+        .expect("name")
+        .trim_start_matches("secret/")
+        .to_string();
+    assert!(run.stdout.contains("secret/istio-remote-secret-cluster1 configured (context cluster2)"), "{}", run.stdout);
+    assert!(!run.stdout.contains(" deleted "), "{}", run.stdout);
+    assert!(run.stderr.contains("the old token stays valid: the remote secrets of cluster3 hold it too"), "{}", run.stderr);
+    assert!(run.stderr.contains("istio/istio#60612"), "{}", run.stderr);
+    let after = srv.get_json("cluster2", REMOTE).expect("secret");
+    assert_ne!(after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"]);
+    let first = token_for_cluster1_in(&srv, "cluster2");
+    assert_ne!(first, shared);
+    assert_eq!(token_for_cluster1_in(&srv, "cluster3"), shared);
+    for t in [&first, &shared] {
+        assert!(!run.stdout.contains(t.as_str()) && !run.stderr.contains(t.as_str()), "a token was printed");
+    }
+    let own_path = format!("/api/v1/namespaces/istio-system/secrets/{own}");
+    let own_secret = srv.get_json("cluster1", &own_path).expect("own token Secret");
+    assert_eq!(own_secret["metadata"]["annotations"]["kubectl-mesh/remote-secret-for"], "cluster2");
+    wait_token_works(&srv, &first, true);
+    wait_token_works(&srv, &shared, true);
+
+    // A plain rerun keeps cluster2's own token.
+    let again = link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    assert_eq!(again.stdout.lines().count(), again.stdout.matches(" unchanged (context").count(), "{}", again.stdout);
+    assert!(again.stdout.contains(&format!("secret/{own} unchanged (context cluster1)")), "{}", again.stdout);
+    assert_eq!(token_for_cluster1_in(&srv, "cluster2"), first);
+
+    // Rotating its last holder revokes the shared token.
+    let third = link(&srv, &["--from", "cluster1", "--to", "cluster3", "--rotate"]).ok();
+    assert!(third.stdout.ends_with("secret/istio-reader-service-account-istio-remote-secret-token deleted (context cluster1)\n"), "{}", third.stdout);
+    assert!(srv.get_json("cluster1", TOKEN_SECRET).is_none());
+    wait_token_works(&srv, &shared, false);
+    wait_token_works(&srv, &token_for_cluster1_in(&srv, "cluster3"), true);
+
+    // Rotating cluster2 again revokes its own first token at once.
+    let second = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--rotate"]).ok();
+    assert!(second.stdout.ends_with(&format!("secret/{own} deleted (context cluster1)\n")), "{}", second.stdout);
+    let newest = token_for_cluster1_in(&srv, "cluster2");
+    assert_ne!(newest, first);
+    wait_token_works(&srv, &first, false);
+    wait_token_works(&srv, &newest, true);
+
+    // Unlinking cluster2 takes its own token with it; the identity stays for cluster3.
+    let unlink = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--unlink"]).ok();
+    assert!(unlink.stdout.contains("secret/istio-reader-service-account-token-cluster2-"), "{}", unlink.stdout);
+    assert!(srv.get_json("cluster1", SA).is_some());
+    wait_token_works(&srv, &newest, false);
+    wait_token_works(&srv, &token_for_cluster1_in(&srv, "cluster3"), true);
+}
+
+fn rotate_needs_a_link_and_takes_no_other_verb(tier) {
+    let srv = start(tier);
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--rotate"]).expect_code(1);
+    assert!(run.stderr.contains("--rotate replaces the token of a remote secret, and context \"cluster2\" holds no Secret istio-system/istio-remote-secret-cluster1: link first"), "{}", run.stderr);
+    assert!(srv.get_json("cluster1", SA).is_none(), "nothing written");
+    for (extra, why) in [
+        ("--unlink", "--rotate: replaces the token of a link"),
+        ("--bidirectional", "--rotate: replaces one target's token"),
+    ] {
+        let bad = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--rotate", extra]).expect_code(2);
+        assert!(bad.stderr.contains(why), "{extra}: {}", bad.stderr);
+    }
+    let global = kubectl(&srv, &["mesh-link", "--from", "cluster1", "--to", "cluster2", "--all", "--rotate"]).expect_code(2);
+    assert!(global.stderr.contains("--rotate"), "{}", global.stderr);
+    // A dry run mints nothing and changes nothing.
+    link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    let before = srv.get_json("cluster2", REMOTE).expect("secret");
+    let dry = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--rotate", "--dry-run=server"]).ok();
+    assert!(dry.stdout.contains("(server dry run)"), "{}", dry.stdout);
+    let after = srv.get_json("cluster2", REMOTE).expect("secret");
+    assert_eq!(after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"]);
+    assert!(srv.get_json("cluster1", TOKEN_SECRET).is_some());
 }
 
 fn check_says_what_is_missing_then_all_is_well(tier) {
@@ -589,6 +720,66 @@ status: {loadBalancer: {ingress: [{ip: 192.0.2.20}]}}
     .expect("one network");
     let same = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--network"]).expect_code(1);
     assert!(same.stderr.contains("--network is for clusters on separate networks, and cluster1 and cluster2 are not"), "{}", same.stderr);
+}
+
+fn network_flags_label_the_istio_namespaces(tier) {
+    let srv = start(tier);
+    srv.apply_yaml("cluster1", r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: istio-eastwestgateway
+  namespace: istio-system
+  labels: {istio: eastwestgateway, topology.istio.io/network: network1}
+spec:
+  type: LoadBalancer
+  selector: {istio: eastwestgateway}
+  ports: [{name: tls, port: 15443, targetPort: 15443}]
+status: {loadBalancer: {ingress: [{ip: 192.0.2.10}]}}
+"#).expect("gateway");
+    let ns_path = "/api/v1/namespaces/istio-system";
+    let label = |c: &str| srv.get_json(c, ns_path).expect("namespace")["metadata"]["labels"]["topology.istio.io/network"].clone();
+    // Without the flags nothing names the networks: refused before any write.
+    let none = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--network"]).expect_code(1);
+    assert!(none.stderr.contains("--network is for clusters on separate networks"), "{}", none.stderr);
+    let bad = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--from-network", "net 1"]).expect_code(2);
+    assert!(bad.stderr.contains("--from-network"), "{}", bad.stderr);
+    // cluster2's istiod knows its network, cluster1's istiod could not tell it: the label can.
+    srv.apply_yaml("cluster2", r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: istiod, namespace: istio-system}
+spec:
+  selector: {matchLabels: {app: istiod}}
+  template:
+    metadata: {labels: {app: istiod}}
+    spec:
+      containers:
+      - name: discovery
+        image: docker.io/istio/pilot:1.24.3
+        env: [{name: CLUSTER_ID, value: cluster2}, {name: NETWORK, value: network2}]
+"#).expect("istiod env");
+    let run = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--from-network", "network1"]).ok();
+    assert!(run.stderr.contains("network of context cluster1: network1 (from --from-network)"), "{}", run.stderr);
+    assert!(run.stderr.contains("network of context cluster2: network2 (from the NETWORK env of Deployment istio-system/istiod)"), "{}", run.stderr);
+    assert!(run.stdout.starts_with("namespace/istio-system configured (context cluster1)\n"), "{}", run.stdout);
+    assert!(run.stdout.contains("namespace/istio-system configured (context cluster2)\nsecret/istio-remote-secret-cluster1 created (context cluster2)\n"), "{}", run.stdout);
+    assert_eq!(label("cluster1"), "network1");
+    assert_eq!(label("cluster2"), "network2");
+    let ns = srv.get_json("cluster1", ns_path).expect("namespace");
+    assert!(ns["metadata"]["labels"]["app.kubernetes.io/managed-by"].is_null(), "the Istio namespace is not kubectl-mesh's: {ns}");
+    // The labels now say it: a rerun, with the flags or without, changes nothing.
+    for args in [&["--from-network", "network1", "--to-network", "network2"][..], &["--network"][..]] {
+        let mut full = vec!["--from", "cluster1", "--to", "cluster2"];
+        full.extend_from_slice(args);
+        let again = link(&srv, &full).ok();
+        assert_eq!(again.stdout.lines().count(), 5, "{}", again.stdout);
+        assert_eq!(again.stdout.matches(" unchanged (context").count(), 5, "{}", again.stdout);
+    }
+    // A flag that contradicts the cluster is refused, and nothing changes.
+    let wrong = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--to-network", "network3"]).expect_code(1);
+    assert!(wrong.stderr.contains("context \"cluster2\" is on network network2 (from the topology.istio.io/network label of Namespace istio-system), and --to-network says network3"), "{}", wrong.stderr);
+    assert_eq!(label("cluster2"), "network2");
 }
 
 fn dry_runs_write_nothing(tier) {
@@ -794,6 +985,109 @@ fn a_failure_in_the_target_puts_the_source_back() {
     assert!(srv.get_json("cluster2", REMOTE).is_some());
 }
 
+/// A failed write in cluster2 takes the network labels back off both Istio namespaces.
+#[test]
+fn a_failed_link_takes_the_network_labels_back() {
+    if !Tier::Emu.enabled() {
+        return;
+    }
+    let srv = start(Tier::Emu);
+    srv.apply_yaml("cluster1", "apiVersion: v1\nkind: Service\nmetadata: {name: istio-eastwestgateway, namespace: istio-system, labels: {topology.istio.io/network: network1}}\nspec: {type: LoadBalancer, ports: [{name: tls, port: 15443}]}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.10}]}}\n").expect("gateway");
+    srv.emu().expect("kube-emu").inject(
+        "cluster2",
+        Fault::new(
+            "PATCH",
+            "/secrets/istio-remote-secret",
+            FaultAction::Status(403),
+        ),
+    );
+    link(
+        &srv,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "--from-network",
+            "network1",
+            "--to-network",
+            "network2",
+        ],
+    )
+    .expect_code(4);
+    for c in ["cluster1", "cluster2"] {
+        let ns = srv
+            .get_json(c, "/api/v1/namespaces/istio-system")
+            .expect("namespace");
+        assert!(
+            ns["metadata"]["labels"]["topology.istio.io/network"].is_null(),
+            "{c}: {ns}"
+        );
+    }
+    assert!(srv.get_json("cluster1", SA).is_none());
+}
+
+/// A rotation whose write in cluster2 fails leaves both clusters as they were: the new token
+/// Secret is taken back, cluster2's secret and the old token are untouched.
+#[test]
+fn a_failed_rotation_keeps_the_old_token() {
+    if !Tier::Emu.enabled() {
+        return;
+    }
+    let srv = start(Tier::Emu);
+    link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    let before = srv.get_json("cluster2", REMOTE).expect("secret");
+    let emu = srv.emu().expect("kube-emu");
+    emu.inject(
+        "cluster2",
+        Fault::new(
+            "PATCH",
+            "/secrets/istio-remote-secret",
+            FaultAction::Status(403),
+        ),
+    );
+    let run = link(
+        &srv,
+        &["--from", "cluster1", "--to", "cluster2", "--rotate"],
+    )
+    .expect_code(4);
+    assert!(
+        run.stderr.contains(
+            "the write failed in context cluster2; the contexts written before it were put back"
+        ),
+        "{}",
+        run.stderr
+    );
+    let after = srv.get_json("cluster2", REMOTE).expect("secret");
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+    assert!(
+        srv.get_json("cluster1", TOKEN_SECRET).is_some(),
+        "the old token was revoked"
+    );
+    let names = kubectl(
+        &srv,
+        &[
+            "get",
+            "secrets",
+            "-n",
+            "istio-system",
+            "--context",
+            "cluster1",
+            "-o",
+            "name",
+        ],
+    )
+    .ok()
+    .stdout;
+    assert!(
+        !names.contains("-token-cluster2-"),
+        "the new token Secret was left: {names}"
+    );
+}
+
 /// The body of a plain-HTTP GET (istiod's debug port), or why not.
 fn http_get(addr: &str, path: &str) -> Result<String, String> {
     use std::io::{Read as _, Write as _};
@@ -875,5 +1169,259 @@ fn real_istiod_in_cluster2_discovers_the_services_of_cluster1() {
         "/debug/registryz",
         "cluster1's Service gone after --unlink",
         |b| b.starts_with('[') && !b.contains(host),
+    );
+}
+
+/// The endpoints of one xDS cluster as `ADDRESS:PORT CLUSTER_ID TLS_MODE` lines, sorted.
+fn endpoints_of(dump: &Value, name: &str) -> Vec<String> {
+    let mut v: Vec<String> = common::xds_cluster(dump, name)
+        .and_then(|c| c["endpoints"].as_array())
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{}:{} {} {}",
+                e["address"].as_str().unwrap_or(""),
+                e["port"],
+                e["cluster"].as_str().unwrap_or("-"),
+                e["tlsMode"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Each cluster on its own network, with an east-west gateway Service as Istio's
+/// `gen-eastwest-gateway.sh` makes it (its load-balancer address set as the cloud would), and
+/// the Service `web` run by one sidecar-injected Pod (label `security.istio.io/tlsMode: istio`)
+/// behind a hand-made EndpointSlice, and the Service `plain` whose hand-made EndpointSlice
+/// names an address and no Pod (a workload without a sidecar). No kube-controller-manager runs:
+/// the Pod's status is written through the status subresource, as the kubelet would.
+fn two_networks(clusters: &[(&str, &str, &str, &str, &str)]) -> String {
+    let mut y = String::new();
+    for (c, network, gateway_ip, pod_ip, plain_ip) in clusters {
+        y.push_str(&format!(
+            r#"---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: istio-system, labels: {{topology.istio.io/network: {network}}}, annotations: {{kube-emu/cluster: {c}}}}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: istio-eastwestgateway
+  namespace: istio-system
+  labels: {{istio: eastwestgateway, topology.istio.io/network: {network}}}
+  annotations: {{kube-emu/cluster: {c}}}
+spec:
+  type: LoadBalancer
+  selector: {{istio: eastwestgateway}}
+  ports: [{{name: tls, port: 15443, targetPort: 15443}}]
+status: {{loadBalancer: {{ingress: [{{ip: {gateway_ip}}}]}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: demo, annotations: {{kube-emu/cluster: {c}}}}}
+spec: {{ports: [{{name: http, port: 8080}}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-{c}
+  namespace: demo
+  labels: {{app: web, security.istio.io/tlsMode: istio}}
+  annotations: {{kube-emu/cluster: {c}}}
+spec:
+  nodeName: node-{c}
+  containers: [{{name: web, image: web:1}}]
+status:
+  phase: Running
+  podIP: {pod_ip}
+  podIPs: [{{ip: {pod_ip}}}]
+  conditions: [{{type: Ready, status: "True"}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-{c}
+  namespace: demo
+  labels: {{kubernetes.io/service-name: web}}
+  annotations: {{kube-emu/cluster: {c}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080, protocol: TCP}}]
+endpoints:
+- addresses: [{pod_ip}]
+  conditions: {{ready: true}}
+  targetRef: {{kind: Pod, name: web-{c}, namespace: demo}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: plain, namespace: demo, annotations: {{kube-emu/cluster: {c}}}}}
+spec: {{ports: [{{name: http, port: 8080}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: plain-{c}
+  namespace: demo
+  labels: {{kubernetes.io/service-name: plain}}
+  annotations: {{kube-emu/cluster: {c}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080, protocol: TCP}}]
+endpoints: [{{addresses: [{plain_ip}], conditions: {{ready: true}}}}]
+"#
+        ));
+    }
+    y
+}
+
+/// The cross-network data plane on the real tier (issue #13): cluster1 on network1 and cluster2
+/// on network2 both run `web`. After `--network --expose-services`, a sidecar in cluster2 gets
+/// cluster2's Pod directly and cluster1's through cluster1's east-west gateway on 15443, the
+/// east-west gateway of cluster1 gets the AUTO_PASSTHROUGH cluster of the Gateway mesh-link
+/// wrote, and after `--unlink` only cluster2's Pod is left.
+#[test]
+fn real_sidecar_in_cluster2_reaches_cluster1_through_its_east_west_gateway() {
+    if !Tier::Real.enabled() {
+        return;
+    }
+    let srv = Server::builder(Tier::Real)
+        .clusters(&["cluster1", "cluster2"])
+        .seed_yaml(&seed(&["cluster1", "cluster2"]))
+        .seed_yaml(&two_networks(&[
+            ("cluster1", "network1", "192.0.2.10", "10.1.0.5", "10.1.0.6"),
+            ("cluster2", "network2", "192.0.2.20", "10.2.0.7", "10.2.0.8"),
+        ]))
+        .istiod()
+        .start();
+    let real = srv.real().expect("real tier");
+    let web = "outbound|8080||web.demo.svc.cluster.local";
+    let plain = "outbound|8080||plain.demo.svc.cluster.local";
+    // A sidecar in cluster2 (istiod tells networks apart by the proxy's NETWORK metadata).
+    let sidecar = ["--network", "network2"];
+    // cluster1's east-west gateway: a router with the gateway Service's selector labels.
+    let eastwest = [
+        "--type",
+        "router",
+        "--labels",
+        "istio=eastwestgateway",
+        "--network",
+        "network1",
+        "--ip",
+        "10.1.0.100",
+    ];
+    let sni = "outbound_.8080_._.web.demo.svc.cluster.local";
+
+    real.wait_xds_as(
+        "cluster2",
+        "client",
+        &sidecar,
+        "cluster2's own web Pod",
+        |d| endpoints_of(d, web) == ["10.2.0.7:8080 cluster2 istio"],
+    );
+    let before = real
+        .xds_as("cluster1", "istio-system", &eastwest)
+        .expect("xds of the gateway");
+    assert!(
+        common::xds_cluster(&before, sni).is_none(),
+        "no Gateway yet, no {sni}: {before:#}"
+    );
+
+    let run = link(
+        &srv,
+        &[
+            "--from",
+            "cluster1",
+            "--to",
+            "cluster2",
+            "--network",
+            "--expose-services",
+        ],
+    )
+    .ok();
+    assert!(
+        run.stdout.contains(
+            "gateway.networking.istio.io/cross-network-gateway created (context cluster1)"
+        ),
+        "{}",
+        run.stdout
+    );
+
+    let debug = real.istiod("cluster2").debug.clone();
+    wait_debug(
+        &debug,
+        "/debug/registryz",
+        "cluster1's web in cluster2's istiod",
+        |b| {
+            serde_json::from_str::<Value>(b).ok().is_some_and(|all| {
+                all.as_array().into_iter().flatten().any(|s| {
+                    s["hostname"] == "web.demo.svc.cluster.local"
+                        && s["clusterVIPs"]["Addresses"]["cluster1"].is_array()
+                })
+            })
+        },
+    );
+    wait_debug(
+        &debug,
+        "/debug/endpointShardz",
+        "cluster1's endpoints in cluster2's istiod",
+        |b| b.contains("\"10.1.0.5\"") && b.contains("\"10.1.0.6\""),
+    );
+    let both = real.wait_xds_as(
+        "cluster2",
+        "client",
+        &sidecar,
+        "cluster1's web through its east-west gateway",
+        |d| endpoints_of(d, web).len() == 2,
+    );
+    assert_eq!(
+        endpoints_of(&both, web),
+        [
+            "10.2.0.7:8080 cluster2 istio",
+            "192.0.2.10:15443 cluster1 istio"
+        ],
+        "{both:#}"
+    );
+    // The gateway routes by the SNI of Istio mTLS, so istiod sends a remote network's endpoint
+    // only where the sidecar would use it: it holds cluster1's `plain` (endpointShardz, above)
+    // but sends none of it, as `plain` has no sidecar (no Pod labelled with tlsMode `istio`).
+    assert_eq!(
+        endpoints_of(&both, plain),
+        ["10.2.0.8:8080 cluster2 -"],
+        "{both:#}"
+    );
+    // The gateway passes the SNI of `web` through to cluster1's Pod: the Gateway's shape is one
+    // istiod acts on.
+    let gw = real.wait_xds_as(
+        "cluster1",
+        "istio-system",
+        &eastwest,
+        "the AUTO_PASSTHROUGH cluster of web",
+        |d| common::xds_cluster(d, sni).is_some(),
+    );
+    assert_eq!(common::xds_endpoints(&gw, sni), ["10.1.0.5:8080"], "{gw:#}");
+
+    link(
+        &srv,
+        &["--from", "cluster1", "--to", "cluster2", "--unlink"],
+    )
+    .ok();
+    let after = real.wait_xds_as(
+        "cluster2",
+        "client",
+        &sidecar,
+        "cluster1's web gone after --unlink",
+        |d| endpoints_of(d, web).len() == 1,
+    );
+    assert_eq!(
+        endpoints_of(&after, web),
+        ["10.2.0.7:8080 cluster2 istio"],
+        "{after:#}"
+    );
+    assert_eq!(
+        endpoints_of(&after, plain),
+        ["10.2.0.8:8080 cluster2 -"],
+        "{after:#}"
     );
 }

@@ -155,6 +155,31 @@ pub struct WriteArgs {
     pub yes: bool,
 }
 
+impl KubeArgs {
+    /// The namespace when no cluster is contacted (client dry runs, offline commands): `-n`,
+    /// else the namespace of the first context in the kubeconfig (when one is readable), else
+    /// `default`.
+    pub fn offline_namespace(&self) -> String {
+        if let Some(ns) = &self.namespace {
+            return ns.clone();
+        }
+        crate::api::resolve_targets(self, &self.contexts)
+            .ok()
+            .and_then(|(_, t)| t.into_iter().next())
+            .map_or_else(|| "default".to_string(), |t| t.namespace)
+    }
+}
+
+impl WriteArgs {
+    /// How the write engine sends this command's writes.
+    pub fn mode(&self) -> crate::api::WriteMode {
+        crate::api::WriteMode {
+            dry_run: self.dry_run,
+            force: self.force_conflicts,
+        }
+    }
+}
+
 /// Output flag of commands that only read.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ReadArgs {

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod complete;
 pub mod duration;
 pub mod error;
+pub mod gateway;
 pub mod interrupt;
 pub mod io;
 pub mod kubeconfig;
@@ -23,6 +24,7 @@ pub mod prom;
 pub mod prompt;
 pub mod proxy;
 pub mod table;
+pub mod time;
 pub mod verbose;
 pub mod write;
 

@@ -12,6 +12,11 @@ pub fn dns1035_label(s: &str) -> Result<(), String> {
     check_label(s, true).map_err(|why| format!("invalid name {s:?}: {why} (lower-case letters, digits and '-', starting with a letter, ending with a letter or digit, at most 63 characters)"))
 }
 
+/// clap's parser of a Service name (a DNS-1035 label).
+pub fn parse_service(s: &str) -> Result<String, String> {
+    dns1035_label(s).map(|()| s.to_string())
+}
+
 fn check_label(s: &str, letter_first: bool) -> Result<(), &'static str> {
     if s.is_empty() {
         return Err("empty");

@@ -3,6 +3,7 @@
 //! [`across`] does the same for one write across several clusters.
 
 pub mod across;
+pub mod cas;
 
 use anyhow::Result;
 use serde_json::{json, Map, Value};
@@ -16,6 +17,13 @@ use crate::objects::{self, Kind};
 /// How many times a compare-and-swap is re-read and retried before giving up: enough for the
 /// VMs of one autoscaling group registering at once (each round, one of them wins).
 const CAS_ATTEMPTS: usize = 64;
+
+/// The pause before a compare-and-swap's next attempt: short, and spread by process and attempt,
+/// so that of the writers that collided one wins each round.
+async fn backoff(attempt: usize) {
+    let jitter = (u64::from(std::process::id()) * 7 + attempt as u64 * 13) % 40;
+    tokio::time::sleep(Duration::from_millis(5 + jitter)).await;
+}
 
 /// Recomputes a read-modify-write from the object as it is now (`None`: absent); `None` back
 /// means there is nothing left to change.
@@ -172,9 +180,7 @@ async fn run_step(cluster: &Cluster, step: Step, mode: WriteMode) -> (Step, Resu
         let result = send(cluster, &current, mode, true).await;
         match result {
             Err(e) if e.downcast_ref::<Stale>().is_some() && attempt < CAS_ATTEMPTS => {
-                // Spread the retries of writers that collided, so one of them wins each round.
-                let jitter = (std::process::id() as u64 * 7 + attempt as u64 * 13) % 40;
-                tokio::time::sleep(Duration::from_millis(5 + jitter)).await;
+                backoff(attempt).await;
                 let now = match cluster.get(&kind, namespace.as_deref(), &name).await {
                     Ok(now) => now,
                     Err(e) => return (current, Err(e)),

@@ -578,6 +578,12 @@ impl Real {
 
     /// What Envoy would receive, read by `xds-dump` as a sidecar in `namespace`.
     pub fn xds(&self, cluster: &str, namespace: &str) -> anyhow::Result<Value> {
+        self.xds_as(cluster, namespace, &[])
+    }
+
+    /// [`Real::xds`] with more `xds-dump` flags after the defaults, which they override: the
+    /// proxy's `--network`, `--type router`, `--labels`, `--ip`.
+    pub fn xds_as(&self, cluster: &str, namespace: &str, flags: &[&str]) -> anyhow::Result<Value> {
         use anyhow::Context as _;
         let bin = realcluster_bin("xds-dump");
         let out = Command::new(&bin)
@@ -595,6 +601,7 @@ impl Real {
                 "--timeout",
                 "20s",
             ])
+            .args(flags)
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("running {}", bin.display()))?;
@@ -616,10 +623,23 @@ impl Real {
         what: &str,
         want: impl Fn(&Value) -> bool,
     ) -> Value {
+        self.wait_xds_as(cluster, namespace, &[], what, want)
+    }
+
+    /// [`Real::wait_xds`] with more `xds-dump` flags, as [`Real::xds_as`].
+    #[track_caller]
+    pub fn wait_xds_as(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        flags: &[&str],
+        what: &str,
+        want: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut last = Value::Null;
         while Instant::now() < deadline {
-            match self.xds(cluster, namespace) {
+            match self.xds_as(cluster, namespace, flags) {
                 Ok(d) if want(&d) => return d,
                 Ok(d) => last = d,
                 Err(e) => last = Value::String(format!("{e:#}")),

@@ -12,10 +12,10 @@ use anyhow::Result;
 use serde_json::Value;
 
 use super::dns::{self, Flavor};
-use super::gateway::{self, GatewayAddress, GatewayRef, MULTICLUSTER_PORT};
 use super::service_entry;
 use crate::api::Cluster;
 use crate::error::MeshError;
+use crate::gateway::{self, GatewayAddress, GatewayRef, MULTICLUSTER_PORT};
 use crate::objects;
 use crate::Io;
 

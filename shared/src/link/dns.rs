@@ -11,8 +11,9 @@ use std::net::IpAddr;
 use anyhow::Result;
 use serde_json::{json, Map, Value};
 
-use crate::api::{Applied, Cluster, Outcome, WriteMode};
+use crate::api::{Applied, Cluster, WriteMode};
 use crate::objects;
+use crate::write::cas::Change;
 
 /// Namespace of the cluster DNS ConfigMaps.
 pub const NAMESPACE: &str = "kube-system";
@@ -350,66 +351,50 @@ pub async fn apply(
             })?;
         Some(ip)
     };
-    for attempt in 1..=5u64 {
-        let (fl, current) = read(cluster).await?;
+    let (fl, first) = read(cluster).await?;
+    let target = crate::write::cas::Target {
+        kind: &cm_kind,
+        namespace: Some(NAMESPACE),
+        name: fl.configmap(),
+        read: Some(first),
+    };
+    let mut note = None;
+    let updated = crate::write::cas::update_cas(cluster, target, mode, |current| {
         let next = match ip {
-            Some(ip) => setup(fl, current.as_ref(), ip),
-            None => undo(fl, current.as_ref()),
+            Some(ip) => setup(fl, current, ip),
+            None => undo(fl, current),
         }
         .map_err(|e| anyhow::anyhow!("{e} (context {:?})", cluster.context))?;
         let Some(next) = next else {
-            let object = current.as_ref().map_or_else(
-                || objects::new_object(&cm_kind, Some(NAMESPACE), fl.configmap()),
-                clean,
-            );
-            return Ok(Applied {
-                object,
-                outcome: Outcome::Unchanged,
-            });
+            return Ok(Change::Keep);
         };
-        if fl == Flavor::CoreDnsCustom && attempt == 1 {
-            notes.push(format!(
+        let reload = next["data"]["Corefile"]
+            .as_str()
+            .unwrap_or("")
+            .contains("reload");
+        note = match fl {
+            Flavor::CoreDnsCustom => Some(format!(
                 "{} runs AKS's managed CoreDNS: the block goes into configmap kube-system/coredns-custom (key {CUSTOM_KEY}), which CoreDNS loads on restart (kubectl --context {} -n kube-system rollout restart deployment coredns)",
                 cluster.context, cluster.context
-            ));
-        }
-        if fl == Flavor::CoreDns
-            && ip.is_some()
-            && !next["data"]["Corefile"]
-                .as_str()
-                .unwrap_or("")
-                .contains("reload")
-        {
-            notes.push(format!(
+            )),
+            Flavor::CoreDns if ip.is_some() && !reload => Some(format!(
                 "the Corefile of {} has no reload plugin: restart CoreDNS to load the change (kubectl --context {} -n kube-system rollout restart deployment coredns)",
                 cluster.context, cluster.context
-            ));
-        }
-        let written = match &current {
-            None => cluster.create(&next, mode).await?,
-            Some(_) => cluster.replace(&next, mode).await?,
+            )),
+            _ => None,
         };
-        match written {
-            Ok(obj) => {
-                let outcome = if current.is_none() {
-                    Outcome::Created
-                } else {
-                    Outcome::Configured
-                };
-                return Ok(Applied {
-                    object: clean(&obj),
-                    outcome,
-                });
-            }
-            Err(_conflict) => {
-                tokio::time::sleep(std::time::Duration::from_millis(10 * attempt)).await
-            }
-        }
-    }
-    anyhow::bail!(
-        "the DNS ConfigMap in context {:?} kept changing under this run: try again",
-        cluster.context
-    )
+        Ok(Change::Write(next))
+    })
+    .await?;
+    notes.extend(note);
+    let object = updated.object.as_ref().map_or_else(
+        || objects::new_object(&cm_kind, Some(NAMESPACE), fl.configmap()),
+        clean,
+    );
+    Ok(Applied {
+        object,
+        outcome: updated.outcome,
+    })
 }
 
 #[cfg(test)]

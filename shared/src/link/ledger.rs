@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -18,14 +17,13 @@ use super::pool::{Exhausted, Pool};
 use super::service_entry;
 use crate::api::{Cluster, WriteMode};
 use crate::cli::DryRun;
-use crate::objects;
+use crate::objects::{self, Kind};
+use crate::write::cas::{update_cas, Change, Target};
 
 /// The ledger ConfigMap's name.
 pub const NAME: &str = "kubectl-mesh-addresses";
 /// The ledger ConfigMap's namespace.
 pub const NAMESPACE: &str = "istio-system";
-/// How many times a compare-and-swap is retried before giving up.
-const ATTEMPTS: u32 = 12;
 
 /// Host → address, as recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -189,9 +187,9 @@ pub fn allocate(
     })
 }
 
-/// Reads the ledger, lets `change` compute the new one, and writes it back guarded by the
-/// resourceVersion read; on a conflict (another run wrote in between) it starts over.
-/// `change` returns `None` when the ledger needs no write. Nothing is written on a client dry run.
+/// Reads the ledger, lets `change` compute the new one, and writes it back by compare-and-swap
+/// ([`update_cas`]: on a conflict, read again and `change` again). `change` returns `None` when
+/// the ledger needs no write. Nothing is written on a client dry run.
 pub async fn update<T>(
     cluster: &Cluster,
     mode: WriteMode,
@@ -199,103 +197,82 @@ pub async fn update<T>(
     warn: &mut Vec<String>,
 ) -> Result<T> {
     let kind = objects::core("ConfigMap");
-    for attempt in 1..=ATTEMPTS {
-        let current = cluster.get(&kind, Some(NAMESPACE), NAME).await?;
-        let (ledger, bad) = current
-            .as_ref()
-            .map(Ledger::from_configmap)
-            .unwrap_or_default();
+    let mut out = None;
+    let mut dropped = Vec::new();
+    update_cas(cluster, target(&kind), mode, |current| {
+        dropped.clear();
+        let (ledger, bad) = current.map(Ledger::from_configmap).unwrap_or_default();
         let (next, value) = change(&ledger)?;
+        out = Some(value);
         let Some(next) = next else {
-            return Ok(value);
+            return Ok(Change::Keep);
         };
-        if current.is_some() && next == ledger && bad.is_empty() {
-            return Ok(value);
-        }
-        if current.is_none() && next.0.is_empty() {
-            return Ok(value);
-        }
-        if mode.dry_run == DryRun::Client {
-            return Ok(value);
-        }
-        let obj = next.to_configmap(current.as_ref());
-        let written = match &current {
-            None => cluster.create(&obj, mode).await?,
-            Some(_) => cluster.replace(&obj, mode).await?,
+        let same = match current {
+            Some(_) => next == ledger && bad.is_empty(),
+            None => next.0.is_empty(),
         };
-        match written {
-            Ok(_) => {
-                if !bad.is_empty() {
-                    warn.push(format!(
-                        "dropped ledger entries that are not IPv4 addresses from configmap {NAMESPACE}/{NAME}: {}",
-                        bad.join(", ")
-                    ));
-                }
-                return Ok(value);
-            }
-            Err(_conflict) => {
-                // Someone else wrote the ledger since we read it: read again and recompute.
-                tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
-            }
+        if same || mode.dry_run == DryRun::Client {
+            return Ok(Change::Keep);
         }
+        dropped = bad;
+        Ok(Change::Write(next.to_configmap(current)))
+    })
+    .await?;
+    if !dropped.is_empty() {
+        warn.push(format!(
+            "dropped ledger entries that are not IPv4 addresses from configmap {NAMESPACE}/{NAME}: {}",
+            dropped.join(", ")
+        ));
     }
-    anyhow::bail!(
-        "configmap {NAMESPACE}/{NAME} in context {:?} kept changing under this run ({ATTEMPTS} attempts): try again",
-        cluster.context
-    )
+    out.ok_or_else(|| anyhow::anyhow!("the ledger of context {:?} was not read", cluster.context))
 }
 
 /// Takes back the addresses handed to `hosts` by a run that then failed, so a failed run leaves
-/// the ledger as it found it. A ledger left empty is deleted (it is rebuilt from the entries).
+/// the ledger as it found it. A ledger left empty is deleted (it is rebuilt from the entries);
+/// only the ledger as read, since another run may have reserved an address meanwhile.
 pub async fn release(cluster: &Cluster, mode: WriteMode, hosts: &BTreeSet<String>) -> Result<()> {
     if hosts.is_empty() || mode.dry_run != DryRun::None {
         return Ok(());
     }
     let kind = objects::core("ConfigMap");
-    for attempt in 1..=ATTEMPTS {
-        let Some(current) = cluster.get(&kind, Some(NAMESPACE), NAME).await? else {
-            return Ok(());
+    update_cas(cluster, target(&kind), mode, |current| {
+        let Some(current) = current else {
+            return Ok(Change::Keep);
         };
-        let (ledger, _) = Ledger::from_configmap(&current);
+        let (ledger, _) = Ledger::from_configmap(current);
         let mut next = ledger.clone();
         next.0.retain(|h, _| !hosts.contains(h));
-        if next == ledger {
-            return Ok(());
-        }
-        if next.0.is_empty() {
-            // Only the ledger as read: another run may have reserved an address since.
-            let rv = objects::resource_version(&current);
-            match cluster
-                .delete_at(&kind, Some(NAMESPACE), NAME, Some(rv), mode)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if e.downcast_ref::<crate::api::Stale>().is_some() => {
-                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if cluster
-            .replace(&next.to_configmap(Some(&current)), mode)
-            .await?
-            .is_ok()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+        Ok(if next == ledger {
+            Change::Keep
+        } else if next.0.is_empty() {
+            Change::Delete
+        } else {
+            Change::Write(next.to_configmap(Some(current)))
+        })
+    })
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e:#} (while the addresses of the failed run were released from configmap {NAMESPACE}/{NAME})"
+        )
+    })?;
+    Ok(())
+}
+
+/// The ledger ConfigMap, to be read afresh.
+fn target(kind: &Kind) -> Target<'_> {
+    Target {
+        kind,
+        namespace: Some(NAMESPACE),
+        name: NAME,
+        read: None,
     }
-    anyhow::bail!(
-        "configmap {NAMESPACE}/{NAME} in context {:?} kept changing while its addresses were released",
-        cluster.context
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::gateway::GatewayAddress;
+    use crate::gateway::GatewayAddress;
     use crate::link::service_entry::{build, Link, LinkPort, SourceService};
     use crate::ports::Protocol;
 

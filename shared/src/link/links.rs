@@ -8,7 +8,6 @@ use anyhow::Result;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use super::gateway::{self, AddressSource, GatewayAddress, GatewayRef, MULTICLUSTER_PORT};
 use super::ledger::{self, Ledger};
 use super::plan::{Plan, Selection};
 use super::pool::Pool;
@@ -16,6 +15,7 @@ use super::service_entry::{self, Link, SourceService};
 use crate::api::{Applied, Cluster, InDoubt, Outcome, WriteMode};
 use crate::cli::{DryRun, OutputFormat};
 use crate::error::MeshError;
+use crate::gateway::{self, AddressSource, GatewayAddress, GatewayRef, MULTICLUSTER_PORT};
 use crate::interrupt::Interrupt;
 use crate::objects;
 use crate::output;

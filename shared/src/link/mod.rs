@@ -4,7 +4,6 @@
 
 pub mod check;
 pub mod dns;
-pub mod gateway;
 pub mod ledger;
 pub mod pool;
 pub mod selector;
@@ -25,7 +24,7 @@ use crate::names;
 use crate::Io;
 use plan::Action;
 
-pub use gateway::{GatewayAddress, GatewayRef};
+pub use crate::gateway::{GatewayAddress, GatewayRef};
 pub use pool::Pool;
 pub use selector::Selector;
 
@@ -67,7 +66,7 @@ pub struct Args {
     pub command: Option<Command>,
 
     /// Services of the source namespace to link
-    #[arg(value_name = "SERVICE", value_parser = parse_service, group = "selection")]
+    #[arg(value_name = "SERVICE", value_parser = names::parse_service, group = "selection")]
     pub services: Vec<String>,
 
     /// The context of the cluster that runs the services
@@ -145,6 +144,10 @@ pub struct Args {
     #[arg(long, value_name = "DURATION")]
     pub token_duration: Option<crate::vm::token::TokenDuration>,
 
+    /// remote-secret: mint a new token for --from's reader, put it in --to's secret, then revoke the old one
+    #[arg(long)]
+    pub rotate: bool,
+
     /// remote-secret: print Secret data with -o (it holds a credential)
     #[arg(long)]
     pub show_secrets: bool,
@@ -152,6 +155,14 @@ pub struct Args {
     /// remote-secret: the clusters are on separate networks; check --from's east-west gateway first
     #[arg(long, global = true)]
     pub network: bool,
+
+    /// remote-secret: the network of --from, labelled on its Istio namespace if unlabelled (implies --network)
+    #[arg(long, value_name = "NETWORK")]
+    pub from_network: Option<String>,
+
+    /// remote-secret: the network of --to, labelled on its Istio namespace if unlabelled (implies --network)
+    #[arg(long, value_name = "NETWORK")]
+    pub to_network: Option<String>,
 
     /// remote-secret with --network: also apply the cross-network-gateway Gateway (*.local, 15443, AUTO_PASSTHROUGH)
     #[arg(long, requires = "network")]
@@ -207,10 +218,6 @@ pub enum Command {
     Check,
 }
 
-fn parse_service(s: &str) -> Result<String, String> {
-    names::dns1035_label(s).map(|()| s.to_string())
-}
-
 /// Runs `kubectl mesh-link`.
 pub async fn run(args: Args, io: &mut Io) -> Result<()> {
     if args.mode == Mode::RemoteSecret {
@@ -221,7 +228,10 @@ pub async fn run(args: Args, io: &mut Io) -> Result<()> {
         (args.remote_server.is_some(), "--remote-server"),
         (args.token_duration.is_some(), "--token-duration"),
         (args.show_secrets, "--show-secrets"),
+        (args.rotate, "--rotate"),
         (args.network, "--network"),
+        (args.from_network.is_some(), "--from-network"),
+        (args.to_network.is_some(), "--to-network"),
         (args.istiod_debug.is_some(), "--istiod-debug"),
         (args.istio_namespace != "istio-system", "--istio-namespace"),
     ];
@@ -265,10 +275,7 @@ pub async fn run(args: Args, io: &mut Io) -> Result<()> {
         Some(t) => Some(Cluster::connect(&kc, t, &args.kube).await?),
         None => None,
     };
-    let mode = WriteMode {
-        dry_run: args.write.dry_run,
-        force: args.write.force_conflicts,
-    };
+    let mode = args.write.mode();
     let opts = links::Options {
         namespace,
         pool: args.address_pool,

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::{json, Value};
 
-use super::gateway::{GatewayAddress, MULTICLUSTER_PORT};
+use crate::gateway::{GatewayAddress, MULTICLUSTER_PORT};
 use crate::names;
 use crate::objects;
 use crate::ports::Protocol;

@@ -54,7 +54,7 @@ const EXAMPLES: &str = "Examples:
 #[command(name = "kubectl mesh-register", bin_name = "kubectl mesh-register", version, after_help = EXAMPLES)]
 pub struct Args {
     /// The Service name (DNS-1035: lower-case letters, digits, '-', starting with a letter)
-    #[arg(value_name = "SERVICE", value_parser = parse_service)]
+    #[arg(value_name = "SERVICE", value_parser = names::parse_service)]
     pub service: Option<String>,
 
     /// The VM addresses, IPv4 or IPv6, comma-separated
@@ -120,10 +120,6 @@ pub struct Args {
     #[allow(missing_docs)]
     #[command(flatten)]
     pub write: WriteArgs,
-}
-
-fn parse_service(s: &str) -> Result<String, String> {
-    names::dns1035_label(s).map(|()| s.to_string())
 }
 
 fn parse_subdomain(s: &str) -> Result<String, String> {
@@ -194,16 +190,13 @@ fn action(args: &Args, namespace: &str) -> Result<Action> {
 
 /// Runs `kubectl mesh-register`.
 pub async fn run(args: Args, io: &mut Io) -> Result<()> {
-    let mode = WriteMode {
-        dry_run: args.write.dry_run,
-        force: args.write.force_conflicts,
-    };
+    let mode = args.write.mode();
     if args.kube.contexts.len() > 1 {
         return several::run(&args, mode, io).await;
     }
     if args.write.dry_run == DryRun::Client && !args.list && !args.delete {
         // A fresh registration needs no cluster: print it from the input alone.
-        let namespace = client_side_namespace(&args.kube);
+        let namespace = args.kube.offline_namespace();
         let Action::Register(reg) = action(&args, &namespace)? else {
             return Ok(());
         };
@@ -233,17 +226,6 @@ fn warn_link_local(args: &Args, io: &mut Io) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `-n`, else the kubeconfig context's namespace when a kubeconfig is readable, else `default`.
-fn client_side_namespace(kube: &KubeArgs) -> String {
-    if let Some(ns) = &kube.namespace {
-        return ns.clone();
-    }
-    crate::api::resolve_targets(kube, &kube.contexts)
-        .ok()
-        .and_then(|(_, t)| t.into_iter().next())
-        .map_or_else(|| "default".to_string(), |t| t.namespace)
 }
 
 fn print_client_dry_run(io: &mut Io, write: &WriteArgs, objs: Vec<Value>) -> Result<()> {

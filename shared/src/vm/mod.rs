@@ -9,7 +9,7 @@
 pub mod bootstrap;
 pub mod control_plane;
 pub mod detect;
-pub mod gateway;
+
 #[cfg(test)]
 mod golden;
 pub mod goyaml;
@@ -18,7 +18,6 @@ pub mod mtls;
 pub mod outdir;
 pub mod probe;
 pub mod status;
-pub mod time;
 pub mod token;
 
 use std::collections::BTreeMap;
@@ -28,12 +27,14 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use crate::time;
+
 use anyhow::Result;
 use clap::{ArgAction, ArgGroup, Args as ClapArgs, Parser, Subcommand};
 use serde_json::Value;
 
 use crate::addr::parse_ip;
-use crate::api::{Cluster, WriteMode};
+use crate::api::Cluster;
 use crate::cli::{DryRun, KubeArgs, OutputFormat, ReadArgs, WriteArgs};
 use crate::duration::HumanDuration;
 use crate::error::usage;
@@ -44,10 +45,10 @@ use crate::output;
 use crate::ports::{self, PortSpec};
 use crate::write::{self, Step};
 
+use crate::gateway::{self, Found, IngressService};
 use bootstrap::SvcIp;
 use control_plane::Object;
 use detect::ControlPlane;
-use gateway::{Found, IngressService};
 use group::{Group, Locality, Network, ObjectName, Template};
 use mtls::MtlsMode;
 use probe::{AnyProbeSpec, ExecProbeSpec, GrpcProbeSpec, HttpProbeSpec, Probe, TcpProbeSpec};
@@ -426,24 +427,6 @@ pub fn group_from_flags(a: &GroupArgs, name: &str, namespace: &str) -> Result<Gr
     })
 }
 
-/// The namespace when no cluster is contacted: `-n`, else the kubeconfig's, else `default`.
-fn offline_namespace(kube: &KubeArgs) -> String {
-    if let Some(ns) = &kube.namespace {
-        return ns.clone();
-    }
-    crate::api::resolve_targets(kube, &kube.contexts)
-        .ok()
-        .and_then(|(_, t)| t.into_iter().next().map(|t| t.namespace))
-        .unwrap_or_else(|| "default".to_string())
-}
-
-fn write_mode(w: &WriteArgs) -> WriteMode {
-    WriteMode {
-        dry_run: w.dry_run,
-        force: w.force_conflicts,
-    }
-}
-
 /// Reads the group and checks names: from `-f` or from flags.
 fn parse_group(a: &GroupArgs, namespace: &str) -> Result<Group> {
     let g = match &a.filename {
@@ -513,7 +496,7 @@ async fn run_group(kube: &KubeArgs, a: GroupArgs, io: &mut Io) -> Result<()> {
         &a.control_plane.istio_namespace,
     )?;
     if a.write.dry_run == DryRun::Client {
-        let group = parse_group(&a, &offline_namespace(kube))?;
+        let group = parse_group(&a, &kube.offline_namespace())?;
         let mut objs = vec![group.to_object(objects::ISTIO_VERSIONS[0])];
         if let Some(mode) = a.mtls {
             mtls_selector(&group)?;
@@ -570,7 +553,7 @@ async fn run_group(kube: &KubeArgs, a: GroupArgs, io: &mut Io) -> Result<()> {
             .await?;
         steps.push(Step::apply(pa, existing));
     }
-    let results = write::execute(&cluster, steps, write_mode(&a.write)).await?;
+    let results = write::execute(&cluster, steps, a.write.mode()).await?;
     output::print_results(&mut io.out, a.write.output, a.write.dry_run, &results)
 }
 

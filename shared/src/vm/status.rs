@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::time;
 use crate::vm::mtls::Effective;
-use crate::vm::time;
 
 /// The annotation istiod sets on auto-registered entries.
 pub const AUTO_REGISTRATION_GROUP: &str = "istio.io/autoRegistrationGroup";

@@ -129,6 +129,43 @@ pub fn token_secret(istio_namespace: &str) -> Value {
     obj
 }
 
+/// The annotation marking a token Secret as one target's own, made by `--rotate`: the cluster
+/// ID of the one remote secret that holds its token.
+pub const DEDICATED_ANNOTATION: &str = "kubectl-mesh/remote-secret-for";
+
+/// The name of the token Secret `--rotate` makes for `target_id`: the target and a stamp (the
+/// rotation's Unix time, hex), so that the new token exists beside the old one until the target's
+/// secret holds it.
+pub fn dedicated_token_name(target_id: &str, stamp: u64) -> String {
+    format!("{READER_SA}-token-{target_id}-{stamp:x}")
+}
+
+/// A token Secret of the reader that only `target_id`'s remote secret uses (see `--rotate`).
+pub fn dedicated_token_secret(istio_namespace: &str, name: &str, target_id: &str) -> Value {
+    let mut obj = token_secret(istio_namespace);
+    obj["metadata"]["name"] = json!(name);
+    obj["metadata"]["annotations"][DEDICATED_ANNOTATION] = json!(target_id);
+    obj
+}
+
+/// The target whose own token a token Secret holds, when `--rotate` made it for one.
+pub fn dedicated_to(secret: &Value) -> Option<&str> {
+    secret["metadata"]["annotations"][DEDICATED_ANNOTATION].as_str()
+}
+
+/// The token Secret kubectl-mesh applies for an existing one it made: the same name and the
+/// same target, so a rerun leaves it unchanged.
+pub fn token_secret_like(istio_namespace: &str, existing: &Value) -> Value {
+    match dedicated_to(existing) {
+        Some(target) => dedicated_token_secret(istio_namespace, objects::name(existing), target),
+        None => {
+            let mut obj = token_secret(istio_namespace);
+            obj["metadata"]["name"] = json!(objects::name(existing));
+            obj
+        }
+    }
+}
+
 /// Where and how the target's istiod reaches the source cluster.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Access {
@@ -239,6 +276,11 @@ mod tests {
                 cluster_role("istio-system"),
                 cluster_role_binding("istio-system"),
                 token_secret("istio-system"),
+                dedicated_token_secret(
+                    "istio-system",
+                    &dedicated_token_name("cluster2", 0x6750_0000),
+                    "cluster2"
+                ),
             ]
         );
     }

@@ -189,7 +189,7 @@ pub fn network_line(
     if problems.is_empty() {
         let port = svc
             .and_then(|s| probe::gateway_port(s).ok())
-            .unwrap_or(crate::link::gateway::MULTICLUSTER_PORT);
+            .unwrap_or(crate::gateway::MULTICLUSTER_PORT);
         ok(format!(
             "{a_ctx} is on {a_net}, {b_ctx} on {b_net}; {a_ctx}'s east-west gateway {gw} carries {a_net} on {port}"
         ))

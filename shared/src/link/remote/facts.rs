@@ -62,9 +62,21 @@ pub struct Reader {
     pub cluster_role: Option<Value>,
     /// Its ClusterRoleBinding.
     pub binding: Option<Value>,
-    /// A `kubernetes.io/service-account-token` Secret for the ServiceAccount: the one
-    /// kubectl-mesh (or istioctl) named, else the first found, as istioctl picks it.
+    /// The shared `kubernetes.io/service-account-token` Secret for the ServiceAccount: the one
+    /// kubectl-mesh (or istioctl) named, else the first found that is not one target's own, as
+    /// istioctl picks it.
     pub token_secret: Option<Value>,
+    /// Every token Secret for the ServiceAccount, the targets' own (`--rotate`) included.
+    pub tokens: Vec<Value>,
+}
+
+impl Reader {
+    /// The token Secret holding `token`, if one does.
+    pub fn holding(&self, token: &str) -> Option<&Value> {
+        self.tokens
+            .iter()
+            .find(|s| token_of(s).as_deref() == Some(token))
+    }
 }
 
 /// Reads the reader identity of `istio_namespace`.
@@ -91,11 +103,16 @@ pub async fn reader(a: &Cluster, istio_namespace: &str) -> Result<Reader> {
         .collect();
     let named = build::token_secret_name();
     tokens.sort_by_key(|s| objects::name(s) != named);
+    let token_secret = tokens
+        .iter()
+        .find(|s| build::dedicated_to(s).is_none())
+        .cloned();
     Ok(Reader {
         service_account,
         cluster_role,
         binding,
-        token_secret: tokens.into_iter().next(),
+        token_secret,
+        tokens,
     })
 }
 

@@ -198,7 +198,7 @@ fn expiry(token: &str) -> String {
     let Some(exp) = crate::vm::token::jwt_expiry(token) else {
         return "never".into();
     };
-    let left = exp - age::now();
+    let left = exp - crate::time::now();
     let d = |secs: i64| HumanDuration(Duration::from_secs(secs.unsigned_abs()));
     if left > 0 {
         format!("in {}", d(left))

@@ -25,7 +25,8 @@ use crate::error::usage;
 use crate::kubeconfig;
 use crate::names;
 use crate::objects;
-use crate::vm::detect::ControlPlane;
+use crate::vm::control_plane::NETWORK_LABEL;
+use crate::vm::detect::{ClusterNetwork, ControlPlane};
 use crate::vm::token::TokenDuration;
 use crate::write::across::{self, Failed, Restored, Site};
 use crate::write::{self, Step, Written};
@@ -41,6 +42,9 @@ struct Plan {
     cluster_id: Option<String>,
     server: Option<String>,
     token_duration: Option<TokenDuration>,
+    rotate: bool,
+    /// `--network`, or a network named by `--from-network`/`--to-network`.
+    network: bool,
 }
 
 /// Checks the flags of `--mode remote-secret`, before any request.
@@ -93,6 +97,22 @@ fn plan(args: &Args) -> Result<Plan> {
             "checks the east-west gateway when linking: not with --unlink or --list",
         ),
         (
+            args.rotate && (args.unlink || args.list || args.command.is_some()),
+            "--rotate",
+            "replaces the token of a link: not with --unlink, --list or check",
+        ),
+        (
+            args.rotate && args.bidirectional,
+            "--rotate",
+            "replaces one target's token: run it once per direction",
+        ),
+        (
+            (args.from_network.is_some() || args.to_network.is_some())
+                && (args.unlink || args.list || args.command.is_some()),
+            if args.from_network.is_some() { "--from-network" } else { "--to-network" },
+            "labels the Istio namespace when linking: not with --unlink, --list or check",
+        ),
+        (
             args.unlink && args.token_duration.is_some(),
             "--token-duration",
             "makes a token: not with --unlink",
@@ -123,6 +143,22 @@ fn plan(args: &Args) -> Result<Plan> {
     if let Some(id) = &args.cluster_id {
         names::dns1123_label(id).map_err(|e| usage("--cluster-id", e))?;
     }
+    for (flag, net) in [
+        ("--from-network", &args.from_network),
+        ("--to-network", &args.to_network),
+    ] {
+        if let Some(n) = net {
+            names::label_value(n)
+                .ok()
+                .filter(|()| !n.is_empty())
+                .ok_or_else(|| {
+                    usage(
+                        flag,
+                        format!("{n:?} is not a network name (a label value: up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"),
+                    )
+                })?;
+        }
+    }
     if let Some(s) = &args.remote_server {
         let ok = s
             .parse::<http::Uri>()
@@ -142,6 +178,8 @@ fn plan(args: &Args) -> Result<Plan> {
         cluster_id: args.cluster_id.clone(),
         server: args.remote_server.clone(),
         token_duration: args.token_duration,
+        rotate: args.rotate,
+        network: args.network || args.from_network.is_some() || args.to_network.is_some(),
     })
 }
 
@@ -191,10 +229,7 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
     let (kc, targets) = api::resolve_targets(&args.kube, &[plan.from.clone(), plan.to.clone()])?;
     let a = Cluster::connect(&kc, &targets[0], &args.kube).await?;
     let b = Cluster::connect(&kc, &targets[1], &args.kube).await?;
-    let mode = WriteMode {
-        dry_run: args.write.dry_run,
-        force: args.write.force_conflicts,
-    };
+    let mode = args.write.mode();
     let ns = plan.istio_namespace.as_str();
     for c in [&a, &b] {
         if !c.has_namespace(ns).await? {
@@ -219,11 +254,48 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
         );
     }
 
-    let net = args.network.then(|| Network {
+    let net = plan.network.then(|| Network {
         gateway: args.eastwest_gateway.clone(),
         expose: args.expose_services,
     });
     let net = net.as_ref();
+    // The networks of both clusters, and the label writes that make them known to the other
+    // cluster's istiod: with --network, not with --unlink.
+    let mut labels = (None, None);
+    let nets = match plan.network && !args.unlink {
+        false => None,
+        true => {
+            let (na, la) = network_of(
+                &a,
+                ns,
+                &a_id,
+                args.from_network.as_deref(),
+                "--from-network",
+                io,
+            )
+            .await?;
+            let (nb, lb) = network_of(
+                &b,
+                ns,
+                &b_id,
+                args.to_network.as_deref(),
+                "--to-network",
+                io,
+            )
+            .await?;
+            if na.name.is_empty() || na.name == nb.name {
+                anyhow::bail!(
+                    "--network is for clusters on separate networks, and {} and {} are not ({} / {}): label each cluster's {ns} namespace with topology.istio.io/network (--from-network, --to-network), or drop --network",
+                    a.context,
+                    b.context,
+                    na,
+                    nb
+                );
+            }
+            labels = (la, lb);
+            Some((na.name, nb.name))
+        }
+    };
     let mut sides = Vec::new();
     if args.unlink {
         let (target, source) = unlink_sides(&a, &b, ns, &a_id, &b_id, io).await?;
@@ -236,10 +308,23 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
             src_id: &a_id,
             dst_id: &b_id,
             endpoint: from_endpoint,
+            networks: nets.clone(),
         };
-        let (source, target) = link_sides(&one, ns, plan.token_duration, net, io).await?;
+        let (mut source, mut target, revoke) = link_sides(&one, &plan, net, io).await?;
+        // The labels go first, with the first direction's writes in each cluster.
+        for (role, label) in [(&mut source, labels.0), (&mut target, labels.1)] {
+            match role {
+                Role::Source { steps, .. } | Role::Target { pre: steps, .. } => {
+                    steps.splice(0..0, label);
+                }
+                Role::Plain(_) => {}
+            }
+        }
         sides.push((&a, source));
         sides.push((&b, target));
+        if let Some(revoke) = revoke {
+            sides.push((&a, revoke));
+        }
         if let Some(endpoint) = to_endpoint {
             let back = Direction {
                 src: &b,
@@ -247,8 +332,9 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
                 src_id: &b_id,
                 dst_id: &a_id,
                 endpoint,
+                networks: nets.map(|(na, nb)| (nb, na)),
             };
-            let (source, target) = link_sides(&back, ns, plan.token_duration, net, io).await?;
+            let (source, target, _) = link_sides(&back, &plan, net, io).await?;
             sides.push((&b, source));
             sides.push((&a, target));
         }
@@ -279,7 +365,14 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
         check_with: "kubectl mesh-link check --mode remote-secret",
     };
     across::commit(&sites, &how, &mut io.err).await?;
-    print(&sites, args, mode, io)
+    print(&sites, args, mode, io)?;
+    if plan.rotate && mode.dry_run == DryRun::None {
+        io.warn(format!(
+            "istiod in {} may go on using the old credentials until it restarts (istio/istio#60612): see that it still syncs {} with kubectl mesh-link check --mode remote-secret --from {} --to {}",
+            b.context, a.context, a.context, b.context
+        ))?;
+    }
+    Ok(())
 }
 
 /// `--list --to B [--from A]`.
@@ -379,20 +472,23 @@ struct Direction<'a> {
     dst_id: &'a str,
     /// `src`'s API server URL and CA.
     endpoint: (String, Vec<u8>),
+    /// With `--network`: the networks of `src` and `dst`.
+    networks: Option<(String, String)>,
 }
 
-/// Reads both clusters of a direction and plans the source's and the target's writes.
+/// Reads both clusters of a direction and plans the source's and the target's writes, and with
+/// `--rotate` the source's revocation of the old token, written last.
 async fn link_sides(
     d: &Direction<'_>,
-    ns: &str,
-    token_duration: Option<TokenDuration>,
+    plan: &Plan,
     net: Option<&Network>,
     io: &mut Io,
-) -> Result<(Role, Role)> {
+) -> Result<(Role, Role, Option<Role>)> {
     let (a, b) = (d.src, d.dst);
+    let ns = plan.istio_namespace.as_str();
     let mut steps = Vec::new();
-    if let Some(net) = net {
-        steps.extend(east_west(d, ns, net, io).await?);
+    if let (Some(net), Some(networks)) = (net, &d.networks) {
+        steps.extend(east_west(d, &networks.0, net, io).await?);
     }
     let reader = facts::reader(a, ns).await?;
     match &reader.service_account {
@@ -417,29 +513,6 @@ async fn link_sides(
             _ => steps.push(Step::apply(desired, existing.clone())),
         }
     }
-    let token = match token_duration {
-        Some(dur) => {
-            io.warn(format!(
-                "--token-duration {dur}: the remote secret holds a token that expires; rerun this command before it does, or istiod in {} stops seeing {}",
-                b.context, a.context
-            ))?;
-            TokenSource::Bound(dur)
-        }
-        None => match &reader.token_secret {
-            Some(s) if !objects::is_managed(s) => {
-                io.note(format!(
-                    "{} exists in context {}: its token is used",
-                    crate::output::type_and_name(s),
-                    a.context
-                ))?;
-                TokenSource::Secret(objects::name(s).to_string())
-            }
-            existing => {
-                steps.push(Step::apply(build::token_secret(ns), existing.clone()));
-                TokenSource::Secret(build::token_secret_name())
-            }
-        },
-    };
     let secret_name = build::remote_secret_name(d.src_id);
     let existing = b
         .get(&objects::core("Secret"), Some(ns), &secret_name)
@@ -453,14 +526,90 @@ async fn link_sides(
             );
         }
     }
+    let current = existing
+        .as_ref()
+        .and_then(|s| build::access_of(s, d.src_id))
+        .map(|acc| acc.token);
+    let in_use = current.as_deref().and_then(|t| reader.holding(t));
+    let mut revoke = None;
+    let token = if plan.rotate {
+        if existing.is_none() {
+            anyhow::bail!(
+                "--rotate replaces the token of a remote secret, and context {:?} holds no Secret {ns}/{secret_name}: link first (without --rotate)",
+                b.context
+            );
+        }
+        revoke = old_token(d, &reader, in_use, current.as_deref(), io)?;
+        match plan.token_duration {
+            Some(dur) => TokenSource::Bound(dur),
+            None => {
+                let mut stamp = crate::time::now().max(0) as u64;
+                while reader
+                    .tokens
+                    .iter()
+                    .any(|t| objects::name(t) == build::dedicated_token_name(d.dst_id, stamp))
+                {
+                    stamp += 1;
+                }
+                let name = build::dedicated_token_name(d.dst_id, stamp);
+                steps.push(Step::apply(
+                    build::dedicated_token_secret(ns, &name, d.dst_id),
+                    None,
+                ));
+                TokenSource::Secret(name)
+            }
+        }
+    } else {
+        match (plan.token_duration, in_use) {
+            (Some(dur), _) => {
+                io.warn(format!(
+                    "--token-duration {dur}: the remote secret holds a token that expires; rerun this command before it does, or istiod in {} stops seeing {}",
+                    b.context, a.context
+                ))?;
+                TokenSource::Bound(dur)
+            }
+            // The token the target holds now, from the shared Secret or the target's own (made
+            // by --rotate): a rerun keeps it.
+            (None, Some(s)) => {
+                if objects::is_managed(s) {
+                    steps.push(Step::apply(
+                        build::token_secret_like(ns, s),
+                        Some(s.clone()),
+                    ));
+                } else {
+                    io.note(format!(
+                        "{} exists in context {}: its token is used",
+                        crate::output::type_and_name(s),
+                        a.context
+                    ))?;
+                }
+                TokenSource::Secret(objects::name(s).to_string())
+            }
+            (None, None) => match &reader.token_secret {
+                Some(s) if !objects::is_managed(s) => {
+                    io.note(format!(
+                        "{} exists in context {}: its token is used",
+                        crate::output::type_and_name(s),
+                        a.context
+                    ))?;
+                    TokenSource::Secret(objects::name(s).to_string())
+                }
+                existing => {
+                    steps.push(Step::apply(build::token_secret(ns), existing.clone()));
+                    TokenSource::Secret(build::token_secret_name())
+                }
+            },
+        }
+    };
     let (server, ca_pem) = d.endpoint.clone();
     // A bound token still good for more than half the lifetime asked for is kept, so that a
     // rerun changes nothing.
-    let kept = match (&token, &existing) {
-        (TokenSource::Bound(dur), Some(s)) => build::access_of(s, d.src_id)
+    let kept = match (&token, &existing, plan.rotate) {
+        (TokenSource::Bound(dur), Some(s), false) => build::access_of(s, d.src_id)
             .filter(|acc| acc.server == server && acc.ca_pem == ca_pem)
             .filter(|acc| {
-                let left = crate::vm::token::jwt_expiry(&acc.token).unwrap_or(0) - unix_now();
+                let left =
+                    crate::vm::token::jwt_expiry(&acc.token).unwrap_or(0) - crate::time::now();
                 left > (dur.0.as_secs() / 2) as i64
             })
             .map(|acc| acc.token),
@@ -479,8 +628,92 @@ async fn link_sides(
             server,
             ca_pem,
             existing,
+            cas: plan.rotate,
+            pre: Vec::new(),
         },
+        revoke,
     ))
+}
+
+/// `--rotate`: what becomes of the token the target holds now. A token Secret kubectl-mesh made
+/// is deleted (which revokes its token) once no other target holds it; anything else is said,
+/// with what to do about it.
+fn old_token(
+    d: &Direction<'_>,
+    reader: &facts::Reader,
+    in_use: Option<&Value>,
+    current: Option<&str>,
+    io: &mut Io,
+) -> Result<Option<Role>> {
+    let a = &d.src.context;
+    let Some(old) = in_use else {
+        match current.and_then(crate::vm::token::jwt_expiry) {
+            Some(exp) => io.note(format!(
+                "the old token is a bound token: it expires by itself at {}",
+                jiff::Timestamp::from_second(exp)
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|_| exp.to_string())
+            ))?,
+            None => io.note(format!(
+                "the old token is in no token Secret of context {a}: nothing to revoke"
+            ))?,
+        }
+        return Ok(None);
+    };
+    let shown = crate::output::type_and_name(old);
+    let delete_hint = format!(
+        "kubectl delete secret {} -n {} --context {a}",
+        objects::name(old),
+        objects::namespace(old).unwrap_or_default()
+    );
+    if !objects::is_managed(old) {
+        io.warn(format!(
+            "the old token stays valid: kubectl-mesh did not make {shown} in context {a}; once no cluster uses it, revoke it with: {delete_hint}"
+        ))?;
+        return Ok(None);
+    }
+    let others: Option<Vec<String>> = match build::dedicated_to(old) {
+        Some(only) => Some(
+            vec![only.to_string()]
+                .into_iter()
+                .filter(|t| t != d.dst_id)
+                .collect(),
+        ),
+        // The shared token: held by every target in the ledger that has no token of its own.
+        None => reader
+            .service_account
+            .as_ref()
+            .filter(|sa| objects::is_managed(sa))
+            .map(|sa| {
+                let own: Vec<&str> = reader
+                    .tokens
+                    .iter()
+                    .filter_map(build::dedicated_to)
+                    .collect();
+                ledger::users(sa)
+                    .into_iter()
+                    .filter(|u| u != d.dst_id && !own.contains(&u.as_str()))
+                    .collect()
+            }),
+    };
+    match others {
+        Some(others) if others.is_empty() => Ok(Some(Role::Plain(vec![Step::Delete {
+            existing: old.clone(),
+        }]))),
+        Some(others) => {
+            io.warn(format!(
+                "the old token stays valid: the remote secrets of {} hold it too ({shown}, context {a}); rotate them as well (--rotate --to each), and the last rotation revokes it",
+                others.join(", ")
+            ))?;
+            Ok(None)
+        }
+        None => {
+            io.warn(format!(
+                "the old token stays valid: the reader identity in context {a} was not made by kubectl-mesh, so which clusters hold its token is not known; once none does, revoke it with: {delete_hint}"
+            ))?;
+            Ok(None)
+        }
+    }
 }
 
 /// `--network`: the settings of the east-west gateway.
@@ -491,41 +724,28 @@ struct Network {
 
 /// `--network`: the two clusters are on different networks and the source's east-west gateway
 /// can carry the traffic; with `--expose-services`, the step applying its Gateway.
-async fn east_west(d: &Direction<'_>, ns: &str, net: &Network, io: &mut Io) -> Result<Vec<Step>> {
-    let (a, b) = (d.src, d.dst);
-    let na = ControlPlane::new(a, ns, None)
-        .network(Some(d.src_id))
-        .await?;
-    let nb = ControlPlane::new(b, ns, None)
-        .network(Some(d.dst_id))
-        .await?;
-    io.note(format!("network of context {}: {na}", a.context))?;
-    io.note(format!("network of context {}: {nb}", b.context))?;
-    if na.name.is_empty() || na.name == nb.name {
-        anyhow::bail!(
-            "--network is for clusters on separate networks, and {} and {} are not ({} / {}): label each cluster's {ns} namespace with topology.istio.io/network, or drop --network",
-            a.context,
-            b.context,
-            na,
-            nb
-        );
-    }
+async fn east_west(
+    d: &Direction<'_>,
+    network: &str,
+    net: &Network,
+    io: &mut Io,
+) -> Result<Vec<Step>> {
+    let a = d.src;
     let gw = &net.gateway;
     let svc = a
         .get(&objects::core("Service"), Some(&gw.namespace), &gw.name)
         .await?;
-    let problems = network::gateway_problems(svc.as_ref(), gw, &na.name);
+    let problems = network::gateway_problems(svc.as_ref(), gw, network);
     if !problems.is_empty() {
         anyhow::bail!(
-            "the east-west gateway of context {:?} cannot carry {}'s traffic: {}",
+            "the east-west gateway of context {:?} cannot carry {network}'s traffic: {}",
             a.context,
-            na.name,
             problems.join("; ")
         );
     }
     io.note(format!(
-        "east-west gateway of context {}: {gw} on network {}, port 15443",
-        a.context, na.name
+        "east-west gateway of context {}: {gw} on network {network}, port 15443",
+        a.context
     ))?;
     if !net.expose {
         return Ok(Vec::new());
@@ -552,6 +772,48 @@ async fn east_west(d: &Direction<'_>, ns: &str, net: &Network, io: &mut Io) -> R
             Ok(vec![Step::apply(desired, existing)])
         }
     }
+}
+
+/// A cluster's network, printed with its source, and the write that labels its Istio namespace
+/// with it when the label is missing: istiod in another cluster learns this cluster's network
+/// only from that label (or its own meshNetworks), never from this cluster's istiod settings.
+async fn network_of(
+    c: &Cluster,
+    ns: &str,
+    id: &str,
+    named: Option<&str>,
+    flag: &str,
+    io: &mut Io,
+) -> Result<(ClusterNetwork, Option<Step>)> {
+    let found = ControlPlane::new(c, ns, None).network(Some(id)).await?;
+    let namespace = c.get(&objects::core("Namespace"), None, ns).await?;
+    let labelled = namespace
+        .as_ref()
+        .and_then(|n| n["metadata"]["labels"][NETWORK_LABEL].as_str())
+        .map(String::from);
+    let net = match named {
+        Some(n) if !found.name.is_empty() && found.name != n => anyhow::bail!(
+            "context {:?} is on network {found}, and {flag} says {n}: istiod already uses {}; fix the cluster's setting or the flag",
+            c.context,
+            found.name
+        ),
+        Some(n) => ClusterNetwork {
+            name: n.to_string(),
+            source: format!("from {flag}"),
+        },
+        None => found,
+    };
+    io.note(format!("network of context {}: {net}", c.context))?;
+    if net.name.is_empty() || labelled.as_deref() == Some(net.name.as_str()) {
+        return Ok((net, None));
+    }
+    let desired = json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        // Only the one label: the namespace is the Istio install's, so it gets no managed-by label.
+        "metadata": {"name": ns, "labels": {NETWORK_LABEL: net.name}},
+    });
+    Ok((net, Some(Step::apply(desired, namespace))))
 }
 
 /// `--unlink`: the target's secret goes; the source's reader identity goes too when
@@ -588,29 +850,53 @@ async fn unlink_sides(
             .filter(|u| u != b_id)
             .collect();
         if others.is_empty() {
-            let mine = [reader.token_secret, reader.binding, reader.cluster_role];
-            for obj in mine.into_iter().flatten().filter(objects::is_managed) {
+            let mine = reader
+                .tokens
+                .into_iter()
+                .chain([reader.binding, reader.cluster_role].into_iter().flatten());
+            for obj in mine.filter(objects::is_managed) {
                 source.push(Step::Delete { existing: obj });
             }
             source.push(Step::Delete { existing: sa });
-        } else {
-            io.note(format!(
-                "the reader identity in context {} stays: the remote secrets of {} use it",
-                a.context,
-                others.join(", ")
-            ))?;
-            source.push(ledger::record(ns, Some(sa), b_id, false));
+            return Ok((Role::Plain(target), Role::Plain(source)));
+        }
+        io.note(format!(
+            "the reader identity in context {} stays: the remote secrets of {} use it",
+            a.context,
+            others.join(", ")
+        ))?;
+        source.push(ledger::record(ns, Some(sa), b_id, false));
+    }
+    // The target's own tokens (made by --rotate) go with its secret, whoever else reads A.
+    for own in reader.tokens {
+        if build::dedicated_to(&own) == Some(b_id) && objects::is_managed(&own) {
+            source.push(Step::Delete { existing: own });
         }
     }
     Ok((Role::Plain(target), Role::Plain(source)))
 }
 
-/// Seconds since the Unix epoch.
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+/// The compare-and-swap write of a rotated remote secret: sent only over the secret as read;
+/// when another writer changed it meanwhile, sent again over what is there, unless that already
+/// holds the new token.
+fn replace(namespace: &str, cluster_id: &str, desired: Value, existing: Option<Value>) -> Step {
+    let name = objects::name(&desired).to_string();
+    let id = cluster_id.to_string();
+    let want = desired.clone();
+    let rebase = move |now: Option<&Value>| {
+        let token = |s: &Value| build::access_of(s, &id).map(|acc| acc.token);
+        match now {
+            Some(n) if token(n).is_some() && token(n) == token(&want) => None,
+            _ => Some(Step::apply(want.clone(), now.cloned())),
+        }
+    };
+    Step::Cas {
+        step: Box::new(Step::apply(desired, existing)),
+        kind: objects::core("Secret"),
+        namespace: Some(namespace.to_string()),
+        name,
+        rebase: crate::write::Rebase(std::sync::Arc::new(rebase)),
+    }
 }
 
 fn take(m: &Mutex<Vec<Applied>>) -> Vec<Applied> {
@@ -649,6 +935,11 @@ enum Role {
         server: String,
         ca_pem: Vec<u8>,
         existing: Option<Value>,
+        /// `--rotate`: replace the secret only as it was read (another writer's change is
+        /// rebased on, never overwritten unseen).
+        cas: bool,
+        /// Writes before the secret's (the Istio namespace's network label).
+        pre: Vec<Step>,
     },
     /// Steps known in advance (`--unlink`).
     Plain(Vec<Step>),
@@ -774,6 +1065,8 @@ impl Site for Side<'_> {
                 server,
                 ca_pem,
                 existing,
+                cas,
+                pre,
             } => {
                 let token = self
                     .shared
@@ -788,8 +1081,14 @@ impl Site for Side<'_> {
                     token,
                 };
                 let desired = build::remote_secret(namespace, cluster_id, &access);
-                let step = Step::apply(desired, existing.clone());
-                let written = write::execute_kept(self.cluster, vec![step], mode).await?;
+                let step = if *cas {
+                    replace(namespace, cluster_id, desired, existing.clone())
+                } else {
+                    Step::apply(desired, existing.clone())
+                };
+                let mut steps = pre.clone();
+                steps.push(step);
+                let written = write::execute_kept(self.cluster, steps, mode).await?;
                 self.keep(&written);
                 Ok(written)
             }

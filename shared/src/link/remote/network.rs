@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::link::gateway::{GatewayRef, MULTICLUSTER_PORT};
+use crate::gateway::{GatewayRef, MULTICLUSTER_PORT};
 use crate::objects;
 use crate::vm::control_plane::NETWORK_LABEL;
 

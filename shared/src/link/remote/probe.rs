@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::link::gateway::{self, MULTICLUSTER_PORT};
+use crate::gateway::{self, MULTICLUSTER_PORT};
 
 /// The label istiod reads a gateway's cross-network port from.
 pub const GATEWAY_PORT_LABEL: &str = "networking.istio.io/gatewayPort";

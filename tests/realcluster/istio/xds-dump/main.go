@@ -20,6 +20,7 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	pstruct "google.golang.org/protobuf/types/known/structpb"
 
+	"istio.io/istio/pilot/pkg/model"
 	"istio.io/istio/pkg/adsc"
 	"istio.io/istio/pkg/log"
 )
@@ -40,7 +41,11 @@ type endpointOut struct {
 	Port     uint32 `json:"port"`
 	Weight   uint32 `json:"weight"`
 	Locality string `json:"locality,omitempty"`
-	Network  string `json:"network,omitempty"`
+	// Cluster is the cluster ID istiod gives the endpoint: its workload's cluster, or for an
+	// east-west gateway standing in for a remote network's workloads, the gateway's cluster.
+	Cluster string `json:"cluster,omitempty"`
+	// TLSMode is "istio" when the sidecar would send Istio mTLS to the endpoint.
+	TLSMode string `json:"tlsMode,omitempty"`
 }
 
 type routeOut struct {
@@ -64,6 +69,7 @@ func main() {
 	labels := flag.String("labels", "", "the sidecar's labels, k=v,...")
 	network := flag.String("network", "", "the sidecar's network")
 	clusterID := flag.String("cluster-id", "", "the sidecar's cluster ID")
+	nodeType := flag.String("type", "sidecar", "the proxy's type: sidecar, or router for a gateway (an east-west gateway gets the AUTO_PASSTHROUGH clusters of its Gateway)")
 	timeout := flag.Duration("timeout", 30*time.Second, "how long to wait for xDS")
 	bootstrap := flag.String("bootstrap", "", "connect as the proxyless gRPC app of the pilot-agent that wrote this gRPC xDS bootstrap")
 	root := flag.String("root", "/", "with --bootstrap: the directory the VM's / is laid out in")
@@ -90,7 +96,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "xds-dump: --istiod ADDR (or --bootstrap FILE) is required")
 		os.Exit(2)
 	}
-	d, err := run(*addr, *ns, *ip, *labels, *network, *clusterID, *timeout)
+	if *nodeType != string(model.SidecarProxy) && *nodeType != string(model.Router) {
+		fmt.Fprintf(os.Stderr, "xds-dump: --type %q: want sidecar or router\n", *nodeType)
+		os.Exit(2)
+	}
+	d, err := run(*addr, *ns, *ip, *labels, *network, *clusterID, model.NodeType(*nodeType), *timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "xds-dump:", err)
 		os.Exit(1)
@@ -127,14 +137,14 @@ func meta(ns, ip, labels, network, clusterID string) (*pstruct.Struct, error) {
 	return pstruct.NewStruct(m)
 }
 
-func run(addr, ns, ip, labels, network, clusterID string, timeout time.Duration) (*dump, error) {
+func run(addr, ns, ip, labels, network, clusterID string, nodeType model.NodeType, timeout time.Duration) (*dump, error) {
 	md, err := meta(ns, ip, labels, network, clusterID)
 	if err != nil {
 		return nil, err
 	}
 	delete(md.Fields, "GENERATOR")
 	c, err := adsc.New(addr, &adsc.ADSConfig{
-		Config: adsc.Config{Namespace: ns, IP: ip, Workload: "xds-dump", Meta: md},
+		Config: adsc.Config{Namespace: ns, IP: ip, Workload: "xds-dump", Meta: md, NodeType: nodeType},
 		InitialDiscoveryRequests: []*discovery.DiscoveryRequest{
 			{TypeUrl: "type.googleapis.com/envoy.config.cluster.v3.Cluster"},
 			{TypeUrl: "type.googleapis.com/envoy.config.listener.v3.Listener"},
@@ -194,7 +204,7 @@ func render(clusters, eds map[string]*cluster.Cluster, cla map[string]*endpoint.
 					}
 					co.Endpoints = append(co.Endpoints, endpointOut{
 						Address: sa.GetAddress(), Port: sa.GetPortValue(), Weight: w,
-						Locality: loc, Network: networkOf(lb.GetMetadata()),
+						Locality: loc, Cluster: clusterOf(lb.GetMetadata()), TLSMode: tlsModeOf(lb.GetMetadata()),
 					})
 				}
 			}
@@ -244,15 +254,18 @@ func render(clusters, eds map[string]*cluster.Cluster, cla map[string]*endpoint.
 	return d
 }
 
-// networkOf reads the network Istio tags an endpoint with, where it does.
-func networkOf(m *core.Metadata) string {
-	if m == nil {
-		return ""
-	}
-	if istio, ok := m.FilterMetadata["istio"]; ok {
-		if v, ok := istio.Fields["network"]; ok {
-			return v.GetStringValue()
-		}
+// clusterOf reads the cluster ID from the telemetry metadata istiod puts on every endpoint,
+// istio.workload = "NAME;NAMESPACE;CANONICAL_SERVICE;REVISION;CLUSTER_ID". (Istio no longer tags
+// endpoints with their network: a remote network's endpoints show as its gateway's address.)
+func clusterOf(m *core.Metadata) string {
+	w := m.GetFilterMetadata()["istio"].GetFields()["workload"].GetStringValue()
+	if i := strings.LastIndex(w, ";"); i >= 0 {
+		return w[i+1:]
 	}
 	return ""
+}
+
+// tlsModeOf reads the tlsMode istiod sets where the sidecar would originate Istio mTLS.
+func tlsModeOf(m *core.Metadata) string {
+	return m.GetFilterMetadata()["envoy.transport_socket_match"].GetFields()["tlsMode"].GetStringValue()
 }

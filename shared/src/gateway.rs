@@ -1,8 +1,8 @@
-//! The source cluster's ingress gateway: which Service it is, the address other clusters reach
-//! it on, and whether it serves the `.global` SNI port 15443.
+//! A gateway Service as every plugin finds it: the `NAME[.NAMESPACE]` flags that name it, the
+//! address other clusters and VMs reach it on, and whether it serves the multicluster port 15443.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, ToSocketAddrs};
 use std::str::FromStr;
 
 use serde_json::Value;
@@ -30,19 +30,49 @@ impl Default for GatewayRef {
     }
 }
 
+/// `NAME[.NAMESPACE]`: a Service name and, when given, its namespace.
+pub fn parse_ref(s: &str) -> Result<(String, Option<String>), String> {
+    let (name, namespace) = match s.split_once('.') {
+        Some((n, ns)) => (n, Some(ns)),
+        None => (s, None),
+    };
+    let bad = |e: String| {
+        format!("{e} (expected NAME or NAME.NAMESPACE, e.g. istio-eastwestgateway.istio-system)")
+    };
+    names::dns1035_label(name).map_err(bad)?;
+    if let Some(ns) = namespace {
+        names::dns1123_label(ns).map_err(bad)?;
+    }
+    Ok((name.to_string(), namespace.map(String::from)))
+}
+
 impl FromStr for GatewayRef {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (name, namespace) = s.split_once('.').unwrap_or((s, "istio-system"));
-        names::dns1035_label(name).map_err(|e| format!("{e}; expected NAME[.NAMESPACE]"))?;
-        names::dns1123_label(namespace).map_err(|e| {
-            format!("{e}; expected NAME[.NAMESPACE], e.g. istio-ingressgateway.istio-system")
-        })?;
+        let (name, namespace) = parse_ref(s)?;
         Ok(GatewayRef {
-            name: name.into(),
-            namespace: namespace.into(),
+            name,
+            namespace: namespace.unwrap_or_else(|| "istio-system".into()),
         })
+    }
+}
+
+/// `--ingress-service NAME[.NAMESPACE]` of mesh-vm, whose namespace defaults to the Istio
+/// namespace the command is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressService {
+    /// Service name.
+    pub name: String,
+    /// Namespace, when given (default: the Istio namespace).
+    pub namespace: Option<String>,
+}
+
+impl FromStr for IngressService {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, namespace) = parse_ref(s)?;
+        Ok(IngressService { name, namespace })
     }
 }
 
@@ -102,22 +132,65 @@ impl FromStr for GatewayAddress {
     }
 }
 
-/// The gateway Service's external address: a load-balancer IP first, else a load-balancer
-/// hostname. `None` when the load balancer has not been provisioned.
-pub fn address_of(svc: &Value) -> Option<GatewayAddress> {
-    let ingress = svc["status"]["loadBalancer"]["ingress"].as_array()?;
-    let ip = ingress
+/// What a gateway Service offers, best first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// `status.loadBalancer.ingress[].ip`.
+    LoadBalancerIp(IpAddr),
+    /// `spec.externalIPs[]`.
+    ExternalIp(IpAddr),
+    /// `status.loadBalancer.ingress[].hostname` (a trailing `.` dropped): needs DNS.
+    Hostname(String),
+    /// No address yet.
+    Nothing,
+}
+
+/// Reads the best address a gateway Service offers: a load-balancer IP, else an external IP,
+/// else a load-balancer hostname.
+pub fn from_service(svc: &Value) -> Found {
+    let ingress = svc["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if let Some(ip) = ingress
         .iter()
-        .filter_map(|i| i["ip"].as_str())
-        .find_map(|s| IpAddr::from_str(s).ok());
-    if let Some(ip) = ip {
-        return Some(GatewayAddress::Ip(ip));
+        .find_map(|i| i["ip"].as_str().and_then(|s| s.parse::<IpAddr>().ok()))
+    {
+        return Found::LoadBalancerIp(ip);
+    }
+    if let Some(ip) = svc["spec"]["externalIPs"]
+        .as_array()
+        .and_then(|a| a.iter().find_map(|s| s.as_str()?.parse::<IpAddr>().ok()))
+    {
+        return Found::ExternalIp(ip);
     }
     ingress
         .iter()
         .filter_map(|i| i["hostname"].as_str())
+        .map(|h| h.trim_end_matches('.'))
         .find(|h| !h.is_empty())
-        .map(|h| GatewayAddress::Hostname(h.trim_end_matches('.').to_string()))
+        .map_or(Found::Nothing, |h| Found::Hostname(h.to_string()))
+}
+
+/// The gateway Service's external address (see [`from_service`]); `None` when the load
+/// balancer has not been provisioned and no external IP is set.
+pub fn address_of(svc: &Value) -> Option<GatewayAddress> {
+    choose(svc, None).map(|(a, _)| a)
+}
+
+/// Resolves a load-balancer hostname; IPv4 first, as most VMs reach gateways over IPv4.
+pub fn resolve(hostname: &str) -> Result<IpAddr, String> {
+    let addrs: Vec<IpAddr> = (hostname, 15012)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve the gateway's hostname {hostname}: {e}"))?
+        .map(|a| a.ip())
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("the gateway's hostname {hostname} resolves to no address"))
 }
 
 /// Whether the Service exposes the multicluster port 15443.
@@ -133,21 +206,28 @@ pub fn exposes_multicluster_port(svc: &Value) -> bool {
 pub enum AddressSource {
     /// `status.loadBalancer.ingress[].ip`.
     LoadBalancerIp,
+    /// `spec.externalIPs[]`.
+    ExternalIp,
     /// `status.loadBalancer.ingress[].hostname`.
     LoadBalancerHostname,
     /// `--gateway-address`.
     Flag,
 }
 
-/// The address to use: the load balancer's, else `--gateway-address`; `None` when neither.
+/// The address to use: the Service's (see [`from_service`]), else `--gateway-address`; `None`
+/// when neither.
 pub fn choose(
     svc: &Value,
     flag: Option<&GatewayAddress>,
 ) -> Option<(GatewayAddress, AddressSource)> {
-    match address_of(svc) {
-        Some(a @ GatewayAddress::Ip(_)) => Some((a, AddressSource::LoadBalancerIp)),
-        Some(a @ GatewayAddress::Hostname(_)) => Some((a, AddressSource::LoadBalancerHostname)),
-        None => flag.map(|a| (a.clone(), AddressSource::Flag)),
+    match from_service(svc) {
+        Found::LoadBalancerIp(ip) => Some((GatewayAddress::Ip(ip), AddressSource::LoadBalancerIp)),
+        Found::ExternalIp(ip) => Some((GatewayAddress::Ip(ip), AddressSource::ExternalIp)),
+        Found::Hostname(h) => Some((
+            GatewayAddress::Hostname(h),
+            AddressSource::LoadBalancerHostname,
+        )),
+        Found::Nothing => flag.map(|a| (a.clone(), AddressSource::Flag)),
     }
 }
 
@@ -240,6 +320,52 @@ mod tests {
             choose(&lb, Some(&flag)).map(|c| c.1),
             Some(AddressSource::LoadBalancerIp)
         );
+    }
+
+    #[test]
+    fn ingress_service_flag() {
+        assert_eq!(
+            "gw.mesh".parse::<IngressService>(),
+            Ok(IngressService {
+                name: "gw".into(),
+                namespace: Some("mesh".into())
+            })
+        );
+        assert_eq!(
+            "gw".parse::<IngressService>().map(|s| s.namespace),
+            Ok(None)
+        );
+        for bad in ["", "Gw", "gw.", "gw.a.b", "1gw"] {
+            assert!(bad.parse::<IngressService>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn address_preference() {
+        let ip = json!({"status": {"loadBalancer": {"ingress": [{"hostname": "x.elb"}, {"ip": "1.2.3.4"}]}}, "spec": {"externalIPs": ["5.6.7.8"]}});
+        assert_eq!(
+            from_service(&ip),
+            Found::LoadBalancerIp("1.2.3.4".parse().expect("ip"))
+        );
+        let ext = json!({"status": {"loadBalancer": {}}, "spec": {"externalIPs": ["5.6.7.8"]}});
+        assert_eq!(
+            from_service(&ext),
+            Found::ExternalIp("5.6.7.8".parse().expect("ip"))
+        );
+        assert_eq!(
+            choose(&ext, None).map(|c| c.1),
+            Some(AddressSource::ExternalIp)
+        );
+        let host = json!({"status": {"loadBalancer": {"ingress": [{"hostname": "x.elb."}]}}});
+        assert_eq!(from_service(&host), Found::Hostname("x.elb".into()));
+        assert_eq!(from_service(&json!({})), Found::Nothing);
+    }
+
+    #[test]
+    fn localhost_resolves() {
+        assert!(resolve("localhost")
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false));
     }
 
     #[test]
