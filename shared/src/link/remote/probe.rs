@@ -5,8 +5,6 @@
 //! (`pilot/pkg/serviceregistry/kube/controller/network.go`, `getGatewayDetails`); the probe does
 //! the same.
 
-use std::net::IpAddr;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -38,18 +36,10 @@ pub fn gateway_port(svc: &Value) -> Result<u16, String> {
     }
 }
 
-/// The gateway's external address: a load-balancer IP, else a load-balancer hostname, else the
-/// first of `spec.externalIPs`.
+/// The gateway's external address, by the one rule of [`gateway::address_of`]: a
+/// load-balancer IP, else an external IP, else a load-balancer hostname.
 pub fn gateway_host(svc: &Value) -> Option<String> {
-    if let Some(a) = gateway::address_of(svc) {
-        return Some(a.as_endpoint());
-    }
-    svc["spec"]["externalIPs"]
-        .as_array()?
-        .iter()
-        .filter_map(Value::as_str)
-        .find(|s| IpAddr::from_str(s).is_ok())
-        .map(String::from)
+    gateway::address_of(svc).map(|a| a.as_endpoint())
 }
 
 /// Where to probe the gateway Service: `host:port`, or why it cannot be.
@@ -158,7 +148,10 @@ mod tests {
         let s = json!({"spec": {"externalIPs": ["198.51.100.4"], "ports": [{"port": 15443}]}});
         assert_eq!(gateway_host(&s).as_deref(), Some("198.51.100.4"));
         let lb = json!({"spec": {"externalIPs": ["198.51.100.4"]}, "status": {"loadBalancer": {"ingress": [{"hostname": "gw.example.com"}]}}});
-        assert_eq!(gateway_host(&lb).as_deref(), Some("gw.example.com"));
+        assert_eq!(gateway_host(&lb).as_deref(), Some("198.51.100.4"));
+        let named =
+            json!({"status": {"loadBalancer": {"ingress": [{"hostname": "gw.example.com"}]}}});
+        assert_eq!(gateway_host(&named).as_deref(), Some("gw.example.com"));
         assert!(target(&json!({"spec": {"ports": [{"port": 15443}]}})).is_err());
         assert_eq!(endpoint("2001:db8::1", 15443), "[2001:db8::1]:15443");
     }
