@@ -147,6 +147,35 @@ fn read_with(kubeconfig: &Value) -> common::Run {
     out.into()
 }
 
+/// An AGE cell of something made during this test: `Ns`, under two minutes.
+fn fresh(age: &str) -> bool {
+    age.strip_suffix('s')
+        .and_then(|n| n.parse::<u64>().ok())
+        .is_some_and(|n| n < 120)
+}
+
+/// A stand-in for istiod's debug port: answers every request with `/debug/clusterz`'s JSON,
+/// whatever `body` holds at the time. Returns its `HOST:PORT`.
+fn fake_istiod(body: std::sync::Arc<std::sync::Mutex<String>>) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let text = body.lock().map(|b| b.clone()).unwrap_or_default();
+            let _ = write!(
+                conn,
+                "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    addr
+}
+
 /// The token in `cluster`'s remote secret for cluster1.
 fn token_for_cluster1_in(srv: &Server, cluster: &str) -> String {
     let secret = srv
@@ -226,13 +255,17 @@ fn links_with_a_remote_secret_and_a_rerun_changes_nothing(tier) {
 
     // The token works: istiod may list what it reads (real tier: real RBAC).
     let list = link(&srv, &["--list", "--to", "cluster2"]).ok();
-    let rows: Vec<Vec<&str>> = list.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    let mut rows: Vec<Vec<&str>> = list.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
     let url = srv.url("cluster1");
+    // TOKEN AGE of a Secret-based token: its token Secret's, made during this test.
+    let age = rows[1].remove(5);
+    assert!(fresh(age), "{}", list.stdout);
     assert_eq!(
         rows,
         vec![
-            vec!["CLUSTER", "ID", "SECRET", "SERVER", "MADE", "BY", "TOKEN", "WORKS", "EXPIRES"],
-            vec!["cluster1", "istio-remote-secret-cluster1", url.as_str(), "kubectl-mesh", "yes", "never"],
+            vec!["CLUSTER", "ID", "SECRET", "SERVER", "MADE", "BY", "TOKEN", "WORKS", "TOKEN", "AGE", "EXPIRES", "GATEWAY"],
+            // No east-west gateway Service in cluster1: nothing to probe.
+            vec!["cluster1", "istio-remote-secret-cluster1", url.as_str(), "kubectl-mesh", "yes", "never", "-"],
         ],
         "{}",
         list.stdout
@@ -318,7 +351,11 @@ fn a_bound_token_with_token_duration(tier) {
     assert!(run.stderr.contains("Warning: --token-duration 2h: the remote secret holds a token that expires"), "{}", run.stderr);
     assert!(!run.stdout.contains("istio-remote-secret-token"), "no token Secret: {}", run.stdout);
     let list = link(&srv, &["--list", "--to", "cluster2"]).ok();
-    assert!(list.stdout.contains(" yes           in 1h59m") || list.stdout.contains(" yes           in 2h"), "{}", list.stdout);
+    let row: Vec<&str> = list.stdout.lines().nth(1).expect("a row").split_whitespace().collect();
+    // WORKS, TOKEN AGE (the token's iat: just made), EXPIRES.
+    assert_eq!(row[4], "yes", "{}", list.stdout);
+    assert!(fresh(row[5]), "{}", list.stdout);
+    assert!(row[6] == "in" && (row[7].starts_with("1h59m") || row[7] == "2h"), "{}", list.stdout);
     let secret = srv
         .get_json("cluster2", "/api/v1/namespaces/istio-system/secrets/istio-remote-secret-east")
         .expect("remote secret");
@@ -561,7 +598,12 @@ fn check_says_what_is_missing_then_all_is_well(tier) {
     let check = |srv: &Server| kubectl(srv, &["mesh-link", "check", "--mode", "remote-secret", "--from", "cluster1", "--to", "cluster2"]);
     let before = check(&srv).expect_code(3);
     let lines: Vec<&str> = before.stdout.lines().collect();
-    assert_eq!(lines.len(), 5, "{}", before.stdout);
+    assert_eq!(lines.len(), 6, "{}", before.stdout);
+    // No istiod pod to reach (and no --istiod-debug): skipped, saying how to make it reachable.
+    assert_eq!(
+        lines[5],
+        "- skipped: whether istiod in cluster2 syncs cluster1: no istiod pod (app=istiod) in istio-system of cluster2 to reach through the API server; to check it, run kubectl port-forward -n istio-system deploy/istiod 8080 --context cluster2 and add --istiod-debug localhost:8080"
+    );
     assert_eq!(lines[0], "✔ Istio 1.24.3 in cluster1, 1.24.3 in cluster2: remote secrets are supported (1.8 and later)");
     assert!(lines[1].starts_with("✔ cluster1 and cluster2 share the root certificate"), "{}", lines[1]);
     assert!(lines[2].starts_with("× cluster2 holds no remote secret istio-remote-secret-cluster1 for cluster1 (cluster ID cluster1; it holds: none): run kubectl mesh-link --mode remote-secret --from cluster1 --to cluster2"), "{}", lines[2]);
@@ -570,7 +612,10 @@ fn check_says_what_is_missing_then_all_is_well(tier) {
     link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
     let after = check(&srv).ok();
     assert_eq!(after.stdout.matches("✔ ").count(), 5, "{}", after.stdout);
-    assert!(after.stdout.contains("✔ the token in istio-remote-secret-cluster1 (cluster2) may list services, endpointslices, pods and namespaces in cluster1"), "{}", after.stdout);
+    let token = after.stdout.lines().find(|l| l.starts_with("✔ the token in istio-remote-secret-cluster1 (cluster2) may list services, endpointslices, pods and namespaces in cluster1 (token age ")).unwrap_or_else(|| panic!("{}", after.stdout));
+    let age = token.rsplit("token age ").next().and_then(|t| t.strip_suffix(", never expires)")).expect("age");
+    assert!(fresh(age), "{token}");
+    assert!(after.stdout.ends_with("and add --istiod-debug localhost:8080\n"), "the skipped line comes last: {}", after.stdout);
     // A reader without the rights istiod needs is a ×.
     srv.apply_yaml("cluster1", r#"
 apiVersion: rbac.authorization.k8s.io/v1
@@ -584,8 +629,12 @@ rules:
 }
 
 fn separate_networks_check_the_east_west_gateway_and_expose_services(tier) {
+    // cluster1's gateway answers on 127.0.0.1, at the port its networking.istio.io/gatewayPort
+    // label names (as istiod reads it; 15443 itself may be taken on the test machine).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let free = listener.local_addr().expect("addr").port();
     let mut nets = String::new();
-    for (c, n, ip) in [("cluster1", "network1", "192.0.2.10"), ("cluster2", "network2", "192.0.2.20")] {
+    for (c, n, ip, port) in [("cluster1", "network1", "127.0.0.1", free), ("cluster2", "network2", "192.0.2.20", 15443)] {
         nets.push_str(&format!(
             r#"---
 apiVersion: v1
@@ -597,12 +646,12 @@ kind: Service
 metadata:
   name: istio-eastwestgateway
   namespace: istio-system
-  labels: {{istio: eastwestgateway, topology.istio.io/network: {n}}}
+  labels: {{istio: eastwestgateway, topology.istio.io/network: {n}, networking.istio.io/gatewayPort: "{port}"}}
   annotations: {{kube-emu/cluster: {c}}}
 spec:
   type: LoadBalancer
   selector: {{istio: eastwestgateway}}
-  ports: [{{name: tls, port: 15443, targetPort: 15443}}]
+  ports: [{{name: tls, port: {port}, targetPort: 15443}}]
 status: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}
 "#
         ));
@@ -626,9 +675,23 @@ status: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}
     let again = link(&srv, &["--from", "cluster1", "--to", "cluster2", "--network", "--expose-services"]).ok();
     assert_eq!(again.stdout.matches(" unchanged (context").count(), 6, "{}", again.stdout);
     let check = kubectl(&srv, &["mesh-link", "check", "--mode", "remote-secret", "--network", "--from", "cluster1", "--to", "cluster2"]).ok();
-    assert!(check.stdout.contains("✔ cluster1 is on network1, cluster2 on network2; cluster1's east-west gateway istio-system/istio-eastwestgateway carries network1 on 15443"), "{}", check.stdout);
+    assert!(check.stdout.contains(&format!("✔ cluster1 is on network1, cluster2 on network2; cluster1's east-west gateway istio-system/istio-eastwestgateway carries network1 on {free}")), "{}", check.stdout);
     assert!(check.stdout.contains("✔ Gateway cross-network-gateway in cluster1 exposes *.local on 15443 (AUTO_PASSTHROUGH)"), "{}", check.stdout);
-    assert_eq!(check.stdout.lines().count(), 7, "{}", check.stdout);
+    let probe = format!("✔ cluster1's east-west gateway istio-system/istio-eastwestgateway accepts connections on 127.0.0.1:{free} (");
+    assert!(check.stdout.lines().any(|l| l.starts_with(&probe) && l.ends_with("ms)")), "{}", check.stdout);
+    // Eight verdicts and the skipped istiod line.
+    assert_eq!(check.stdout.lines().count(), 9, "{}", check.stdout);
+    // --list probes the same gateway with the remote secret's own credentials.
+    let list = link(&srv, &["--list", "--to", "cluster2"]).ok();
+    let gateway = format!("127.0.0.1:{free} (");
+    assert!(list.stdout.lines().nth(1).is_some_and(|r| r.contains(&gateway) && r.ends_with("ms)")), "{}", list.stdout);
+    // Nothing listens there any more: unreachable, and check fails on it.
+    drop(listener);
+    let list = link(&srv, &["--list", "--to", "cluster2"]).ok();
+    assert!(list.stdout.contains(&format!("unreachable: 127.0.0.1:{free}: connection refused")), "{}", list.stdout);
+    let check = kubectl(&srv, &["mesh-link", "check", "--mode", "remote-secret", "--network", "--from", "cluster1", "--to", "cluster2"]).expect_code(3);
+    assert!(check.stdout.contains(&format!("× cluster1's east-west gateway istio-system/istio-eastwestgateway does not answer: 127.0.0.1:{free}: connection refused")), "{}", check.stdout);
+    assert_eq!(check.stdout.matches("× ").count(), 1, "{}", check.stdout);
 
     // cluster2's gateway loses its network label: the reverse link is refused before any write.
     srv.apply_yaml("cluster2", r#"
@@ -763,6 +826,126 @@ fn bad_input_exits_2_before_any_request(tier) {
         assert!(writes(emu, "cluster2").is_empty());
     }
 }
+
+fn check_says_whether_istiod_syncs_the_source(tier) {
+    let srv = start(tier);
+    link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    // istiod still without cluster1 (a restart is due, istio/istio#60612): × and exit 3, all
+    // else ✔. The clusterz shape is istiod's `cluster.DebugInfo` list.
+    let body = std::sync::Arc::new(std::sync::Mutex::new(
+        r#"[{"id":"cluster2","secretName":"","syncStatus":"synced"}]"#.to_string(),
+    ));
+    let addr = fake_istiod(body.clone());
+    let check = |srv: &Server, addr: &str| kubectl(srv, &["mesh-link", "check", "--mode", "remote-secret", "--from", "cluster1", "--to", "cluster2", "--istiod-debug", addr]);
+    let stale = check(&srv, &addr).expect_code(3);
+    assert_eq!(stale.stdout.matches("✔ ").count(), 5, "{}", stale.stdout);
+    assert_eq!(
+        stale.stdout.lines().last(),
+        Some(format!("× istiod in cluster2 does not read cluster1 (cluster1) from a remote secret; it lists cluster2 (its own) (/debug/clusterz at {addr}): once cluster2 holds istio-remote-secret-cluster1, restart it: kubectl rollout restart deployment/istiod -n istio-system --context cluster2 (istiod can keep a remote cluster's old state and credentials until it restarts, istio/istio#60612)").as_str()),
+        "{}",
+        stale.stdout
+    );
+    // Read, but stuck.
+    *body.lock().expect("lock") = r#"[{"id":"cluster2","secretName":"","syncStatus":"synced"},{"id":"cluster1","secretName":"istio-system/istio-remote-secret-cluster1","syncStatus":"timeout"}]"#.into();
+    let stuck = check(&srv, &addr).expect_code(3);
+    assert!(stuck.stdout.contains("× istiod in cluster2 reads cluster1 (cluster1) from secret istio-system/istio-remote-secret-cluster1 but its sync status is timeout"), "{}", stuck.stdout);
+    // Synced: ✔ and exit 0.
+    let now_synced = body.lock().expect("lock").replace("timeout", "synced");
+    *body.lock().expect("lock") = now_synced;
+    let synced = check(&srv, &addr).ok();
+    assert_eq!(synced.stdout.matches("✔ ").count(), 6, "{}", synced.stdout);
+    assert!(synced.stdout.contains(&format!("✔ istiod in cluster2 has synced cluster1 (cluster1) from secret istio-system/istio-remote-secret-cluster1 (/debug/clusterz at {addr})")), "{}", synced.stdout);
+    // Nothing listens at the address: skipped, not ×.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let nowhere = gone.local_addr().expect("addr").to_string();
+    drop(gone);
+    let skipped = check(&srv, &nowhere).ok();
+    assert!(skipped.stdout.contains(&format!("- skipped: whether istiod in cluster2 syncs cluster1: /debug/clusterz at {nowhere}: ")), "{}", skipped.stdout);
+    // Without the flag, an istiod pod is tried through the API server's pod proxy. This one has
+    // no IP (no kubelet runs it), so the proxy cannot reach it: skipped, naming the pod.
+    srv.apply_yaml("cluster2", r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: istiod-0, namespace: istio-system, labels: {app: istiod}}
+spec:
+  containers: [{name: discovery, image: docker.io/istio/pilot:1.24.3}]
+"#).expect("pod");
+    let proxied = kubectl(&srv, &["mesh-link", "check", "--mode", "remote-secret", "--from", "cluster1", "--to", "cluster2"]).ok();
+    let last = proxied.stdout.lines().last().unwrap_or_default();
+    assert!(last.starts_with("- skipped: whether istiod in cluster2 syncs cluster1: pod istiod-0"), "{}", proxied.stdout);
+    // --istiod-debug is check's: refused elsewhere, before any request.
+    let refused = link(&srv, &["--list", "--to", "cluster2", "--istiod-debug", "localhost:8080"]).expect_code(2);
+    assert!(refused.stderr.contains("--istiod-debug: is where check reads istiod's /debug/clusterz: only with check"), "{}", refused.stderr);
+    let bad = kubectl(&srv, &["mesh-link", "check", "--mode", "remote-secret", "--from", "cluster1", "--to", "cluster2", "--istiod-debug", "https://x:8080"]).expect_code(2);
+    assert!(bad.stderr.contains("plain HTTP"), "{}", bad.stderr);
+}
+}
+
+/// On the real tier, check reads the real istiod's `/debug/clusterz` (istiod runs as a process
+/// there, so through the debug address the harness gives, as after a port forward): before the
+/// link it does not read cluster1 (×, exit 3), after it has cluster1 synced (✔).
+#[test]
+fn check_reads_the_real_istiods_clusterz() {
+    if !Tier::Real.enabled() {
+        return;
+    }
+    let srv = Server::builder(Tier::Real)
+        .clusters(&["cluster1", "cluster2"])
+        .seed_yaml(&seed(&["cluster1", "cluster2"]))
+        .istiod()
+        .start();
+    let debug = srv
+        .real()
+        .expect("real tier")
+        .istiod("cluster2")
+        .debug
+        .clone();
+    let check = |srv: &Server| {
+        kubectl(
+            srv,
+            &[
+                "mesh-link",
+                "check",
+                "--mode",
+                "remote-secret",
+                "--from",
+                "cluster1",
+                "--to",
+                "cluster2",
+                "--istiod-debug",
+                &debug,
+            ],
+        )
+    };
+    wait_debug(&debug, "/debug/clusterz", "cluster2's istiod up", |b| {
+        b.starts_with('[')
+    });
+    let before = check(&srv).expect_code(3);
+    assert!(before.stdout.contains("× istiod in cluster2 does not read cluster1 (cluster1) from a remote secret; it lists cluster2 (its own)"), "{}", before.stdout);
+    link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
+    wait_debug(&debug, "/debug/clusterz", "cluster1 synced", |b| {
+        b.contains("\"cluster1\"") && b.contains("synced")
+    });
+    // Each real istiod made its own CA here, so the root-certificate line is the one ×.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let after = check(&srv);
+        let last = after.stdout.lines().last().unwrap_or_default().to_string();
+        if last.starts_with("✔ istiod in cluster2 has synced cluster1 (cluster1) from secret ") {
+            assert!(last.contains("istio-remote-secret-cluster1"), "{last}");
+            assert_eq!(after.stdout.matches("× ").count(), 1, "{}", after.stdout);
+            assert!(
+                after
+                    .stdout
+                    .contains("× cluster1 and cluster2 have different root certificates"),
+                "{}",
+                after.stdout
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", after.stdout);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 /// A failed write in cluster2 takes back what the run wrote in cluster1 (kube-emu's fault

@@ -283,6 +283,13 @@ impl Cluster {
         anyhow::anyhow!(msg)
     }
 
+    /// GETs a path of the server as JSON, the error as kube gives it (a proxied component's
+    /// answer, whose status is that component's).
+    pub async fn get_path(&self, path: &str) -> std::result::Result<Value, kube::Error> {
+        let req = get_req(path).map_err(|e| kube::Error::Service(e.into()))?;
+        self.send(req).await
+    }
+
     /// Reads one object; `None` when it does not exist.
     pub async fn get(
         &self,

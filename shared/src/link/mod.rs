@@ -177,6 +177,13 @@ pub struct Args {
     )]
     pub eastwest_gateway: GatewayRef,
 
+    /// remote-secret check: where istiod's debug port of --to answers (after kubectl port-forward)
+    ///
+    /// check reads istiod's /debug/clusterz there to tell whether it has --from synced. Without
+    /// it, check tries the istiod pods through the API server's pod proxy.
+    #[arg(long, value_name = "URL|HOST:PORT", global = true)]
+    pub istiod_debug: Option<remote::istiod::DebugAddress>,
+
     /// remote-secret: the Istio namespace of both clusters
     #[arg(
         long,
@@ -225,6 +232,7 @@ pub async fn run(args: Args, io: &mut Io) -> Result<()> {
         (args.network, "--network"),
         (args.from_network.is_some(), "--from-network"),
         (args.to_network.is_some(), "--to-network"),
+        (args.istiod_debug.is_some(), "--istiod-debug"),
         (args.istio_namespace != "istio-system", "--istio-namespace"),
     ];
     if let Some((_, flag)) = remote_only.iter().find(|(given, _)| *given) {

@@ -9,8 +9,10 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use super::build;
+use super::istiod;
 use super::listing;
 use super::network;
+use super::probe;
 use crate::api::Cluster;
 use crate::error::MeshError;
 use crate::link::check::{release_of, root_cert_line, Line, Release};
@@ -111,17 +113,53 @@ pub fn mesh_id_line(a: (&str, Result<String, String>), b: (&str, Result<String, 
     }
 }
 
-/// The token line, from the review's answer.
-pub fn token_line(a_ctx: &str, b_ctx: &str, name: &str, works: Option<&str>) -> Line {
-    match works {
-        None => fail(format!("no token to try: {b_ctx} holds no {name}")),
-        Some("yes") => ok(format!(
-            "the token in {name} ({b_ctx}) may list services, endpointslices, pods and namespaces in {a_ctx}"
+/// The token line, from what `--list` would show of the secret: whether its token works, and
+/// its age and expiry.
+pub fn token_line(a_ctx: &str, b_ctx: &str, name: &str, seen: Option<&listing::Seen>) -> Line {
+    let Some(seen) = seen else {
+        return fail(format!("no token to try: {b_ctx} holds no {name}"));
+    };
+    let when = match seen.expires.as_str() {
+        "never" => "never expires".to_string(),
+        e if e.starts_with("in ") => format!("expires {e}"),
+        e => e.to_string(),
+    };
+    let times = format!("token age {}, {when}", seen.age);
+    match seen.works.as_str() {
+        "yes" => ok(format!(
+            "the token in {name} ({b_ctx}) may list services, endpointslices, pods and namespaces in {a_ctx} ({times})"
         )),
-        Some(other) => fail(format!(
-            "the token in {name} ({b_ctx}) does not work against {a_ctx}: {other}; rerun kubectl mesh-link --mode remote-secret --from {a_ctx} --to {b_ctx}"
+        other => fail(format!(
+            "the token in {name} ({b_ctx}) does not work against {a_ctx}: {other} ({times}); rerun kubectl mesh-link --mode remote-secret --from {a_ctx} --to {b_ctx}"
         )),
     }
+}
+
+/// The gateway probe line: A's east-west gateway accepts a connection where B's sidecars will
+/// send (`result`: the endpoint and the connect time, or why not).
+pub fn probe_line(
+    a_ctx: &str,
+    gw: &GatewayRef,
+    result: Result<(String, std::time::Duration), String>,
+) -> Line {
+    match result {
+        Ok((endpoint, took)) => ok(format!(
+            "{a_ctx}'s east-west gateway {gw} accepts connections on {endpoint} ({})",
+            probe::latency(took)
+        )),
+        Err(why) => fail(format!(
+            "{a_ctx}'s east-west gateway {gw} does not answer: {why}: the other cluster's sidecars reach {a_ctx}'s workloads through it; check its pods, load balancer and the firewall between the networks"
+        )),
+    }
+}
+
+/// How check reaches what is not an API object.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reach<'a> {
+    /// `--network`: --from's east-west gateway Service.
+    pub network: Option<&'a GatewayRef>,
+    /// `--istiod-debug`: where --to's istiod debug port answers.
+    pub istiod_debug: Option<&'a istiod::DebugAddress>,
 }
 
 fn ok(text: String) -> Line {
@@ -149,8 +187,11 @@ pub fn network_line(
     }
     let problems = network::gateway_problems(svc, gw, a_net);
     if problems.is_empty() {
+        let port = svc
+            .and_then(|s| probe::gateway_port(s).ok())
+            .unwrap_or(crate::gateway::MULTICLUSTER_PORT);
         ok(format!(
-            "{a_ctx} is on {a_net}, {b_ctx} on {b_net}; {a_ctx}'s east-west gateway {gw} carries {a_net} on 15443"
+            "{a_ctx} is on {a_net}, {b_ctx} on {b_net}; {a_ctx}'s east-west gateway {gw} carries {a_net} on {port}"
         ))
     } else {
         fail(format!(
@@ -186,13 +227,8 @@ pub fn expose_line(a_ctx: &str, gateways: &[Value]) -> Line {
 
 /// Runs every check and prints one line each; exit 3 when any fails. With `net`, also the
 /// network and expose-services lines.
-pub async fn run(
-    a: &Cluster,
-    b: &Cluster,
-    ns: &str,
-    net: Option<&GatewayRef>,
-    io: &mut Io,
-) -> Result<()> {
+pub async fn run(a: &Cluster, b: &Cluster, ns: &str, reach: Reach<'_>, io: &mut Io) -> Result<()> {
+    let net = reach.network;
     let mut lines = Vec::new();
     let mut releases = Vec::new();
     for c in [a, b] {
@@ -250,6 +286,18 @@ pub async fn run(
             gw,
             svc.as_ref(),
         ));
+        let probed = match svc.as_ref().map(probe::target) {
+            None => Err(format!("Service {gw} not found")),
+            Some(Err(why)) => Err(why),
+            Some(Ok((host, port))) => {
+                let endpoint = probe::endpoint(&host, port);
+                probe::connect(&host, port)
+                    .await
+                    .map(|took| (endpoint.clone(), took))
+                    .map_err(|why| format!("{endpoint}: {why}"))
+            }
+        };
+        lines.push(probe_line(&a.context, gw, probed));
         match a.istio_version().await {
             Ok(v) => {
                 let gateways = a
@@ -268,14 +316,29 @@ pub async fn run(
         .and_then(|s| s["data"][&a_id].as_str())
         .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
         .and_then(|b| String::from_utf8(b).ok());
-    let works = match &text {
-        Some(t) => Some(listing::token_works(t).await),
+    let seen = match text {
+        Some(t) => Some(listing::inspect(t, None).await),
         None => None,
     };
-    lines.push(token_line(&a.context, &b.context, &name, works.as_deref()));
+    lines.push(token_line(&a.context, &b.context, &name, seen.as_ref()));
+
+    let answer = match reach.istiod_debug {
+        Some(addr) => istiod::read_at(addr).await,
+        None => istiod::read_via_pods(b, ns).await,
+    };
+    let sync = istiod::judge((&a.context, &a_id), &b.context, ns, &name, &answer);
+    let skipped = sync.verdict.is_none().then_some(sync.skipped);
+    match sync.verdict {
+        Some(Ok(text)) => lines.push(ok(text)),
+        Some(Err(text)) => lines.push(fail(text)),
+        None => {}
+    }
 
     for l in &lines {
         writeln!(io.out, "{l}")?;
+    }
+    if let Some(text) = &skipped {
+        writeln!(io.out, "- {text}")?;
     }
     let failed = lines.iter().filter(|l| !l.ok).count();
     if failed > 0 {

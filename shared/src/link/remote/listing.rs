@@ -9,9 +9,12 @@ use anyhow::Result;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::build;
+use tokio::task::JoinSet;
+
+use super::{age, build, probe};
 use crate::api::Cluster;
 use crate::duration::HumanDuration;
+use crate::link::GatewayRef;
 use crate::objects;
 use crate::Io;
 
@@ -26,13 +29,83 @@ pub const READS: [(&str, &str); 4] = [
 /// How long one review may take: a source cluster that does not answer is reported, not waited on.
 const REVIEW_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Prints the table of `b`'s remote secrets (only `only`'s, when given).
-pub async fn run(b: &Cluster, ns: &str, only: Option<&str>, io: &mut Io) -> Result<()> {
+/// What `--list` and `check` learn about one remote secret, with its own credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// TOKEN WORKS.
+    pub works: String,
+    /// TOKEN AGE.
+    pub age: String,
+    /// EXPIRES.
+    pub expires: String,
+    /// GATEWAY (`None`: not probed).
+    pub gateway: Option<String>,
+}
+
+/// Looks at one remote secret's kubeconfig: whether its token works, how old it is, when it
+/// expires, and (with `gw`) whether the source's east-west gateway Service, read with the same
+/// credentials, answers.
+pub async fn inspect(kubeconfig: String, gw: Option<GatewayRef>) -> Seen {
+    let token = serde_yaml::from_str::<Value>(&kubeconfig)
+        .ok()
+        .and_then(|d| d["users"][0]["user"]["token"].as_str().map(String::from));
+    let client = remote_client(&kubeconfig).await;
+    let works = match &client {
+        Ok((c, server)) => token_works_with(c, server).await,
+        Err(e) => e.clone(),
+    };
+    let (age, expires) = match &token {
+        Some(t) => (
+            age::token_age(t, client.as_ref().ok().map(|(c, _)| c)).await,
+            expiry(t),
+        ),
+        None => ("-".to_string(), "-".to_string()),
+    };
+    let gateway = match (gw, &client) {
+        (None, _) => None,
+        (Some(_), Err(_)) => Some("unknown: the kubeconfig cannot be used".to_string()),
+        (Some(gw), Ok((c, _))) => Some(gateway_cell(c, &gw).await),
+    };
+    Seen {
+        works,
+        age,
+        expires,
+        gateway,
+    }
+}
+
+/// Reads the gateway Service in the source with the remote secret's client, then probes it.
+async fn gateway_cell(client: &kube::Client, gw: &GatewayRef) -> String {
+    let path = format!("/api/v1/namespaces/{}/services/{}", gw.namespace, gw.name);
+    let Ok(req) = http::Request::get(path)
+        .header("Accept", "application/json")
+        .body(Vec::new())
+    else {
+        return "unknown: the request cannot be built".into();
+    };
+    match client.request::<Value>(req).await {
+        Ok(svc) => probe::cell(Some(&svc)).await,
+        Err(kube::Error::Api(s)) if s.code == 404 => probe::cell(None).await,
+        Err(kube::Error::Api(s)) => format!("unknown: reading Service {gw} answered {}", s.code),
+        Err(_) => "unknown: the source did not answer".into(),
+    }
+}
+
+/// Prints the table of `b`'s remote secrets (only `only`'s, when given), each secret looked at
+/// concurrently; `gw` is the east-west gateway Service probed in each source.
+pub async fn run(
+    b: &Cluster,
+    ns: &str,
+    only: Option<&str>,
+    gw: &GatewayRef,
+    io: &mut Io,
+) -> Result<()> {
     let selector = format!("{}=true", build::MULTICLUSTER_LABEL);
     let secrets = b
         .list(&objects::core("Secret"), Some(ns), Some(&selector))
         .await?;
     let mut rows = Vec::new();
+    let mut looks = JoinSet::new();
     for s in &secrets {
         let id = s["metadata"]["annotations"][build::CLUSTER_ANNOTATION]
             .as_str()
@@ -52,29 +125,40 @@ pub async fn run(b: &Cluster, ns: &str, only: Option<&str>, io: &mut Io) -> Resu
         } else {
             "other"
         };
-        let (server, works, expires) = match kubeconfig_text(s, &id) {
-            None => (
-                "-".to_string(),
+        let server = build::access_of(s, &id)
+            .map(|a| a.server)
+            .unwrap_or_else(|| "-".into());
+        let row = rows.len();
+        match kubeconfig_text(s, &id) {
+            None => rows.push(vec![
+                id.clone(),
+                objects::name(s).to_string(),
+                server,
+                made_by.to_string(),
                 format!("no: no kubeconfig under key {id:?}"),
-                "-".to_string(),
-            ),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]),
             Some(text) => {
-                let server = build::access_of(s, &id)
-                    .map(|a| a.server)
-                    .unwrap_or_else(|| "-".into());
-                let expires = build::access_of(s, &id)
-                    .map(|a| expiry(&a.token))
-                    .unwrap_or_else(|| "-".into());
-                (server, token_works(&text).await, expires)
+                rows.push(vec![
+                    id,
+                    objects::name(s).to_string(),
+                    server,
+                    made_by.to_string(),
+                ]);
+                let gw = gw.clone();
+                looks.spawn(async move { (row, inspect(text, Some(gw)).await) });
             }
-        };
-        rows.push(vec![
-            id,
-            objects::name(s).to_string(),
-            server,
-            made_by.to_string(),
-            works,
-            expires,
+        }
+    }
+    while let Some(done) = looks.join_next().await {
+        let (row, seen) = done?;
+        rows[row].extend([
+            seen.works,
+            seen.age,
+            seen.expires,
+            seen.gateway.unwrap_or_else(|| "-".into()),
         ]);
     }
     if rows.is_empty() {
@@ -91,7 +175,9 @@ pub async fn run(b: &Cluster, ns: &str, only: Option<&str>, io: &mut Io) -> Resu
             "server",
             "made by",
             "token works",
+            "token age",
             "expires",
+            "gateway",
         ],
         &rows,
     );
@@ -121,23 +207,36 @@ fn expiry(token: &str) -> String {
     }
 }
 
-/// Asks the source API server, with the secret's own kubeconfig, whether its token may list
-/// what istiod reads. The answer never quotes the token.
-pub async fn token_works(kubeconfig: &str) -> String {
+/// A client for the source API server from a remote secret's kubeconfig, with short time
+/// limits, and the server's URL; or the TOKEN WORKS answer saying why there is none.
+pub async fn remote_client(kubeconfig: &str) -> Result<(kube::Client, String), String> {
     let Ok(kc) = kube::config::Kubeconfig::from_yaml(kubeconfig) else {
-        return "no: the kubeconfig does not parse".into();
+        return Err("no: the kubeconfig does not parse".into());
     };
     let Ok(mut config) =
         kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await
     else {
-        return "no: the kubeconfig is incomplete".into();
+        return Err("no: the kubeconfig is incomplete".into());
     };
     let server = config.cluster_url.to_string();
     config.connect_timeout = Some(REVIEW_TIMEOUT);
     config.read_timeout = Some(REVIEW_TIMEOUT);
     let Ok(client) = kube::Client::try_from(config) else {
-        return "no: no client can be built from the kubeconfig".into();
+        return Err("no: no client can be built from the kubeconfig".into());
     };
+    Ok((client, server))
+}
+
+/// Asks the source API server, with the secret's own kubeconfig, whether its token may list
+/// what istiod reads. The answer never quotes the token.
+pub async fn token_works(kubeconfig: &str) -> String {
+    match remote_client(kubeconfig).await {
+        Ok((client, server)) => token_works_with(&client, &server).await,
+        Err(e) => e,
+    }
+}
+
+async fn token_works_with(client: &kube::Client, server: &str) -> String {
     let mut denied = Vec::new();
     for (group, resource) in READS {
         let review = json!({

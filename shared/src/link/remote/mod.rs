@@ -2,12 +2,15 @@
 //! --from the way Istio 1.8 and later link clusters, through a remote secret holding a
 //! kubeconfig for a reader identity in --from, written in both clusters all or nothing.
 
+pub mod age;
 pub mod build;
 pub mod check;
 pub mod facts;
+pub mod istiod;
 pub mod ledger;
 pub mod listing;
 pub mod network;
+pub mod probe;
 
 use std::io::Write as _;
 use std::sync::Mutex;
@@ -196,6 +199,12 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
             ));
         }
     }
+    if args.istiod_debug.is_some() && args.command.is_none() {
+        return Err(usage(
+            "--istiod-debug",
+            "is where check reads istiod's /debug/clusterz: only with check",
+        ));
+    }
     if args.list {
         return list(args, &plan, io).await;
     }
@@ -205,7 +214,11 @@ pub async fn run(args: &Args, io: &mut Io) -> Result<()> {
         let a = Cluster::connect(&kc, &targets[0], &args.kube).await?;
         let b = Cluster::connect(&kc, &targets[1], &args.kube).await?;
         let net = args.network.then_some(&args.eastwest_gateway);
-        return check::run(&a, &b, &plan.istio_namespace, net, io).await;
+        let how = check::Reach {
+            network: net,
+            istiod_debug: args.istiod_debug.as_ref(),
+        };
+        return check::run(&a, &b, &plan.istio_namespace, how, io).await;
     }
     let from_endpoint = facts::endpoint(&kc, &plan.from, plan.server.as_deref())?;
     let to_endpoint = if args.bidirectional {
@@ -377,7 +390,14 @@ async fn list(args: &Args, plan: &Plan, io: &mut Io) -> Result<()> {
         }
         None => plan.cluster_id.clone(),
     };
-    listing::run(&b, &plan.istio_namespace, only.as_deref(), io).await?;
+    listing::run(
+        &b,
+        &plan.istio_namespace,
+        only.as_deref(),
+        &args.eastwest_gateway,
+        io,
+    )
+    .await?;
     io.out.flush()?;
     Ok(())
 }

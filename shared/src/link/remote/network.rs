@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::gateway::{self, GatewayRef, MULTICLUSTER_PORT};
+use crate::gateway::{GatewayRef, MULTICLUSTER_PORT};
 use crate::objects;
 use crate::vm::control_plane::NETWORK_LABEL;
 
@@ -23,12 +23,14 @@ pub fn gateway_problems(svc: Option<&Value>, gw: &GatewayRef, network: &str) -> 
         )];
     };
     let mut problems = Vec::new();
-    if !gateway::exposes_multicluster_port(svc) {
-        problems.push(format!("Service {gw} exposes no port {MULTICLUSTER_PORT}"));
+    // The port istiod sends to: the networking.istio.io/gatewayPort label, else 15443.
+    if let Err(e) = super::probe::gateway_port(svc) {
+        let why = e.replace("the Service has no port", "exposes no port");
+        problems.push(format!("Service {gw} {why}"));
     }
-    if gateway::address_of(svc).is_none() {
+    if super::probe::gateway_host(svc).is_none() {
         problems.push(format!(
-            "Service {gw} has no load-balancer address yet (status.loadBalancer.ingress)"
+            "Service {gw} has no external address yet (status.loadBalancer.ingress, spec.externalIPs)"
         ));
     }
     match svc["metadata"]["labels"][NETWORK_LABEL].as_str() {
