@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::io::Write as _;
 use std::net::Ipv4Addr;
 
 use anyhow::Result;
@@ -336,16 +335,33 @@ pub async fn run(
         Err(e) => lines.push(Line::fail(format!("{e:#}"))),
     }
 
-    for l in &lines {
-        writeln!(io.out, "{l}")?;
+    finish(
+        &mut io.out,
+        &lines,
+        None,
+        &format!("{} -> {}", a.context, b.context),
+    )
+}
+
+/// Prints the check lines (and a skipped one, which counts neither way), and fails with exit 3
+/// when any line is a ×, naming how many of the checks of `what` failed.
+pub fn finish(
+    out: &mut impl std::io::Write,
+    lines: &[Line],
+    skipped: Option<&str>,
+    what: &str,
+) -> Result<()> {
+    for l in lines {
+        writeln!(out, "{l}")?;
+    }
+    if let Some(text) = skipped {
+        writeln!(out, "- {text}")?;
     }
     let failed = lines.iter().filter(|l| !l.ok).count();
     if failed > 0 {
         return Err(MeshError::Check(format!(
-            "{failed} of {} checks failed for {} -> {}",
-            lines.len(),
-            a.context,
-            b.context
+            "{failed} of {} checks failed for {what}",
+            lines.len()
         ))
         .into());
     }

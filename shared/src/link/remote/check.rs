@@ -2,8 +2,6 @@
 //! through a remote secret, one ✔/× line each. The facts are read first; each line is a pure
 //! function of them.
 
-use std::io::Write as _;
-
 use anyhow::Result;
 use base64::Engine as _;
 use serde_json::Value;
@@ -14,7 +12,6 @@ use super::listing;
 use super::network;
 use super::probe;
 use crate::api::Cluster;
-use crate::error::MeshError;
 use crate::link::check::{release_of, root_cert_line, Line, Release};
 use crate::link::GatewayRef;
 use crate::objects;
@@ -334,23 +331,12 @@ pub async fn run(a: &Cluster, b: &Cluster, ns: &str, reach: Reach<'_>, io: &mut 
         None => {}
     }
 
-    for l in &lines {
-        writeln!(io.out, "{l}")?;
-    }
-    if let Some(text) = &skipped {
-        writeln!(io.out, "- {text}")?;
-    }
-    let failed = lines.iter().filter(|l| !l.ok).count();
-    if failed > 0 {
-        return Err(MeshError::Check(format!(
-            "{failed} of {} checks failed for {} -> {} (remote secret)",
-            lines.len(),
-            a.context,
-            b.context
-        ))
-        .into());
-    }
-    Ok(())
+    crate::link::check::finish(
+        &mut io.out,
+        &lines,
+        skipped.as_deref(),
+        &format!("{} -> {} (remote secret)", a.context, b.context),
+    )
 }
 
 #[cfg(test)]
