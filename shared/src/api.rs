@@ -185,6 +185,19 @@ impl Cluster {
         })
     }
 
+    /// Connects to every target at once (an exec credential plugin may take its time); the
+    /// error is the first in the order of the targets, as when connecting one after another.
+    pub async fn connect_all(
+        kc: &Kubeconfig,
+        targets: &[Target],
+        args: &KubeArgs,
+    ) -> Result<Vec<Self>> {
+        futures::future::join_all(targets.iter().map(|t| Self::connect(kc, t, args)))
+            .await
+            .into_iter()
+            .collect()
+    }
+
     /// Connects to the single context a one-cluster command works on.
     pub async fn connect_one(args: &KubeArgs) -> Result<Self> {
         if args.contexts.len() > 1 {

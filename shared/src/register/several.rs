@@ -6,6 +6,7 @@
 use std::io::Write as _;
 
 use anyhow::{anyhow, Result};
+use futures::future::join_all;
 use serde_json::Value;
 
 use super::{action, fresh, listing, plan_deregister, plan_register, Action, Args};
@@ -82,38 +83,25 @@ pub(super) async fn run(args: &Args, mode: WriteMode, io: &mut Io) -> Result<()>
         return print(io, args.write.output, DryRun::Client, &per);
     }
     super::warn_link_local(args, io)?;
-    let mut clusters = Vec::with_capacity(targets.len());
-    for t in &targets {
-        clusters.push(Cluster::connect(&kc, t, kube).await?);
-    }
+    let clusters = Cluster::connect_all(&kc, &targets, kube).await?;
     if args.list {
         return list(&clusters, args, io).await;
     }
 
-    // Every context is read and planned before any is written.
+    // Every context is read and planned before any is written, all at once; each one's
+    // warnings are held and printed in the order of --context, and the first failure in that
+    // order is the error, as when they were read one after another.
+    let terminal = io.terminal;
+    let planned = join_all(clusters.iter().map(|cluster| async move {
+        let (mut own, held) = Io::held(terminal);
+        let planned = plan(cluster, args, &mut own).await;
+        (planned, held)
+    }))
+    .await;
     let mut contexts = Vec::with_capacity(clusters.len());
-    for cluster in clusters {
-        let prefix = format!("{}: ", cluster.context);
-        let (steps, new_namespace) = match action(args, &cluster.namespace)? {
-            Action::Register(reg) => {
-                let planned =
-                    plan_register(&cluster, &reg, args.create_namespace, &prefix, io).await?;
-                let mut steps = Vec::new();
-                let new_namespace = planned.namespace.is_some();
-                // Created by this run, so taken back with the rest when a later context fails.
-                if let Some(ns) = planned.namespace {
-                    steps.push(Step::apply(ns, None));
-                }
-                steps.extend(planned.steps);
-                (steps, new_namespace)
-            }
-            Action::Delete { service, ip } => {
-                let ns = cluster.namespace.clone();
-                let steps = plan_deregister(&cluster, &ns, &service, ip, &prefix, io).await?;
-                (steps, false)
-            }
-            Action::List => unreachable!("handled above"),
-        };
+    for (cluster, (planned, held)) in clusters.into_iter().zip(planned) {
+        held.replay(io)?;
+        let (steps, new_namespace) = planned?;
         contexts.push(Context {
             cluster,
             steps,
@@ -121,22 +109,24 @@ pub(super) async fn run(args: &Args, mode: WriteMode, io: &mut Io) -> Result<()>
         });
     }
     // The server checks every write of every context (conflicting field owners, schema,
-    // admission, permissions) before any is sent for real.
+    // admission, permissions) before any is sent for real; the contexts are checked at once.
     if mode.dry_run == DryRun::None {
-        for c in &contexts {
+        let checks = join_all(contexts.iter().map(|c| {
             let steps: Vec<Step> = if c.new_namespace {
                 c.steps.iter().take(1).cloned().collect()
             } else {
                 c.steps.clone()
             };
             write::check(&c.cluster, steps, mode.force)
-                .await
-                .map_err(|e| {
-                    anyhow!(
-                        "{}; nothing was written in any context (checked with a server dry run before writing)",
-                        one_line(&e)
-                    )
-                })?;
+        }))
+        .await;
+        for check in checks {
+            check.map_err(|e| {
+                anyhow!(
+                    "{}; nothing was written in any context (checked with a server dry run before writing)",
+                    one_line(&e)
+                )
+            })?;
         }
     }
     let interrupt = if mode.dry_run == DryRun::None {
@@ -156,6 +146,31 @@ pub(super) async fn run(args: &Args, mode: WriteMode, io: &mut Io) -> Result<()>
         .map(|(c, w)| (c.cluster.context.clone(), w.results()))
         .collect();
     print(io, args.write.output, mode.dry_run, &per)
+}
+
+/// Reads one context and plans its writes: the steps, and whether the first creates the
+/// namespace.
+async fn plan(cluster: &Cluster, args: &Args, io: &mut Io) -> Result<(Vec<Step>, bool)> {
+    let prefix = format!("{}: ", cluster.context);
+    Ok(match action(args, &cluster.namespace)? {
+        Action::Register(reg) => {
+            let planned = plan_register(cluster, &reg, args.create_namespace, &prefix, io).await?;
+            let mut steps = Vec::new();
+            let new_namespace = planned.namespace.is_some();
+            // Created by this run, so taken back with the rest when a later context fails.
+            if let Some(ns) = planned.namespace {
+                steps.push(Step::apply(ns, None));
+            }
+            steps.extend(planned.steps);
+            (steps, new_namespace)
+        }
+        Action::Delete { service, ip } => {
+            let ns = cluster.namespace.clone();
+            let steps = plan_deregister(cluster, &ns, &service, ip, &prefix, io).await?;
+            (steps, false)
+        }
+        Action::List => unreachable!("handled before any context is planned"),
+    })
 }
 
 /// Result lines prefixed with their context, or each context's objects under its name.
@@ -190,12 +205,15 @@ fn print(
 
 /// `--list` across contexts: one table with a CONTEXT column, and what differs between them.
 async fn list(clusters: &[Cluster], args: &Args, io: &mut Io) -> Result<()> {
+    let reads = join_all(
+        clusters
+            .iter()
+            .map(|cluster| listing::read(cluster, args.all_namespaces)),
+    )
+    .await;
     let mut per = Vec::with_capacity(clusters.len());
-    for cluster in clusters {
-        per.push((
-            cluster.context.clone(),
-            listing::read(cluster, args.all_namespaces).await?,
-        ));
+    for (cluster, found) in clusters.iter().zip(reads) {
+        per.push((cluster.context.clone(), found?));
     }
     if let Some(format) = args.write.output {
         let objs: Vec<(String, Vec<Value>)> = per

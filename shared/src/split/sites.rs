@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 
 use anyhow::{anyhow, Result};
+use futures::future::join_all;
 use serde_json::Value;
 
 use super::analysis::{self, Gate, Step};
@@ -89,10 +90,7 @@ pub(super) async fn run(
             return Err(usage("--context", format!("{} is given twice", t.context)));
         }
     }
-    let mut clusters = Vec::with_capacity(targets.len());
-    for t in &targets {
-        clusters.push(Cluster::connect(&kc, t, kube).await?);
-    }
+    let clusters = Cluster::connect_all(&kc, &targets, kube).await?;
     match plan.action.clone() {
         Action::Status => status(&plan, &clusters, io).await,
         Action::Undo => undo(&plan, clusters, io, prompter).await,
@@ -105,6 +103,19 @@ async fn vs_kind(cluster: &Cluster) -> Result<Kind> {
         "VirtualService",
         &cluster.istio_version().await?,
     ))
+}
+
+/// The VirtualService kind `cluster` serves and the VirtualService TARGET names there.
+async fn read_target(cluster: &Cluster, target: &Target) -> Result<(Kind, Option<Value>)> {
+    let kind = vs_kind(cluster).await?;
+    let live = find(cluster, &kind, target).await?;
+    Ok((kind, live))
+}
+
+/// [`read_target`] in every cluster at once. Each result is then used in the order of the
+/// clusters, so the first failure met is the one reading them one after another would meet.
+async fn read_targets(clusters: &[Cluster], target: &Target) -> Vec<Result<(Kind, Option<Value>)>> {
+    join_all(clusters.iter().map(|c| read_target(c, target))).await
 }
 
 /// The VirtualService TARGET names in `cluster`; `None` when there is none.
@@ -306,9 +317,9 @@ async fn read_for_split(
 ) -> Result<(Vec<Site>, Vec<Vec<u32>>)> {
     let mut sites = Vec::new();
     let mut finals = Vec::new();
-    for cluster in clusters {
-        let kind = vs_kind(&cluster).await?;
-        let live = find(&cluster, &kind, target).await?;
+    let reads = read_targets(&clusters, target).await;
+    for (cluster, read) in clusters.into_iter().zip(reads) {
+        let (kind, live) = read?;
         let namespace = cluster.namespace.clone();
         let site = match (live, &set.create) {
             (Some(vs), create) => {
@@ -538,14 +549,16 @@ impl across::Site for Writing<'_> {
     }
 }
 
-/// Reads every site back and compares with what was sent.
+/// Reads every site back, all at once, and compares with what was sent.
 async fn read_back(sites: &[Site], want: &[Vec<u32>]) -> Result<()> {
     let mut diffs = Vec::new();
-    for (site, w) in sites.iter().zip(want) {
-        let got = site
-            .cluster
+    let reads = join_all(sites.iter().map(|site| {
+        site.cluster
             .get(&site.kind, Some(&site.namespace), &site.name)
-            .await?;
+    }))
+    .await;
+    for ((site, w), got) in sites.iter().zip(want).zip(reads) {
+        let got = got?;
         let sel = RouteSelector::At(site.route.at.kind, site.route.at.index);
         let found = got
             .as_ref()
@@ -957,9 +970,10 @@ async fn undo(
     let mut previous = Vec::new();
     let mut recorded = Vec::new();
     let change = build::change_id();
-    for cluster in clusters {
-        let kind = vs_kind(&cluster).await?;
-        let Some(vs) = find(&cluster, &kind, &target).await? else {
+    let reads = read_targets(&clusters, &target).await;
+    for (cluster, read) in clusters.into_iter().zip(reads) {
+        let (kind, live) = read?;
+        let Some(vs) = live else {
             return Err(not_found(&cluster, &target, false));
         };
         let what = format!(
@@ -1128,8 +1142,9 @@ async fn status(plan: &Plan, clusters: &[Cluster], io: &mut Io) -> Result<()> {
     let mut missing = Vec::new();
     // (vs, route) -> weights per context, to warn when contexts disagree.
     let mut seen: BTreeMap<(String, String), PerContext> = BTreeMap::new();
-    for cluster in clusters {
-        let found = match status_routes(plan, cluster).await? {
+    let reads = join_all(clusters.iter().map(|c| status_routes(plan, c))).await;
+    for (cluster, read) in clusters.iter().zip(reads) {
+        let found = match read? {
             Ok(found) => found,
             Err(m) => {
                 missing.push(m);

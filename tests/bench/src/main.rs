@@ -1,7 +1,7 @@
 //! The kubectl-mesh benchmark: medians over repeated runs of the release binaries, printed as
 //! Markdown tables (the README shows the latest). `--quick` is the short version CI runs.
 //!
-//! Usage: `cargo build --release -p kubectl-mesh && cargo run --release -p mesh-bench [-- --quick]`
+//! Usage: `cargo build --release -p kubectl-mesh && cargo run --release -p mesh-bench [-- --quick] [--across]`
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -507,12 +507,84 @@ fn link_scaling(b: &Bench) -> Result<()> {
     Ok(())
 }
 
+/// The round trip of every request to a cluster in the multi-cluster table: an API server in
+/// another region.
+const FAR: Duration = Duration::from_millis(100);
+
+/// The migration VirtualService at 100/0, in every cluster.
+const ACROSS_SEED: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: productcatalog-migration, namespace: default}
+spec:
+  hosts: [productcatalogservice]
+  http:
+  - route:
+    - destination: {host: productcatalogservice}
+      weight: 100
+    - destination: {host: productcatalogservice-gke}
+      weight: 0
+"#;
+
+/// One run of `plugin args --context cluster1 ... --context clusterN` against N fresh clusters,
+/// each `FAR` away: its wall time and the requests cluster1 answered.
+fn across_once(b: &Bench, n: usize, plugin: &str, args: &[&str]) -> Result<(Duration, usize)> {
+    let names: Vec<String> = (1..=n).map(|i| format!("cluster{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let emu = Emu::builder()
+        .clusters(&refs)
+        .seed_yaml(ACROSS_SEED)
+        .latency(FAR)
+        .start()?;
+    emu.clear_requests();
+    let mut cmd = b.cmd(&b.bin(&format!("kubectl-mesh_{plugin}")), Some(&emu));
+    cmd.args(args).args(["-n", "default"]);
+    for name in &names {
+        cmd.args(["--context", name]);
+    }
+    let s = measure(&mut cmd)?;
+    if !s.status.success() {
+        bail!("mesh-{plugin} across {n} clusters exited {}", s.status);
+    }
+    Ok((s.wall, emu.requests("cluster1").len()))
+}
+
+/// Multi-cluster commands against clusters 100 ms away (#17): what connecting to, reading,
+/// checking, writing and reading back N clusters costs.
+fn across(b: &Bench) -> Result<()> {
+    let reps = if b.quick { 1 } else { 3 };
+    println!(
+        "\n### Across N clusters, each {} ms away (every request and TLS handshake; median of {reps})\n",
+        FAR.as_millis()
+    );
+    println!("| clusters | `mesh-split 80/20` | requests per cluster | `mesh-register` (fresh) | requests per cluster |");
+    println!("|---|---|---|---|---|");
+    let cases: [(&str, &[&str]); 2] = [
+        ("split", &["80/20"]),
+        ("register", &["productcatalog", "10.128.0.13", "grpc:3550"]),
+    ];
+    for n in [1, 5, 20] {
+        let mut cells = Vec::new();
+        for (plugin, args) in cases {
+            let runs = (0..reps)
+                .map(|_| across_once(b, n, plugin, args))
+                .collect::<Result<Vec<_>>>()?;
+            let wall = median(runs.iter().map(|r| r.0).collect());
+            cells.push(format!("{} | {}", ms(wall), runs[0].1));
+        }
+        println!("| {n} | {} |", cells.join(" | "));
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("__measure") {
         return trampoline(&argv[2..]);
     }
     let quick = std::env::args().any(|a| a == "--quick");
+    // `--across`: only the multi-cluster table (a quick look while working on #17).
+    let only_across = std::env::args().any(|a| a == "--across");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let bins = std::env::var_os("MESH_BIN_DIR")
         .map(PathBuf::from)
@@ -534,9 +606,13 @@ fn main() -> Result<()> {
         if quick { "quick" } else { "full" },
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    if only_across {
+        return across(&b);
+    }
     startup(&b)?;
     completion(&b)?;
     requests(&b)?;
+    across(&b)?;
     link_scaling(&b)?;
     // The real tier: real kube-apiservers, istioctl and kubectl side by side.
     let tools = std::env::var_os("MESH_REALCLUSTER_BIN")

@@ -107,6 +107,8 @@ pub(crate) struct Cluster {
     pub token: Mutex<String>,
     pub log: Mutex<Vec<LoggedRequest>>,
     pub faults: Mutex<Vec<FaultState>>,
+    /// The round trip every request pays (see [`Emu::set_latency`]).
+    pub latency: Mutex<Duration>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -117,6 +119,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Cluster {
+    pub(crate) fn latency(&self) -> Duration {
+        *lock(&self.latency)
+    }
+
     pub(crate) fn take_fault(&self, method: &str, path: &str) -> Option<FaultAction> {
         let mut faults = lock(&self.faults);
         for f in faults.iter_mut() {
@@ -160,6 +166,7 @@ pub struct EmuBuilder {
     seeds: Vec<String>,
     deterministic: bool,
     bind: std::net::IpAddr,
+    latency: Duration,
 }
 
 /// Running API servers, one per cluster. Dropping it stops them.
@@ -180,6 +187,7 @@ impl Emu {
             seeds: vec![],
             deterministic: false,
             bind: std::net::IpAddr::from([127, 0, 0, 1]),
+            latency: Duration::ZERO,
         }
     }
 }
@@ -245,6 +253,12 @@ impl EmuBuilder {
         self
     }
 
+    /// Every cluster is this far away: see [`Emu::set_latency`].
+    pub fn latency(mut self, round_trip: Duration) -> Self {
+        self.latency = round_trip;
+        self
+    }
+
     pub fn start(self) -> anyhow::Result<Emu> {
         let sets: Vec<Arc<registry::CrdSet>> = match &self.crds {
             Crds::None => vec![],
@@ -280,6 +294,7 @@ impl EmuBuilder {
                 token: Mutex::new(format!("kube-emu-token-{name}")),
                 log: Mutex::new(vec![]),
                 faults: Mutex::new(vec![]),
+                latency: Mutex::new(self.latency),
             }));
             listeners.push(l);
         }
@@ -437,6 +452,14 @@ impl Emu {
             seen: 0,
             fired: false,
         });
+    }
+
+    /// Makes a cluster as far away as a remote API server: every request (discovery, /version
+    /// and OpenAPI included) takes `round_trip` longer, half on the way in (before it is
+    /// handled, so a write lands late too) and half on the way back; a new connection pays one
+    /// more for its TLS handshake. Faults come on top. Zero (the default) turns it off.
+    pub fn set_latency(&self, cluster: &str, round_trip: Duration) {
+        *lock(&self.cluster(cluster).latency) = round_trip;
     }
 
     pub fn clear_faults(&self) {

@@ -1,4 +1,4 @@
-//! `kube-emu --kubeconfig PATH [--clusters a,b] [--crds FILE]... [--seed FILE]... [--deterministic]`,
+//! `kube-emu --kubeconfig PATH [--clusters a,b] [--crds FILE]... [--seed FILE]... [--deterministic] [--latency-ms MS]`,
 //! or `kube-emu --demo`: two clusters seeded as the migration sample has them, for the README.
 #![allow(missing_docs)]
 
@@ -37,9 +37,16 @@ fn main() -> anyhow::Result<()> {
                 builder = builder.seed_yaml(&text);
             }
             "--deterministic" => builder = builder.deterministic(),
+            "--latency-ms" => {
+                let v = val("--latency-ms")?;
+                let ms: u64 = v
+                    .parse()
+                    .with_context(|| format!("--latency-ms {v:?}: not a number of milliseconds"))?;
+                builder = builder.latency(std::time::Duration::from_millis(ms));
+            }
             "--demo" => demo = true,
             "-h" | "--help" => {
-                println!("usage: kube-emu --kubeconfig PATH [--clusters cluster1,cluster2] [--crds FILE]... [--no-crds] [--seed FILE]... [--deterministic]\n       kube-emu --demo [--kubeconfig PATH]   (two clusters seeded as the migration sample; default {DEMO_KUBECONFIG})");
+                println!("usage: kube-emu --kubeconfig PATH [--clusters cluster1,cluster2] [--crds FILE]... [--no-crds] [--seed FILE]... [--deterministic] [--latency-ms MS]\n       kube-emu --demo [--kubeconfig PATH]   (two clusters seeded as the migration sample; default {DEMO_KUBECONFIG})");
                 return Ok(());
             }
             other => bail!("unknown argument {other:?} (see --help)"),

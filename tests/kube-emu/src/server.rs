@@ -85,6 +85,8 @@ pub(crate) async fn serve(
         let acceptor = acceptor.clone();
         let cluster = cluster.clone();
         tokio::spawn(async move {
+            // The TLS handshake's round trip, as a far-away server costs it.
+            pause(cluster.latency()).await;
             let Ok(stream) = acceptor.accept(tcp).await else {
                 return;
             };
@@ -94,6 +96,13 @@ pub(crate) async fn serve(
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                 .await;
         });
+    }
+}
+
+/// Sleeps, unless there is nothing to wait for.
+async fn pause(d: std::time::Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
     }
 }
 
@@ -135,6 +144,10 @@ async fn handle(
         status: 0,
         user_agent,
     };
+    // A far-away server: the request arrives after half the round trip, and the answer takes
+    // the other half to come back (below).
+    let latency = cluster.latency();
+    pause(latency / 2).await;
     let fault = cluster.take_fault(&method, &path);
     let resp = match fault.clone() {
         Some(FaultAction::Reset) => {
@@ -216,6 +229,7 @@ async fn handle(
         // on a server that is slow to reply.
         tokio::time::sleep(d).await;
     }
+    pause(latency - latency / 2).await;
     let mut b = Response::builder()
         .status(resp.status)
         .header("content-type", resp.content_type)

@@ -687,6 +687,49 @@ async fn faults_log_auth_and_deterministic_mode() {
     assert_eq!(err_code(&cms.get("c").await.unwrap_err()), 401);
 }
 
+/// A far-away cluster: every request pays the round trip, discovery too, and only there.
+/// (Lower bounds only: that the delay is paid, never how fast anything is.)
+#[tokio::test]
+async fn latency_delays_every_request_of_one_cluster() {
+    let emu = Emu::builder()
+        .clusters(&["near", "far"])
+        .latency(Duration::from_millis(150))
+        .start()
+        .unwrap();
+    emu.set_latency("near", Duration::ZERO);
+    let far = emu.client("far").await.unwrap();
+    let t = Instant::now();
+    far.apiserver_version().await.unwrap();
+    // The first request also pays the TLS handshake.
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(far.clone(), "default");
+    let t = Instant::now();
+    assert_eq!(err_code(&cms.get("x").await.unwrap_err()), 404);
+    let _ = far
+        .list_api_group_resources("networking.istio.io/v1")
+        .await
+        .unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "c"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    assert!(emu
+        .get_json("far", "/api/v1/namespaces/default/configmaps/c")
+        .is_some());
+    assert!(emu.requests("far").iter().any(|r| r.is_discovery()));
+    // Set back to zero, the same cluster answers at once again (no sleep at all).
+    emu.set_latency("far", Duration::ZERO);
+    let near = emu.client("near").await.unwrap();
+    near.apiserver_version().await.unwrap();
+}
+
 #[tokio::test]
 async fn seeds_honour_cluster_annotation_and_keep_status() {
     let seed = r#"
