@@ -586,9 +586,13 @@ fn main() -> Result<()> {
     // `--across`: only the multi-cluster table (a quick look while working on #17).
     let only_across = std::env::args().any(|a| a == "--across");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // Where cargo put the release build: CARGO_TARGET_DIR when set (as `.ci/run` may be run).
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
     let bins = std::env::var_os("MESH_BIN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/release"));
+        .unwrap_or_else(|| target.join("release"));
     if !bins.join("kubectl-mesh_register").exists() {
         bail!(
             "no release binaries in {}: run cargo build --release -p kubectl-mesh first",
