@@ -948,6 +948,19 @@ fn check_reads_the_real_istiods_clusterz() {
     }
 }
 
+/// kube-emu refuses (403) every write of a remote secret in cluster2, so the run fails after
+/// writing cluster1.
+fn refuse_remote_secret_writes(srv: &Server) {
+    srv.emu().expect("kube-emu").inject(
+        "cluster2",
+        Fault::new(
+            "PATCH",
+            "/secrets/istio-remote-secret",
+            FaultAction::Status(403),
+        ),
+    );
+}
+
 /// A failed write in cluster2 takes back what the run wrote in cluster1 (kube-emu's fault
 /// injection).
 #[test]
@@ -956,15 +969,7 @@ fn a_failure_in_the_target_puts_the_source_back() {
         return;
     }
     let srv = start(Tier::Emu);
-    let emu = srv.emu().expect("kube-emu");
-    emu.inject(
-        "cluster2",
-        Fault::new(
-            "PATCH",
-            "/secrets/istio-remote-secret",
-            FaultAction::Status(403),
-        ),
-    );
+    refuse_remote_secret_writes(&srv);
     let run = link(&srv, &["--from", "cluster1", "--to", "cluster2"]).expect_code(4);
     assert!(
         run.stderr.contains(
@@ -993,14 +998,7 @@ fn a_failed_link_takes_the_network_labels_back() {
     }
     let srv = start(Tier::Emu);
     srv.apply_yaml("cluster1", "apiVersion: v1\nkind: Service\nmetadata: {name: istio-eastwestgateway, namespace: istio-system, labels: {topology.istio.io/network: network1}}\nspec: {type: LoadBalancer, ports: [{name: tls, port: 15443}]}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.10}]}}\n").expect("gateway");
-    srv.emu().expect("kube-emu").inject(
-        "cluster2",
-        Fault::new(
-            "PATCH",
-            "/secrets/istio-remote-secret",
-            FaultAction::Status(403),
-        ),
-    );
+    refuse_remote_secret_writes(&srv);
     link(
         &srv,
         &[
@@ -1037,15 +1035,7 @@ fn a_failed_rotation_keeps_the_old_token() {
     let srv = start(Tier::Emu);
     link(&srv, &["--from", "cluster1", "--to", "cluster2"]).ok();
     let before = srv.get_json("cluster2", REMOTE).expect("secret");
-    let emu = srv.emu().expect("kube-emu");
-    emu.inject(
-        "cluster2",
-        Fault::new(
-            "PATCH",
-            "/secrets/istio-remote-secret",
-            FaultAction::Status(403),
-        ),
-    );
+    refuse_remote_secret_writes(&srv);
     let run = link(
         &srv,
         &["--from", "cluster1", "--to", "cluster2", "--rotate"],

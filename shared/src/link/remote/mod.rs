@@ -568,24 +568,9 @@ async fn link_sides(
                 ))?;
                 TokenSource::Bound(dur)
             }
-            // The token the target holds now, from the shared Secret or the target's own (made
-            // by --rotate): a rerun keeps it.
-            (None, Some(s)) => {
-                if objects::is_managed(s) {
-                    steps.push(Step::apply(
-                        build::token_secret_like(ns, s),
-                        Some(s.clone()),
-                    ));
-                } else {
-                    io.note(format!(
-                        "{} exists in context {}: its token is used",
-                        crate::output::type_and_name(s),
-                        a.context
-                    ))?;
-                }
-                TokenSource::Secret(objects::name(s).to_string())
-            }
-            (None, None) => match &reader.token_secret {
+            // The token the target holds now (from the shared Secret or the target's own, made
+            // by --rotate), so a rerun keeps it; else the shared one, made when missing.
+            (None, holding) => match holding.or(reader.token_secret.as_ref()) {
                 Some(s) if !objects::is_managed(s) => {
                     io.note(format!(
                         "{} exists in context {}: its token is used",
@@ -594,8 +579,15 @@ async fn link_sides(
                     ))?;
                     TokenSource::Secret(objects::name(s).to_string())
                 }
-                existing => {
-                    steps.push(Step::apply(build::token_secret(ns), existing.clone()));
+                Some(s) => {
+                    steps.push(Step::apply(
+                        build::token_secret_like(ns, s),
+                        Some(s.clone()),
+                    ));
+                    TokenSource::Secret(objects::name(s).to_string())
+                }
+                None => {
+                    steps.push(Step::apply(build::token_secret(ns), None));
                     TokenSource::Secret(build::token_secret_name())
                 }
             },
