@@ -61,6 +61,17 @@ pub struct InDoubt(pub String);
 #[error("{0}")]
 pub struct Stale(pub String);
 
+/// Whether `err` is a write that may or may not have landed (see [`InDoubt`]). Callers ask this
+/// instead of matching the error type, so the rule lives in one place.
+pub fn in_doubt(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<InDoubt>().is_some()
+}
+
+/// Whether `err` is a lost compare-and-swap (see [`Stale`]): re-read and try again.
+pub fn conflict(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<Stale>().is_some()
+}
+
 /// How writes are sent.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteMode {

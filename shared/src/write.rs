@@ -98,7 +98,7 @@ pub async fn execute_kept(cluster: &Cluster, steps: Vec<Step>, mode: WriteMode) 
                 in_doubt: false,
             }),
             Err(err) => {
-                if err.downcast_ref::<InDoubt>().is_some() {
+                if crate::api::in_doubt(&err) {
                     // It may have landed: undo it too, if it did.
                     let applied = assumed_outcome(&step);
                     done.push(Done {
@@ -188,7 +188,7 @@ async fn run_step(cluster: &Cluster, step: Step, mode: WriteMode) -> (Step, Resu
     for attempt in 1.. {
         let result = send(cluster, &current, mode, true).await;
         match result {
-            Err(e) if e.downcast_ref::<Stale>().is_some() && attempt < CAS_ATTEMPTS => {
+            Err(e) if crate::api::conflict(&e) && attempt < CAS_ATTEMPTS => {
                 backoff(attempt).await;
                 let now = match cluster.get(&kind, namespace.as_deref(), &name).await {
                     Ok(now) => now,
@@ -270,7 +270,7 @@ async fn cas_apply(
     let applied = match cluster.apply_over(&guarded, Some(&base), forced).await {
         Ok(applied) => applied,
         // The POST landed: whatever went wrong after it, the object is there to be undone.
-        Err(e) if created && e.downcast_ref::<Stale>().is_none() => {
+        Err(e) if created && !crate::api::conflict(&e) => {
             return Err(InDoubt(crate::error::one_line(&e)).into())
         }
         Err(e) => return Err(e),
@@ -492,7 +492,7 @@ pub async fn undo(cluster: &Cluster, u: Undo<'_>) -> Result<Undone> {
             .await
             {
                 Ok(_) => Ok(Undone::Restored),
-                Err(e) if e.downcast_ref::<Stale>().is_some() => Ok(changed_since()),
+                Err(e) if crate::api::conflict(&e) => Ok(changed_since()),
                 Err(e) => Err(e),
             }
         }
@@ -503,7 +503,7 @@ pub async fn undo(cluster: &Cluster, u: Undo<'_>) -> Result<Undone> {
             }
             match cluster.apply_over(&obj, Some(after), exact).await {
                 Ok(_) => Ok(Undone::Restored),
-                Err(e) if e.downcast_ref::<Stale>().is_some() => Ok(changed_since()),
+                Err(e) if crate::api::conflict(&e) => Ok(changed_since()),
                 Err(e) => Err(e),
             }
         }

@@ -12,7 +12,7 @@ use super::ledger::{self, Ledger};
 use super::plan::{Plan, Selection};
 use super::pool::Pool;
 use super::service_entry::{self, Link, SourceService};
-use crate::api::{Applied, Cluster, InDoubt, Outcome, WriteMode};
+use crate::api::{Applied, Cluster, Outcome, WriteMode};
 use crate::cli::{DryRun, OutputFormat};
 use crate::error::MeshError;
 use crate::gateway::{self, AddressSource, GatewayAddress, GatewayRef, MULTICLUSTER_PORT};
@@ -436,7 +436,7 @@ async fn roll_back(
                 after["metadata"]["resourceVersion"] = Value::String(rv.clone());
                 (after, false)
             }
-            Err(e) if e.downcast_ref::<InDoubt>().is_some() => (desired.clone(), true),
+            Err(e) if crate::api::in_doubt(&e) => (desired.clone(), true),
             _ => continue,
         };
         let u = Undo {
@@ -674,7 +674,7 @@ async fn write_direction(
     .await
     {
         Ok(a) => a,
-        Err(e) if e.downcast_ref::<InDoubt>().is_some() => {
+        Err(e) if crate::api::in_doubt(&e) => {
             let undo = match ledger::release(dst, mode, &tried).await {
                 Ok(()) => "the addresses it may have recorded were released".to_string(),
                 Err(r) => format!(
@@ -860,7 +860,7 @@ async fn delete_links(
                 freed.extend(service_entry::hosts(se).into_iter().map(String::from));
             }
             Err(e) => {
-                if e.downcast_ref::<InDoubt>().is_some() {
+                if crate::api::in_doubt(&e) {
                     deleted.push((se, true)); // it may be gone: put it back with the others
                 }
                 failure = Some(e);
@@ -885,7 +885,7 @@ async fn delete_links(
             )
             .await;
             match &released {
-                Err(e) if e.downcast_ref::<InDoubt>().is_some() => continue,
+                Err(e) if crate::api::in_doubt(&e) => continue,
                 _ => break,
             }
         }

@@ -18,7 +18,7 @@ use super::route::{self, Route, RouteError, RouteKind, RouteRef, RouteSelector};
 use super::steps::Interrupt;
 use super::target::{self, Target};
 use super::weights::{self, slash};
-use crate::api::{self, Applied, Cluster, InDoubt, Outcome, WriteMode};
+use crate::api::{self, Applied, Cluster, Outcome, WriteMode};
 use crate::cli::{DryRun, KubeArgs};
 use crate::duration::HumanDuration;
 use crate::error::{usage, MeshError};
@@ -503,7 +503,7 @@ impl across::Site for Writing<'_> {
             .await
             .map_err(|err| {
                 // No answer is not "not written": the write may have landed, so undo it too.
-                let in_doubt = err.downcast_ref::<InDoubt>().is_some().then(|| Applied {
+                let in_doubt = crate::api::in_doubt(&err).then(|| Applied {
                     object: desired.clone(),
                     outcome: if site.live.is_some() {
                         Outcome::Configured

@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::CAS_ATTEMPTS;
-use crate::api::{Cluster, Outcome, Stale, WriteMode};
+use crate::api::{Cluster, Outcome, WriteMode};
 use crate::objects::{self, Kind};
 
 /// What the object should become, given what it is now.
@@ -77,7 +77,7 @@ pub async fn update_cas(
                     .await
                 {
                     Ok(_) => Some((Outcome::Deleted, None)),
-                    Err(e) if e.downcast_ref::<Stale>().is_some() => None,
+                    Err(e) if crate::api::conflict(&e) => None,
                     Err(e) => return Err(e),
                 }
             }
