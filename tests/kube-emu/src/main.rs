@@ -67,6 +67,19 @@ fn main() -> anyhow::Result<()> {
     let emu = builder.start()?;
     std::fs::write(&kubeconfig, emu.kubeconfig_yaml())
         .with_context(|| format!("writing {kubeconfig}"))?;
+    // The handlers are installed before "ready": a test that sends SIGTERM as soon as it reads
+    // that line must find them, or the default action kills the process without dropping `emu`.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut term, mut int) = {
+        let _enter = rt.enter();
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        )
+    };
     println!("ready {kubeconfig}");
     if demo {
         println!("export KUBECONFIG={kubeconfig}");
@@ -74,11 +87,7 @@ fn main() -> anyhow::Result<()> {
     }
     use std::io::Write;
     std::io::stdout().flush()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
         // End of stdin stops a server started by a test; but a terminal is never read: a shell
         // stops a background job that reads its terminal (`kube-emu ... &`).
@@ -103,7 +112,7 @@ fn main() -> anyhow::Result<()> {
             let _ = tx.blocking_send(());
         });
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
             _ = rx.recv() => {}
         }
