@@ -5,6 +5,9 @@ use std::time::Duration;
 use anyhow::Result;
 use http::Request;
 use kube::config::Kubeconfig;
+use kube::core::params::{
+    DeleteParams, GetParams, ListParams, Patch, PatchParams, PostParams, Preconditions,
+};
 use kube::{Client, Config};
 use serde_json::{json, Value};
 
@@ -14,6 +17,9 @@ use crate::objects::{
     self, Kind, FIELD_MANAGER, ISTIO_NETWORKING, ISTIO_SECURITY, ISTIO_VERSIONS, SECURITY_VERSIONS,
 };
 use crate::overrides::Overrides;
+
+mod error;
+pub use error::{conflict, in_doubt, reclassify, ApiError, ErrorKind, Verb};
 
 /// What a write did to one object, as kubectl reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,29 +53,6 @@ pub struct Applied {
     pub object: Value,
     /// What happened.
     pub outcome: Outcome,
-}
-
-/// A write whose outcome is unknown: it was sent, but the connection failed, the answer did not
-/// come within `--request-timeout`, or the server answered 5xx, so it may or may not be stored.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct InDoubt(pub String);
-
-/// A write refused because the object changed since it was read (409 "the object has been
-/// modified"), or vanished: the compare-and-swap lost, and the caller re-reads and retries.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Stale(pub String);
-
-/// Whether `err` is a write that may or may not have landed (see [`InDoubt`]). Callers ask this
-/// instead of matching the error type, so the rule lives in one place.
-pub fn in_doubt(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<InDoubt>().is_some()
-}
-
-/// Whether `err` is a lost compare-and-swap (see [`Stale`]): re-read and try again.
-pub fn conflict(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<Stale>().is_some()
 }
 
 /// How writes are sent.
@@ -240,71 +223,17 @@ impl Cluster {
     /// more, never more. An answer from the server, error or not, is returned as it is.
     async fn send_idempotent(
         &self,
-        method: http::Method,
-        uri: &str,
-        content_type: &str,
-        body: &[u8],
-    ) -> Result<std::result::Result<Value, kube::Error>> {
-        let request = || {
-            Request::builder()
-                .method(method.clone())
-                .uri(uri)
-                .header("Content-Type", content_type)
-                .body(body.to_vec())
-        };
-        Ok(match self.send(request()?).await {
-            Err(e) if !matches!(e, kube::Error::Api(_)) => self.send(request()?).await,
+        request: Request<Vec<u8>>,
+    ) -> std::result::Result<Value, kube::Error> {
+        let again = clone_request(&request);
+        match self.send(request).await {
+            Err(e) if !matches!(e, kube::Error::Api(_)) => self.send(again).await,
             answer => answer,
-        })
+        }
     }
 
-    fn fail(&self, err: kube::Error, verb: &str, what: &str) -> anyhow::Error {
-        let detail = match &err {
-            kube::Error::Api(s) if s.code == 401 => {
-                format!(
-                    "Unauthorized: the credentials of context {:?} were refused",
-                    self.context
-                )
-            }
-            kube::Error::Api(s)
-                if s.code == 409 && verb == "apply" && s.message.contains("conflict") =>
-            {
-                format!(
-                    "{} (rerun with --force-conflicts to take these fields over)",
-                    s.message
-                )
-            }
-            kube::Error::Api(s) if !s.message.is_empty() => format!("{} ({})", s.message, s.code),
-            kube::Error::Api(s) => format!("the server answered {} {}", s.code, s.reason),
-            other => {
-                let msg = crate::proxy::redact(&transport_message(other, &self.limit));
-                tls_hint(&msg).unwrap_or(msg)
-            }
-        };
-        let msg = format!(
-            "cannot {verb} {what} in context {:?}: {detail}",
-            self.context
-        );
-        let stale = match &err {
-            kube::Error::Api(s) => {
-                s.code == 409 && s.message.contains("modified") || s.code == 404 && verb == "apply"
-            }
-            _ => false,
-        };
-        if stale {
-            return Stale(msg).into();
-        }
-        let is_write = matches!(verb, "apply" | "create" | "update" | "delete");
-        // No answer, or a 5xx: a server can answer 500 or 504 after etcd stored the write
-        // (`etcdserver: request timed out`), so the write may have landed either way.
-        let maybe_stored = match &err {
-            kube::Error::Api(s) => s.code >= 500,
-            _ => true,
-        };
-        if is_write && maybe_stored {
-            return InDoubt(msg).into();
-        }
-        anyhow::anyhow!(msg)
+    fn fail(&self, err: kube::Error, verb: Verb, what: &str) -> anyhow::Error {
+        ApiError::from_kube(&err, verb, what, &self.context, &self.limit).into()
     }
 
     /// GETs a path of the server as JSON, the error as kube gives it (a proxied component's
@@ -321,11 +250,11 @@ impl Cluster {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<Value>> {
-        let req = get_req(&kind.path(namespace, Some(name)))?;
+        let req = collection(kind, namespace).get(name, &GetParams::default())?;
         match self.send(req).await {
             Ok(v) => Ok(Some(v)),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
-            Err(e) => Err(self.fail(e, "get", &what(kind, namespace, name))),
+            Err(e) => Err(self.fail(e, Verb::Get, &what(kind, namespace, name))),
         }
     }
 
@@ -336,18 +265,17 @@ impl Cluster {
         namespace: Option<&str>,
         selector: Option<&str>,
     ) -> Result<Vec<Value>> {
-        let base = kind.path(namespace, None);
+        let base = collection(kind, namespace);
         let mut items = Vec::new();
         let mut cont: Option<String> = None;
         loop {
-            let mut query = vec![("limit".to_string(), "500".to_string())];
-            if let Some(s) = selector {
-                query.push(("labelSelector".into(), s.to_string()));
-            }
-            if let Some(c) = &cont {
-                query.push(("continue".into(), c.clone()));
-            }
-            let req = get_req(&with_query(&base, &query))?;
+            let params = ListParams {
+                label_selector: selector.map(String::from),
+                limit: Some(500),
+                continue_token: cont.clone(),
+                ..ListParams::default()
+            };
+            let req = base.list(&params)?;
             let list = match self.send(req).await {
                 Ok(v) => v,
                 Err(kube::Error::Api(s)) if s.code == 404 && namespace.is_some() => {
@@ -357,7 +285,7 @@ impl Cluster {
                     let scope = namespace.map_or("in all namespaces".to_string(), |n| {
                         format!("in namespace {n}")
                     });
-                    return Err(self.fail(e, "list", &format!("{} {scope}", kind.plural)));
+                    return Err(self.fail(e, Verb::List, &format!("{} {scope}", kind.plural)));
                 }
             };
             let api_version = kind.api_version();
@@ -417,13 +345,12 @@ impl Cluster {
                 outcome,
             });
         }
-        let mut query = vec![("fieldManager".to_string(), FIELD_MANAGER.to_string())];
-        if mode.force {
-            query.push(("force".into(), "true".into()));
-        }
-        if mode.dry_run == DryRun::Server {
-            query.push(("dryRun".into(), "All".into()));
-        }
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            force: mode.force,
+            dry_run: mode.dry_run == DryRun::Server,
+            ..PatchParams::default()
+        };
         crate::vlog!(
             4,
             "\"Server-side apply\" object={:?} context={:?} fieldManager={FIELD_MANAGER:?} force={} dryRun={:?}",
@@ -432,17 +359,9 @@ impl Cluster {
             mode.force,
             if mode.dry_run == DryRun::Server { "All" } else { "" }
         );
-        let uri = with_query(&kind.path(ns, Some(name)), &query);
-        let body = serde_json::to_vec(obj)?;
-        let answer = self
-            .send_idempotent(
-                http::Method::PATCH,
-                &uri,
-                "application/apply-patch+yaml",
-                &body,
-            )
-            .await?;
-        let object = answer.map_err(|e| self.fail(e, "apply", &what(&kind, ns, name)))?;
+        let req = collection(&kind, ns).patch(name, &params, &Patch::Apply(obj))?;
+        let answer = self.send_idempotent(req).await;
+        let object = answer.map_err(|e| self.fail(e, Verb::Apply, &what(&kind, ns, name)))?;
         let outcome = match existing {
             None => Outcome::Created,
             Some(old) if mode.dry_run == DryRun::Server => {
@@ -490,16 +409,14 @@ impl Cluster {
         if mode.dry_run == DryRun::Client {
             return Ok(Ok(obj.clone()));
         }
-        let mut query = vec![("fieldManager".to_string(), FIELD_MANAGER.to_string())];
-        if mode.dry_run == DryRun::Server {
-            query.push(("dryRun".into(), "All".into()));
-        }
-        let (verb, logged, builder) = if replace {
-            let uri = with_query(&kind.path(ns, Some(name)), &query);
-            ("update", "Update", Request::put(uri))
+        let params = PostParams {
+            dry_run: mode.dry_run == DryRun::Server,
+            field_manager: Some(FIELD_MANAGER.to_string()),
+        };
+        let (verb, logged) = if replace {
+            (Verb::Update, "Update")
         } else {
-            let uri = with_query(&kind.path(ns, None), &query);
-            ("create", "Create", Request::post(uri))
+            (Verb::Create, "Create")
         };
         crate::vlog!(
             4,
@@ -512,9 +429,13 @@ impl Cluster {
                 String::new()
             }
         );
-        let req = builder
-            .header("Content-Type", "application/json")
-            .body(serde_json::to_vec(obj)?)?;
+        let body = serde_json::to_vec(obj)?;
+        let at = collection(&kind, ns);
+        let req = if replace {
+            at.replace(name, &params, body)?
+        } else {
+            at.create(&params, body)?
+        };
         match self.send(req).await {
             Ok(v) => Ok(Ok(v)),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(Err(409)),
@@ -534,7 +455,7 @@ impl Cluster {
     }
 
     /// Deletes an object only while it is at `resource_version` (None: whatever it is now); a
-    /// changed object is a [`Stale`] error.
+    /// changed object is an [`ErrorKind::Conflict`] error.
     pub async fn delete_at(
         &self,
         kind: &Kind,
@@ -546,26 +467,32 @@ impl Cluster {
         if mode.dry_run == DryRun::Client {
             return Ok(true);
         }
-        let mut query = Vec::new();
-        if mode.dry_run == DryRun::Server {
-            query.push(("dryRun".to_string(), "All".to_string()));
-        }
-        let uri = with_query(&kind.path(namespace, Some(name)), &query);
-        let body = match resource_version {
-            Some(rv) => serde_json::to_vec(&json!({
-                "apiVersion": "v1",
-                "kind": "DeleteOptions",
-                "preconditions": {"resourceVersion": rv},
-            }))?,
-            None => Vec::new(),
+        let params = DeleteParams {
+            dry_run: mode.dry_run == DryRun::Server,
+            preconditions: resource_version.map(|rv| Preconditions {
+                resource_version: Some(rv.to_string()),
+                uid: None,
+            }),
+            ..DeleteParams::default()
         };
-        let answer = self
-            .send_idempotent(http::Method::DELETE, &uri, "application/json", &body)
-            .await?;
+        let mut req = collection(kind, namespace).delete(name, &params)?;
+        if params.dry_run {
+            // kube puts dryRun in the DeleteOptions body only; kubectl also sends it in the
+            // query, which every server honours and a request log shows.
+            let uri = req.uri().to_string();
+            let sep = match uri.split_once('?') {
+                Some((_, "")) => "",
+                Some(_) => "&",
+                None => "?",
+            };
+            let uri = format!("{uri}{sep}dryRun=All");
+            *req.uri_mut() = uri.parse()?;
+        }
+        let answer = self.send_idempotent(req).await;
         match answer {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-            Err(e) => Err(self.fail(e, "delete", &what(kind, namespace, name))),
+            Err(e) => Err(self.fail(e, Verb::Delete, &what(kind, namespace, name))),
         }
     }
 
@@ -578,14 +505,16 @@ impl Cluster {
         sub: &str,
         body: &Value,
     ) -> Result<Value> {
-        let uri = format!("{}/{sub}", kind.path(Some(namespace), Some(name)));
-        let req = Request::post(uri)
-            .header("Content-Type", "application/json")
-            .body(serde_json::to_vec(body)?)?;
+        let req = collection(kind, Some(namespace)).create_subresource(
+            sub,
+            name,
+            &PostParams::default(),
+            serde_json::to_vec(body)?,
+        )?;
         self.send(req).await.map_err(|e| {
             self.fail(
                 e,
-                "create",
+                Verb::Create,
                 &format!("{} {namespace}/{name}/{sub}", kind.kind),
             )
         })
@@ -633,7 +562,7 @@ impl Cluster {
                 );
                 return Ok(None);
             }
-            Err(e) => return Err(self.fail(e, "discover", &format!("the {group} API group"))),
+            Err(e) => return Err(self.fail(e, Verb::Discover, &format!("the {group} API group"))),
         };
         let served: Vec<&str> = answer["versions"]
             .as_array()
@@ -693,78 +622,24 @@ fn kind_of(obj: &Value) -> Result<Kind> {
         .ok_or_else(|| anyhow::anyhow!("unknown kind {} {}", obj["apiVersion"], obj["kind"]))
 }
 
+/// kube's request builder for a kind's collection in a namespace (or cluster-wide).
+fn collection(kind: &Kind, namespace: Option<&str>) -> kube::core::Request {
+    kube::core::Request::new(kind.path(namespace, None))
+}
+
 fn get_req(uri: &str) -> Result<Request<Vec<u8>>> {
     Ok(Request::get(uri)
         .header("Accept", "application/json")
         .body(Vec::new())?)
 }
 
-fn with_query(path: &str, query: &[(String, String)]) -> String {
-    if query.is_empty() {
-        return path.to_string();
-    }
-    let mut s = String::from(path);
-    for (i, (k, v)) in query.iter().enumerate() {
-        s.push(if i == 0 { '?' } else { '&' });
-        s.push_str(k);
-        s.push('=');
-        s.push_str(&encode(v));
-    }
-    s
-}
-
-fn encode(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-fn transport_message(err: &kube::Error, limit: &str) -> String {
-    let mut msg = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        msg = format!("{msg}: {s}");
-        source = s.source();
-    }
-    if msg.to_ascii_lowercase().contains("elapsed")
-        || msg.to_ascii_lowercase().contains("timed out")
-    {
-        return format!("no answer within {limit} ({msg})");
-    }
-    msg
-}
-
-/// A refused server certificate, said plainly with the flag that fixes it, instead of the
-/// nested "client error (Connect)" chain of the TLS library.
-fn tls_hint(msg: &str) -> Option<String> {
-    let at = msg.find("invalid peer certificate")?;
-    let cause = msg[at..].trim_end();
-    let (what, fix) = if cause.contains("UnknownIssuer") {
-        (
-            "is not signed by a trusted CA",
-            "check --certificate-authority, or the kubeconfig cluster's certificate-authority",
-        )
-    } else if cause.contains("NotValidForName") {
-        (
-            "is not issued for the name connected to",
-            "check --server and --tls-server-name, or the kubeconfig cluster's server and tls-server-name",
-        )
-    } else {
-        (
-            "was refused",
-            "check --certificate-authority, or the kubeconfig cluster's certificate-authority",
-        )
-    };
-    Some(format!(
-        "TLS: the server's certificate {what} ({cause}): {fix}"
-    ))
+/// A copy of a request to send again (http's `Request` is not `Clone`).
+fn clone_request(req: &Request<Vec<u8>>) -> Request<Vec<u8>> {
+    let mut copy = Request::new(req.body().clone());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.headers_mut() = req.headers().clone();
+    copy
 }
 
 /// Equal apart from server bookkeeping: how a server dry run tells "unchanged".
@@ -790,26 +665,6 @@ fn same_content(a: &Value, b: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn queries_are_encoded() {
-        let q = vec![("labelSelector".to_string(), "app in (a,b)".to_string())];
-        assert_eq!(
-            with_query("/x", &q),
-            "/x?labelSelector=app%20in%20%28a%2Cb%29"
-        );
-        assert_eq!(with_query("/x", &[]), "/x");
-    }
-
-    #[test]
-    fn a_refused_certificate_names_the_flag_that_fixes_it() {
-        let msg = "ServiceError: client error (Connect): client error (Connect): invalid peer certificate: UnknownIssuer";
-        assert_eq!(
-            tls_hint(msg).as_deref(),
-            Some("TLS: the server's certificate is not signed by a trusted CA (invalid peer certificate: UnknownIssuer): check --certificate-authority, or the kubeconfig cluster's certificate-authority")
-        );
-        assert!(tls_hint("connection refused").is_none());
-    }
 
     #[test]
     fn dry_run_comparison_ignores_bookkeeping() {

@@ -54,6 +54,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 MeshError::Gate(_) => EXIT_GATE,
             };
         }
+        if let Some(e) = cause.downcast_ref::<crate::api::ApiError>() {
+            return e.kind.exit_code();
+        }
         if let Some(e) = cause.downcast_ref::<clap::Error>() {
             return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
         }

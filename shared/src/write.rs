@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::{Applied, Cluster, InDoubt, Outcome, Stale, WriteMode};
+use crate::api::{ApiError, Applied, Cluster, ErrorKind, Outcome, Verb, WriteMode};
 use crate::objects::{self, Kind};
 
 /// How many times a compare-and-swap is re-read and retried before giving up: enough for the
@@ -76,6 +76,25 @@ impl Step {
     /// An apply step.
     pub fn apply(desired: Value, existing: Option<Value>) -> Self {
         Step::Apply { desired, existing }
+    }
+
+    /// `step` as a compare-and-swap on the object `kind` `namespace`/`name`: sent only onto the
+    /// object as it was read; when another writer got there first, the object is read again and
+    /// `rebase` computes the step anew from what is there now.
+    pub fn cas(
+        step: Step,
+        kind: Kind,
+        namespace: Option<&str>,
+        name: &str,
+        rebase: impl Fn(Option<&Value>) -> Option<Step> + Send + Sync + 'static,
+    ) -> Self {
+        Step::Cas {
+            step: Box::new(step),
+            kind,
+            namespace: namespace.map(String::from),
+            name: name.to_string(),
+            rebase: Rebase(Arc::new(rebase)),
+        }
     }
 }
 
@@ -257,10 +276,13 @@ async fn cas_apply(
         None => match cluster.create(desired, mode).await? {
             Ok(created) => (created, true),
             Err(_) => {
-                return Err(Stale(format!(
-                    "{} was created by another writer",
-                    objects::describe(desired)
-                ))
+                return Err(ApiError {
+                    verb: Verb::Create,
+                    object: objects::describe(desired),
+                    context: cluster.context.clone(),
+                    kind: ErrorKind::Conflict,
+                    detail: "it was created by another writer".to_string(),
+                }
                 .into())
             }
         },
@@ -271,7 +293,18 @@ async fn cas_apply(
         Ok(applied) => applied,
         // The POST landed: whatever went wrong after it, the object is there to be undone.
         Err(e) if created && !crate::api::conflict(&e) => {
-            return Err(InDoubt(crate::error::one_line(&e)).into())
+            return Err(
+                crate::api::reclassify(&e, ErrorKind::InDoubt).unwrap_or_else(|| {
+                    ApiError {
+                        verb: Verb::Apply,
+                        object: objects::describe(desired),
+                        context: cluster.context.clone(),
+                        kind: ErrorKind::InDoubt,
+                        detail: crate::error::one_line(&e),
+                    }
+                    .into()
+                }),
+            )
         }
         Err(e) => return Err(e),
     };

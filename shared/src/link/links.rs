@@ -436,7 +436,7 @@ async fn roll_back(
                 after["metadata"]["resourceVersion"] = Value::String(rv.clone());
                 (after, false)
             }
-            Err(e) if crate::api::in_doubt(&e) => (desired.clone(), true),
+            Err(e) if crate::api::in_doubt(e) => (desired.clone(), true),
             _ => continue,
         };
         let u = Undo {
@@ -885,7 +885,7 @@ async fn delete_links(
             )
             .await;
             match &released {
-                Err(e) if crate::api::in_doubt(&e) => continue,
+                Err(e) if crate::api::in_doubt(e) => continue,
                 _ => break,
             }
         }
