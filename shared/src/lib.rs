@@ -14,6 +14,7 @@ pub mod error;
 pub mod gateway;
 pub mod interrupt;
 pub mod io;
+pub mod istio;
 pub mod kubeconfig;
 pub mod names;
 pub mod objects;

@@ -196,6 +196,13 @@ pub fn istio(kind: &str, version: &str) -> Kind {
     known(ISTIO_NETWORKING, kind, version)
 }
 
+/// A typed object (k8s-openapi or [`crate::istio`]) as the JSON the write engine takes.
+/// Serializing these types cannot fail: their maps have string keys and they hold no
+/// non-finite floats; `Null` would be refused by the engine's kind check, never sent.
+pub fn to_value<T: serde::Serialize>(obj: &T) -> Value {
+    serde_json::to_value(obj).unwrap_or(Value::Null)
+}
+
 /// A new object of `kind` with the managed-by label; builders fill in the rest.
 pub fn new_object(kind: &Kind, namespace: Option<&str>, name: &str) -> Value {
     let mut meta = Map::new();

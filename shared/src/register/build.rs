@@ -3,33 +3,51 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde_json::{json, Map, Value};
+use k8s_openapi::api::core::v1::{
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::Value;
 
 use super::plan::{service_entry_name, workload_entry_name, Mode, Registration};
-use crate::objects::{self, add_annotations, add_labels, new_object};
+use crate::istio::{self, ServiceEntry, ServiceEntrySpec, WorkloadEntry, WorkloadEntrySpec};
+use crate::objects;
 
 /// The annotation Pilot maps to the workloads' SPIFFE identity (read by Istio for Endpoints).
 pub const SERVICE_ACCOUNTS_ANNOTATION: &str = "alpha.istio.io/kubernetes-serviceaccounts";
 
-fn port_map(reg: &Registration) -> Map<String, Value> {
+fn port_map(reg: &Registration) -> BTreeMap<String, u32> {
     reg.ports
         .iter()
-        .map(|p| (p.name.clone(), json!(p.number)))
+        .map(|p| (p.name.clone(), u32::from(p.number)))
         .collect()
 }
 
-fn meta_labels(reg: &Registration) -> BTreeMap<String, String> {
-    reg.workload_labels()
+/// Metadata every registered object carries: managed-by plus the workload's labels.
+fn meta(
+    reg: &Registration,
+    name: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    let mut meta = istio::managed_meta(&reg.namespace, name);
+    istio::add(&mut meta.labels, &reg.workload_labels());
+    meta
+}
+
+/// One VM address as a workload: the same fields inline in a ServiceEntry or in a WorkloadEntry.
+fn workload(reg: &Registration, ip: &IpAddr) -> WorkloadEntrySpec {
+    WorkloadEntrySpec {
+        address: Some(ip.to_string()),
+        labels: Some(reg.workload_labels()),
+        ports: Some(port_map(reg)),
+        service_account: Some(reg.service_account.clone()),
+        network: reg.network.clone(),
+        ..Default::default()
+    }
 }
 
 /// The Service: no selector except in WorkloadEntry mode, every port TCP with targetPort = port.
 pub fn service(reg: &Registration) -> Value {
-    let mut obj = new_object(
-        &objects::core("Service"),
-        Some(&reg.namespace),
-        &reg.service,
-    );
-    add_labels(&mut obj, &meta_labels(reg));
+    let mut metadata = meta(reg, &reg.service);
     let mut annotations = reg.annotations.clone();
     if reg.mode == Mode::Endpoints {
         annotations.insert(
@@ -37,95 +55,98 @@ pub fn service(reg: &Registration) -> Value {
             reg.service_account.clone(),
         );
     }
-    add_annotations(&mut obj, &annotations);
-    let ports: Vec<Value> = reg
+    istio::add(&mut metadata.annotations, &annotations);
+    let ports = reg
         .ports
         .iter()
-        .map(|p| json!({"name": p.name, "port": p.number, "targetPort": p.number, "protocol": "TCP"}))
+        .map(|p| ServicePort {
+            name: Some(p.name.clone()),
+            port: i32::from(p.number),
+            target_port: Some(IntOrString::Int(i32::from(p.number))),
+            protocol: Some("TCP".to_string()),
+            ..Default::default()
+        })
         .collect();
-    obj["spec"] = json!({ "ports": ports });
-    if reg.mode == Mode::WorkloadEntry {
-        obj["spec"]["selector"] = json!({ "app": reg.service });
-    }
-    obj
+    let selector = (reg.mode == Mode::WorkloadEntry)
+        .then(|| BTreeMap::from([("app".to_string(), reg.service.clone())]));
+    objects::to_value(&Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            ports: Some(ports),
+            selector,
+            ..Default::default()
+        }),
+        status: None,
+    })
 }
 
 /// The ServiceEntry `mesh-expansion-SERVICE` with one endpoint per address in `ips`.
 pub fn service_entry(reg: &Registration, version: &str, ips: &[IpAddr]) -> Value {
     let kind = objects::istio("ServiceEntry", version);
-    let mut obj = new_object(
-        &kind,
-        Some(&reg.namespace),
-        &service_entry_name(&reg.service),
-    );
-    add_labels(&mut obj, &meta_labels(reg));
-    let ports: Vec<Value> = reg
+    let ports = reg
         .ports
         .iter()
-        .map(|p| json!({"number": p.number, "name": p.name, "protocol": p.protocol.istio_name()}))
-        .collect();
-    let endpoints: Vec<Value> = ips
-        .iter()
-        .map(|ip| {
-            let mut ep = json!({
-                "address": ip.to_string(),
-                "labels": reg.workload_labels(),
-                "ports": port_map(reg),
-                "serviceAccount": reg.service_account,
-            });
-            if let Some(net) = &reg.network {
-                ep["network"] = json!(net);
-            }
-            ep
+        .map(|p| istio::ServicePort {
+            number: u32::from(p.number),
+            name: p.name.clone(),
+            protocol: Some(p.protocol.istio_name().to_string()),
+            ..Default::default()
         })
         .collect();
-    obj["spec"] = json!({
-        "hosts": [reg.host()],
-        "location": "MESH_INTERNAL",
-        "resolution": "STATIC",
-        "ports": ports,
-        "endpoints": endpoints,
-    });
-    obj
+    let spec = ServiceEntrySpec {
+        hosts: vec![reg.host()],
+        location: Some("MESH_INTERNAL".to_string()),
+        resolution: Some("STATIC".to_string()),
+        ports: Some(ports),
+        endpoints: Some(ips.iter().map(|ip| workload(reg, ip)).collect()),
+        ..Default::default()
+    };
+    let name = service_entry_name(&reg.service);
+    ServiceEntry {
+        metadata: meta(reg, &name),
+        ..ServiceEntry::new(&kind, &reg.namespace, &name, spec)
+    }
+    .to_value()
 }
 
 /// The WorkloadEntry of one VM address.
 pub fn workload_entry(reg: &Registration, version: &str, ip: &IpAddr) -> Value {
     let kind = objects::istio("WorkloadEntry", version);
-    let mut obj = new_object(
-        &kind,
-        Some(&reg.namespace),
-        &workload_entry_name(&reg.service, ip),
-    );
-    add_labels(&mut obj, &meta_labels(reg));
-    obj["spec"] = json!({
-        "address": ip.to_string(),
-        "labels": reg.workload_labels(),
-        "serviceAccount": reg.service_account,
-        "ports": port_map(reg),
-    });
-    if let Some(net) = &reg.network {
-        obj["spec"]["network"] = json!(net);
+    let name = workload_entry_name(&reg.service, ip);
+    WorkloadEntry {
+        metadata: meta(reg, &name),
+        ..WorkloadEntry::new(&kind, &reg.namespace, &name, workload(reg, ip))
     }
-    obj
+    .to_value()
 }
 
 /// The Endpoints of the selector-less Service: one subset with every address and port.
 pub fn endpoints(reg: &Registration, ips: &[IpAddr]) -> Value {
-    let mut obj = new_object(
-        &objects::core("Endpoints"),
-        Some(&reg.namespace),
-        &reg.service,
-    );
-    add_labels(&mut obj, &meta_labels(reg));
-    let addresses: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip.to_string()})).collect();
-    let ports: Vec<Value> = reg
+    let addresses = ips
+        .iter()
+        .map(|ip| EndpointAddress {
+            ip: ip.to_string(),
+            ..Default::default()
+        })
+        .collect();
+    let ports = reg
         .ports
         .iter()
-        .map(|p| json!({"name": p.name, "port": p.number, "protocol": "TCP"}))
+        .map(|p| EndpointPort {
+            name: Some(p.name.clone()),
+            port: i32::from(p.number),
+            protocol: Some("TCP".to_string()),
+            ..Default::default()
+        })
         .collect();
-    obj["subsets"] = json!([{ "addresses": addresses, "ports": ports }]);
-    obj
+    objects::to_value(&Endpoints {
+        metadata: meta(reg, &reg.service),
+        subsets: Some(vec![EndpointSubset {
+            addresses: Some(addresses),
+            ports: Some(ports),
+            ..Default::default()
+        }]),
+    })
 }
 
 /// Addresses of an existing ServiceEntry's endpoints, in order.
