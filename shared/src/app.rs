@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::io::Write;
+use std::pin::Pin;
 use std::process::ExitCode;
 
 use clap::{error::ErrorKind, Parser};
@@ -194,6 +195,23 @@ pub fn clap_one_line(e: &clap::Error) -> String {
     let mut text = parts.join(" ");
     text.push_str(" (see --help)");
     text
+}
+
+/// A plugin's whole `main`: parse its arguments, run the command, map the outcome to an exit
+/// code. `run` borrows the process's [`Io`] for as long as the command runs, hence the boxed
+/// future: `app::main(|args, io| Box::pin(register::run(args, io)))`.
+pub fn main<A, F>(run: F) -> ExitCode
+where
+    A: Parser,
+    F: for<'io> FnOnce(A, &'io mut Io) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + 'io>>,
+{
+    let args = match parse::<A>() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    let mut io = Io::std();
+    let result = block_on(run(args, &mut io));
+    finish(result, io)
 }
 
 /// Runs a command future on a single-threaded runtime: these tools do little at once and start fast.

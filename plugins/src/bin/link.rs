@@ -2,14 +2,8 @@
 
 use std::process::ExitCode;
 
-use mesh_shared::{app, link, Io};
+use mesh_shared::{app, link};
 
 fn main() -> ExitCode {
-    let args = match app::parse::<link::Args>() {
-        Ok(args) => args,
-        Err(code) => return code,
-    };
-    let mut io = Io::std();
-    let result = app::block_on(link::run(args, &mut io));
-    app::finish(result, io)
+    app::main(|args: link::Args, io| Box::pin(link::run(args, io)))
 }

@@ -2,14 +2,8 @@
 
 use std::process::ExitCode;
 
-use mesh_shared::{app, register, Io};
+use mesh_shared::{app, register};
 
 fn main() -> ExitCode {
-    let args = match app::parse::<register::Args>() {
-        Ok(args) => args,
-        Err(code) => return code,
-    };
-    let mut io = Io::std();
-    let result = app::block_on(register::run(args, &mut io));
-    app::finish(result, io)
+    app::main(|args: register::Args, io| Box::pin(register::run(args, io)))
 }

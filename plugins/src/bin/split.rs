@@ -2,14 +2,8 @@
 
 use std::process::ExitCode;
 
-use mesh_shared::{app, split, Io};
+use mesh_shared::{app, split};
 
 fn main() -> ExitCode {
-    let args = match app::parse::<split::Args>() {
-        Ok(args) => args,
-        Err(code) => return code,
-    };
-    let mut io = Io::std();
-    let result = app::block_on(split::run(args, &mut io));
-    app::finish(result, io)
+    app::main(|args: split::Args, io| Box::pin(split::run(args, io)))
 }

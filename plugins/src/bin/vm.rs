@@ -2,14 +2,8 @@
 
 use std::process::ExitCode;
 
-use mesh_shared::{app, vm, Io};
+use mesh_shared::{app, vm};
 
 fn main() -> ExitCode {
-    let args = match app::parse::<vm::Args>() {
-        Ok(args) => args,
-        Err(code) => return code,
-    };
-    let mut io = Io::std();
-    let result = app::block_on(vm::run(args, &mut io));
-    app::finish(result, io)
+    app::main(|args: vm::Args, io| Box::pin(vm::run(args, io)))
 }
