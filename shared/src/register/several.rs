@@ -9,7 +9,10 @@ use anyhow::{anyhow, Result};
 use futures::future::join_all;
 use serde_json::Value;
 
-use super::{action, fresh, listing, plan_deregister, plan_register, Action, Args};
+use super::add::plan_register;
+use super::plan::{action, Action};
+use super::remove::plan_deregister;
+use super::{listing, Args};
 use crate::api::{self, Applied, Cluster, Outcome, WriteMode};
 use crate::cli::{DryRun, OutputFormat};
 use crate::error::{one_line, usage};
@@ -64,22 +67,23 @@ pub(super) async fn run(args: &Args, mode: WriteMode, io: &mut Io) -> Result<()>
     }
     // Every argument is checked before anything else.
     action(args, "default")?;
-    if mode.dry_run == DryRun::Client && !args.list && !args.delete {
-        // A fresh registration needs no cluster: print it for each context from the input.
-        let mut per = Vec::new();
-        for t in &targets {
-            let Action::Register(reg) = action(args, &t.namespace)? else {
-                return Ok(());
-            };
-            let results = fresh(&reg, objects::ISTIO_VERSIONS[0])
-                .into_iter()
-                .map(|object| Applied {
-                    object,
-                    outcome: Outcome::Created,
-                })
-                .collect();
-            per.push((t.context.clone(), results));
-        }
+    // A fresh registration's client dry run needs no cluster: it is printed for each context
+    // from the input.
+    let mut per = Vec::new();
+    for t in &targets {
+        let Some(objs) = super::offline(args, &t.namespace)? else {
+            break;
+        };
+        let results = objs
+            .into_iter()
+            .map(|object| Applied {
+                object,
+                outcome: Outcome::Created,
+            })
+            .collect();
+        per.push((t.context.clone(), results));
+    }
+    if !per.is_empty() {
         return print(io, args.write.output, DryRun::Client, &per);
     }
     super::warn_link_local(args, io)?;

@@ -1,0 +1,174 @@
+//! Deregistering: remove one VM address, and the objects with the last one.
+
+use std::net::IpAddr;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use super::build;
+use super::plan::{service_entry_name, workload_entry_name};
+use crate::api::{Cluster, WriteMode};
+use crate::cli::WriteArgs;
+use crate::objects::{self, MANAGED_BY_KEY, MANAGED_BY_VALUE};
+use crate::output;
+use crate::write::{self, restorable, Step};
+use crate::Io;
+
+/// Removes `ip` from `service` in one cluster and prints the result lines.
+pub(super) async fn deregister(
+    cluster: &Cluster,
+    ns: &str,
+    service: &str,
+    ip: IpAddr,
+    write: &WriteArgs,
+    mode: WriteMode,
+    io: &mut Io,
+) -> Result<()> {
+    let steps = plan_deregister(cluster, ns, service, ip, "", io).await?;
+    let results = write::execute(cluster, steps, mode).await?;
+    output::print_results(&mut io.out, write.output, mode.dry_run, &results)
+}
+
+/// Reads one cluster and plans the removal of `ip` there, in whichever mode it was registered;
+/// notes start with `prefix`.
+pub(super) async fn plan_deregister(
+    cluster: &Cluster,
+    ns: &str,
+    service: &str,
+    ip: IpAddr,
+    prefix: &str,
+    io: &mut Io,
+) -> Result<Vec<Step>> {
+    // Endpoints mode needs no Istio: without it, look there only.
+    let version = cluster.served_istio_version().await?;
+    let svc_kind = objects::core("Service");
+    let mut steps = Vec::new();
+    let mut found = false;
+    let mut last_gone = false;
+
+    if let Some(version) = &version {
+        let se_kind = objects::istio("ServiceEntry", version);
+        if let Some(se) = cluster
+            .get(&se_kind, Some(ns), &service_entry_name(service))
+            .await?
+        {
+            let ips = build::service_entry_ips(&se);
+            if ips.contains(&ip) {
+                found = true;
+                last_gone = ips.len() == 1;
+                let rebase = move |now: Option<&Value>| {
+                    without_ip(now, ip, build::service_entry_ips, &service_entry_without)
+                };
+                if let Some(step) = rebase(Some(&se)) {
+                    let name = objects::name(&se).to_string();
+                    steps.push(Step::cas(step, se_kind.clone(), Some(ns), &name, rebase));
+                }
+            }
+        }
+        if !found {
+            let we_kind = objects::istio("WorkloadEntry", version);
+            if let Some(we) = cluster
+                .get(&we_kind, Some(ns), &workload_entry_name(service, &ip))
+                .await?
+            {
+                found = true;
+                let selector = format!("app={service},{MANAGED_BY_KEY}={MANAGED_BY_VALUE}");
+                let others = cluster
+                    .list(&we_kind, Some(ns), Some(&selector))
+                    .await?
+                    .into_iter()
+                    .filter(|w| objects::name(w) != objects::name(&we))
+                    .count();
+                last_gone = others == 0;
+                steps.push(Step::Delete { existing: we });
+            }
+        }
+    }
+    if !found {
+        let ep_kind = objects::core("Endpoints");
+        if let Some(ep) = cluster.get(&ep_kind, Some(ns), service).await? {
+            let ips = build::endpoints_ips(&ep);
+            if ips.contains(&ip) && objects::is_managed(&ep) {
+                found = true;
+                last_gone = ips.len() == 1;
+                let rebase = move |now: Option<&Value>| {
+                    without_ip(now, ip, build::endpoints_ips, &endpoints_without)
+                };
+                if let Some(step) = rebase(Some(&ep)) {
+                    steps.push(Step::cas(step, ep_kind.clone(), Some(ns), service, rebase));
+                }
+            }
+        }
+    }
+    if !found {
+        anyhow::bail!("{ip} is not registered for service {service} in namespace {ns} (context {:?}): see kubectl mesh-register --list", cluster.context);
+    }
+    if last_gone {
+        if let Some(svc) = cluster.get(&svc_kind, Some(ns), service).await? {
+            if objects::is_managed(&svc) {
+                steps.push(Step::Delete { existing: svc });
+            } else {
+                io.note(format!(
+                    "{prefix}service/{service} was not created by kubectl-mesh: kept"
+                ))?;
+            }
+        }
+    }
+    Ok(steps)
+}
+
+/// Deregistering `ip` from a list as it is now: nothing when it is gone already, a delete when
+/// it was the last address, else the list without it.
+fn without_ip(
+    now: Option<&Value>,
+    ip: IpAddr,
+    ips_of: fn(&Value) -> Vec<IpAddr>,
+    set_ips: &dyn Fn(&Value, &[IpAddr]) -> Value,
+) -> Option<Step> {
+    let now = now?;
+    let ips = ips_of(now);
+    if !ips.contains(&ip) {
+        return None;
+    }
+    let rest: Vec<IpAddr> = ips.into_iter().filter(|i| *i != ip).collect();
+    if rest.is_empty() {
+        return Some(Step::Delete {
+            existing: now.clone(),
+        });
+    }
+    Some(Step::apply(set_ips(now, &rest), Some(now.clone())))
+}
+
+/// A ServiceEntry with only the endpoints at `rest` (and any that are not addresses).
+fn service_entry_without(se: &Value, rest: &[IpAddr]) -> Value {
+    let keep: Vec<Value> = se["spec"]["endpoints"]
+        .as_array()
+        .map(|eps| {
+            eps.iter()
+                .filter(|e| {
+                    // Only the deregistered address goes; anything else (even a hostname) stays.
+                    e["address"]
+                        .as_str()
+                        .and_then(|a| a.parse::<IpAddr>().ok())
+                        .is_none_or(|a| rest.contains(&a))
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut desired = restorable(se);
+    desired["spec"]["endpoints"] = json!(keep);
+    desired
+}
+
+/// Endpoints whose subsets list exactly `rest`.
+fn endpoints_without(ep: &Value, rest: &[IpAddr]) -> Value {
+    let mut desired = restorable(ep);
+    let addresses: Vec<Value> = rest.iter().map(|i| json!({"ip": i.to_string()})).collect();
+    if let Some(subsets) = desired["subsets"].as_array_mut() {
+        for s in subsets.iter_mut() {
+            s["addresses"] = json!(addresses);
+        }
+    }
+    desired
+}
