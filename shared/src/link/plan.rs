@@ -75,59 +75,8 @@ pub fn plan(args: &Args) -> Result<Plan> {
             "required: the context of the calling cluster, where the ServiceEntries go",
         )
     })?;
-    let selection = if !args.services.is_empty() {
-        Selection::Names(args.services.clone())
-    } else if args.all {
-        Selection::All
-    } else if let Some(s) = &args.selector {
-        Selection::Selector(s.clone())
-    } else {
-        Selection::Nothing
-    };
-    let action = if matches!(args.command, Some(Command::Check)) {
-        if selection != Selection::Nothing
-            || args.list
-            || args.unlink
-            || args.prune
-            || args.setup_dns
-            || args.bidirectional
-        {
-            return Err(usage(
-                "check",
-                "takes only --from, --to and the gateway flags",
-            ));
-        }
-        Action::Check
-    } else if args.list {
-        Action::List
-    } else if args.unlink {
-        if selection == Selection::Nothing {
-            return Err(usage(
-                "--unlink",
-                "name the SERVICEs to unlink, or pass --all or -l SELECTOR",
-            ));
-        }
-        Action::Unlink
-    } else if args.setup_dns && (args.undo || (selection == Selection::Nothing && !args.prune)) {
-        if args.undo && (selection != Selection::Nothing || args.prune) {
-            return Err(usage(
-                "--undo",
-                "only removes the global stub domain: drop SERVICE, --all, -l and --prune",
-            ));
-        }
-        Action::Dns { undo: args.undo }
-    } else {
-        if selection == Selection::Nothing && !args.prune {
-            return Err(usage(
-                "SERVICE",
-                format!("name the Services to link, or pass --all or -l SELECTOR: {SYNOPSIS}"),
-            ));
-        }
-        Action::Link {
-            prune: args.prune,
-            setup_dns: args.setup_dns,
-        }
-    };
+    let selection = selection(args);
+    let action = action(args, &selection)?;
     let from_needed = match action {
         Action::Check | Action::Link { .. } | Action::Unlink => true,
         Action::List => false,
@@ -153,6 +102,68 @@ pub fn plan(args: &Args) -> Result<Plan> {
         to,
         selection,
         bidirectional: args.bidirectional,
+    })
+}
+
+/// The Services named on the command line.
+fn selection(args: &Args) -> Selection {
+    if !args.services.is_empty() {
+        Selection::Names(args.services.clone())
+    } else if args.all {
+        Selection::All
+    } else if let Some(s) = &args.selector {
+        Selection::Selector(s.clone())
+    } else {
+        Selection::Nothing
+    }
+}
+
+/// The verb, or the usage error of a flag that does not go with it.
+fn action(args: &Args, selection: &Selection) -> Result<Action> {
+    let nothing = *selection == Selection::Nothing;
+    Ok(if matches!(args.command, Some(Command::Check)) {
+        if !nothing
+            || args.list
+            || args.unlink
+            || args.prune
+            || args.setup_dns
+            || args.bidirectional
+        {
+            return Err(usage(
+                "check",
+                "takes only --from, --to and the gateway flags",
+            ));
+        }
+        Action::Check
+    } else if args.list {
+        Action::List
+    } else if args.unlink {
+        if nothing {
+            return Err(usage(
+                "--unlink",
+                "name the SERVICEs to unlink, or pass --all or -l SELECTOR",
+            ));
+        }
+        Action::Unlink
+    } else if args.setup_dns && (args.undo || (nothing && !args.prune)) {
+        if args.undo && (!nothing || args.prune) {
+            return Err(usage(
+                "--undo",
+                "only removes the global stub domain: drop SERVICE, --all, -l and --prune",
+            ));
+        }
+        Action::Dns { undo: args.undo }
+    } else {
+        if nothing && !args.prune {
+            return Err(usage(
+                "SERVICE",
+                format!("name the Services to link, or pass --all or -l SELECTOR: {SYNOPSIS}"),
+            ));
+        }
+        Action::Link {
+            prune: args.prune,
+            setup_dns: args.setup_dns,
+        }
     })
 }
 

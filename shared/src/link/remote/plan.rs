@@ -30,6 +30,60 @@ pub(super) fn plan(args: &Args) -> Result<Plan> {
             "mesh-link works on two clusters: name them with --from and --to (the current context is never used)",
         ));
     }
+    refuse_global_flags(args)?;
+    refuse_conflicts(args)?;
+    let from = match (&args.from, args.list) {
+        (None, true) => String::new(),
+        _ => args.from.clone().ok_or_else(|| {
+            usage(
+            "--from",
+            "required: the context of the cluster whose services istiod in --to should discover",
+        )
+        })?,
+    };
+    let to = args.to.clone().ok_or_else(|| {
+        usage(
+            "--to",
+            "required: the context of the cluster whose istiod gets the remote secret",
+        )
+    })?;
+    if from == to {
+        return Err(usage("--to", "must name another context than --from"));
+    }
+    check_names(args)?;
+    Ok(Plan {
+        from,
+        to,
+        istio_namespace: args.istio_namespace.clone(),
+        cluster_id: args.cluster_id.clone(),
+        server: args.remote_server.clone(),
+        token_duration: args.token_duration,
+        rotate: args.rotate,
+        network: args.network || args.from_network.is_some() || args.to_network.is_some(),
+    })
+}
+
+impl Plan {
+    /// Fails with a usage error naming the flag when `--from` or `--to` is not among the
+    /// kubeconfig's contexts, before any connection.
+    pub(super) fn check_contexts(&self, known: &[String]) -> Result<()> {
+        for (flag, ctx) in [("--from", &self.from), ("--to", &self.to)] {
+            if !ctx.is_empty() && !known.iter().any(|k| k == ctx) {
+                return Err(usage(
+                    flag,
+                    format!(
+                        "context {ctx:?} not found in the kubeconfig (known: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refuses the flags of `.global` linking, naming the first one given.
+fn refuse_global_flags(args: &Args) -> Result<()> {
     let unsupported = [
         (!args.services.is_empty(), "SERVICE"),
         (args.all, "--all"),
@@ -45,6 +99,11 @@ pub(super) fn plan(args: &Args) -> Result<Plan> {
             "not available with --mode remote-secret (it links whole clusters: --from, --to and the remote-secret flags)",
         ));
     }
+    Ok(())
+}
+
+/// Refuses flags that do not go together in remote-secret mode, naming the first one.
+fn refuse_conflicts(args: &Args) -> Result<()> {
     let conflicts = [
         (
             args.bidirectional && args.cluster_id.is_some(),
@@ -96,24 +155,12 @@ pub(super) fn plan(args: &Args) -> Result<Plan> {
     if let Some((_, flag, why)) = conflicts.iter().find(|(given, _, _)| *given) {
         return Err(usage(flag, why));
     }
-    let from = match (&args.from, args.list) {
-        (None, true) => String::new(),
-        _ => args.from.clone().ok_or_else(|| {
-            usage(
-            "--from",
-            "required: the context of the cluster whose services istiod in --to should discover",
-        )
-        })?,
-    };
-    let to = args.to.clone().ok_or_else(|| {
-        usage(
-            "--to",
-            "required: the context of the cluster whose istiod gets the remote secret",
-        )
-    })?;
-    if from == to {
-        return Err(usage("--to", "must name another context than --from"));
-    }
+    Ok(())
+}
+
+/// Checks the names given: the Istio namespace, the cluster ID, the networks and the API server
+/// URL.
+fn check_names(args: &Args) -> Result<()> {
     names::dns1123_label(&args.istio_namespace).map_err(|e| usage("--istio-namespace", e))?;
     if let Some(id) = &args.cluster_id {
         names::dns1123_label(id).map_err(|e| usage("--cluster-id", e))?;
@@ -146,33 +193,5 @@ pub(super) fn plan(args: &Args) -> Result<Plan> {
             ));
         }
     }
-    Ok(Plan {
-        from,
-        to,
-        istio_namespace: args.istio_namespace.clone(),
-        cluster_id: args.cluster_id.clone(),
-        server: args.remote_server.clone(),
-        token_duration: args.token_duration,
-        rotate: args.rotate,
-        network: args.network || args.from_network.is_some() || args.to_network.is_some(),
-    })
-}
-
-impl Plan {
-    /// Fails with a usage error naming the flag when `--from` or `--to` is not among the
-    /// kubeconfig's contexts, before any connection.
-    pub(super) fn check_contexts(&self, known: &[String]) -> Result<()> {
-        for (flag, ctx) in [("--from", &self.from), ("--to", &self.to)] {
-            if !ctx.is_empty() && !known.iter().any(|k| k == ctx) {
-                return Err(usage(
-                    flag,
-                    format!(
-                        "context {ctx:?} not found in the kubeconfig (known: {})",
-                        known.join(", ")
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
+    Ok(())
 }
