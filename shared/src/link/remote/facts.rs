@@ -1,6 +1,7 @@
 //! What a remote-secret link reads before it writes: where the target reaches the source's API
 //! server (from the kubeconfig, or `--remote-server`), and the reader identity and token the
-//! source cluster already holds.
+//! source cluster already holds, and each cluster's connection and ID. Both clusters are read
+//! at once, and what the reads print comes out in the order of one after the other.
 
 use std::time::Duration;
 
@@ -10,8 +11,13 @@ use kube::config::Kubeconfig;
 use serde_json::Value;
 
 use super::build::{self, rbac, READER_SA, SA_NAME_ANNOTATION, SA_TOKEN_TYPE};
-use crate::api::Cluster;
+use crate::api::{self, Cluster};
+use crate::cli::KubeArgs;
+use crate::io::Held;
+use crate::names;
 use crate::objects;
+use crate::vm::detect::ControlPlane;
+use crate::Io;
 
 /// The source API server's URL and CA, from the kubeconfig context that reaches it.
 pub fn endpoint(kc: &Kubeconfig, context: &str, server: Option<&str>) -> Result<(String, Vec<u8>)> {
@@ -82,18 +88,18 @@ impl Reader {
 /// Reads the reader identity of `istio_namespace`.
 pub async fn reader(a: &Cluster, istio_namespace: &str) -> Result<Reader> {
     let role = build::reader_role_name(istio_namespace);
-    let service_account = a
-        .get(
-            &objects::core("ServiceAccount"),
-            Some(istio_namespace),
-            READER_SA,
-        )
-        .await?;
-    let cluster_role = a.get(&rbac("ClusterRole"), None, &role).await?;
-    let binding = a.get(&rbac("ClusterRoleBinding"), None, &role).await?;
-    let secrets = a
-        .list(&objects::core("Secret"), Some(istio_namespace), None)
-        .await?;
+    let sa_kind = objects::core("ServiceAccount");
+    let secret_kind = objects::core("Secret");
+    let (role_kind, binding_kind) = (rbac("ClusterRole"), rbac("ClusterRoleBinding"));
+    // Read at once; a failure is reported in this order all the same.
+    let (service_account, cluster_role, binding, secrets) = tokio::join!(
+        a.get(&sa_kind, Some(istio_namespace), READER_SA),
+        a.get(&role_kind, None, &role),
+        a.get(&binding_kind, None, &role),
+        a.list(&secret_kind, Some(istio_namespace), None),
+    );
+    let (service_account, cluster_role, binding) = (service_account?, cluster_role?, binding?);
+    let secrets = secrets?;
     let mut tokens: Vec<Value> = secrets
         .into_iter()
         .filter(|s| {
@@ -147,4 +153,78 @@ pub async fn wait_token(a: &Cluster, istio_namespace: &str, name: &str) -> Resul
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Connects to `from` and `to` at once; `from`'s failure is the one reported when both fail.
+pub async fn connect(kube: &KubeArgs, from: &str, to: &str) -> Result<(Cluster, Cluster)> {
+    let (kc, targets) = api::resolve_targets(kube, &[from.to_string(), to.to_string()])?;
+    let (a, b) = tokio::join!(
+        Cluster::connect(&kc, &targets[0], kube),
+        Cluster::connect(&kc, &targets[1], kube)
+    );
+    Ok((a?, b?))
+}
+
+/// Runs two reads at once, each printing to its own held streams, then replays what they
+/// printed in order and returns the first failure first: the same output and error as running
+/// one after the other (the second's output is dropped when the first fails).
+pub async fn in_order<A, B>(
+    io: &mut Io,
+    first: (impl std::future::Future<Output = Result<A>>, Held),
+    second: (impl std::future::Future<Output = Result<B>>, Held),
+) -> Result<(A, B)> {
+    let (a, b) = tokio::join!(first.0, second.0);
+    first.1.replay(io)?;
+    let a = a?;
+    second.1.replay(io)?;
+    Ok((a, b?))
+}
+
+/// Fails unless both clusters have the Istio namespace `ns`, read at once.
+pub async fn istio_namespaces(clusters: [&Cluster; 2], ns: &str) -> Result<()> {
+    let found = futures::future::join_all(clusters.iter().map(|c| c.has_namespace(ns))).await;
+    for (c, found) in clusters.iter().zip(found) {
+        if !found? {
+            anyhow::bail!(
+                "namespace {ns:?} not found in context {:?}: is Istio installed there? (--istio-namespace names another)",
+                c.context
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A cluster's ID, printed with where it came from, and checked fit to name a Secret.
+pub async fn cluster_id(c: &Cluster, ns: &str, flag: Option<&str>, io: &mut Io) -> Result<String> {
+    let (id, source) = ControlPlane::new(c, ns, None).cluster_id(flag).await?;
+    if let Err(e) = names::dns1123_label(&id) {
+        anyhow::bail!(
+            "the cluster ID of context {:?}, {id:?} ({source}), cannot name a remote secret: {e}; pass --cluster-id",
+            c.context
+        );
+    }
+    io.note(format!(
+        "cluster ID of context {}: {id} ({source})",
+        c.context
+    ))?;
+    Ok(id)
+}
+
+/// The cluster IDs of --from (`flag`, else detected) and of --to, read at once; --to's is
+/// printed and checked only when `show_to` (else it only names --to in the reader's ledger).
+pub async fn cluster_ids(
+    (a, b): (&Cluster, &Cluster),
+    ns: &str,
+    flag: Option<&str>,
+    show_to: bool,
+    io: &mut Io,
+) -> Result<(String, String)> {
+    let ((mut ia, ha), (mut ib, hb)) = (Io::held(io.terminal), Io::held(io.terminal));
+    let to = async {
+        match show_to {
+            true => cluster_id(b, ns, None, &mut ib).await,
+            false => Ok(ControlPlane::new(b, ns, None).cluster_id(None).await?.0),
+        }
+    };
+    in_order(io, (cluster_id(a, ns, flag, &mut ia), ha), (to, hb)).await
 }

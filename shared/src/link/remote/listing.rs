@@ -3,6 +3,7 @@
 //! secret's own kubeconfig asks the source API server whether the token may list what istiod
 //! reads.
 
+use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -11,8 +12,10 @@ use serde_json::{json, Value};
 
 use tokio::task::JoinSet;
 
-use super::{age, build, probe};
-use crate::api::Cluster;
+use super::super::Args;
+use super::plan::Plan;
+use super::{age, build, facts, probe};
+use crate::api::{self, Cluster};
 use crate::duration::HumanDuration;
 use crate::link::GatewayRef;
 use crate::objects;
@@ -89,6 +92,41 @@ async fn gateway_cell(client: &kube::Client, gw: &GatewayRef) -> String {
         Err(kube::Error::Api(s)) => format!("unknown: reading Service {gw} answered {}", s.code),
         Err(_) => "unknown: the source did not answer".into(),
     }
+}
+
+/// `--list --to B [--from A]`: B's remote secrets (only A's, when --from names it). Both
+/// clusters are connected at once.
+pub(super) async fn list(args: &Args, plan: &Plan, io: &mut Io) -> Result<()> {
+    let mut contexts = vec![plan.to.clone()];
+    if !plan.from.is_empty() {
+        contexts.push(plan.from.clone());
+    }
+    let (kc, targets) = api::resolve_targets(&args.kube, &contexts)?;
+    let source = async {
+        match targets.get(1) {
+            Some(t) => Cluster::connect(&kc, t, &args.kube).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (b, a) = tokio::join!(Cluster::connect(&kc, &targets[0], &args.kube), source);
+    let b = b?;
+    let only = match a? {
+        Some(a) => {
+            let ns = &plan.istio_namespace;
+            Some(facts::cluster_id(&a, ns, plan.cluster_id.as_deref(), io).await?)
+        }
+        None => plan.cluster_id.clone(),
+    };
+    run(
+        &b,
+        &plan.istio_namespace,
+        only.as_deref(),
+        &args.eastwest_gateway,
+        io,
+    )
+    .await?;
+    io.out.flush()?;
+    Ok(())
 }
 
 /// Prints the table of `b`'s remote secrets (only `only`'s, when given), each secret looked at
