@@ -1,9 +1,7 @@
 //! Security checks as tests: refused credentials are reported with the verb and the resource,
 //! and no credential (the kubeconfig's bearer token, a minted VM token) is ever printed.
 
-mod common;
-
-use common::{plugin, Fault, FaultAction, Server, Tier, ISTIO};
+use crate::common::{plugin, Fault, FaultAction, Server, Tier, ISTIO};
 
 /// Enough for every command to reach its first write: an Istio install, a WorkloadGroup, a
 /// gateway and a Service to link, and a VirtualService to split in both clusters.

@@ -3,9 +3,9 @@
 //! that abort the process, addresses no VM can have, 5xx answers after a stored write, and a
 //! list item that is not an object.
 
-mod common;
+use crate::common;
 
-use common::{kubectl, plugin, Emu, Fault, FaultAction, Server, Tier, ISTIO};
+use crate::common::{kubectl, plugin, Emu, Fault, FaultAction, Server, Tier, ISTIO};
 use std::process::{Command, Stdio};
 
 const SE_PATH: &str =

@@ -2,12 +2,10 @@
 //! helpers, the committed bash/zsh/fish scripts (fresh, loaded and exercised in real shells), and
 //! live values from kube-emu.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{bin, bin_dir, kubectl, plugin, Emu};
+use crate::common::{bin, bin_dir, kubectl, plugin, Emu};
 
 const PLUGINS: [&str; 4] = ["register", "vm", "link", "split"];
 
@@ -278,7 +276,7 @@ fn committed_scripts_are_fresh() {
                 std::fs::write(&path, &out.stdout).expect("write");
             }
             let committed = std::fs::read(&path).unwrap_or_default();
-            assert!(committed == out.stdout, "{} is stale: run UPDATE_COMPLETIONS=1 cargo test -p kubectl-mesh --test completion", path.display());
+            assert!(committed == out.stdout, "{} is stale: run UPDATE_COMPLETIONS=1 cargo test -p kubectl-mesh --test e2e completion::", path.display());
         }
     }
 }

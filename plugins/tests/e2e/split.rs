@@ -2,14 +2,14 @@
 //! tiers (kube-emu, and real kube-apiservers), replaying the VM migration of Istio's multicluster
 //! sample (100/0 → 80/20 → 0/100). On the real tier, istiod also shows what Envoy is sent.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{kubectl, plugin, writes, Fault, FaultAction, Run, Server, Target, Tier};
+use crate::common::{kubectl, plugin, writes, Fault, FaultAction, Run, Server, Target, Tier};
 use mesh_shared::prompt::Prompter;
 use serde_json::Value;
 

@@ -4,12 +4,10 @@
 //! failure code and one `error:` line naming the verb and the object, or succeed; and the
 //! cluster must end either exactly as it was or exactly as a clean run leaves it.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::{plugin, Emu, Fault, FaultAction, Run, ISTIO};
+use crate::common::{plugin, Emu, Fault, FaultAction, Run, ISTIO};
 use serde_json::{json, Value};
 
 struct Case {
