@@ -5,16 +5,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::common::fixtures::PRODUCTCATALOGSERVICE;
 use crate::common::{bin, bin_dir, kubectl, plugin, Emu};
 
 const PLUGINS: [&str; 4] = ["register", "vm", "link", "split"];
 
+/// With [`PRODUCTCATALOGSERVICE`] before it.
 const SEED: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: productcatalogservice, namespace: default}
-spec: {ports: [{name: grpc, port: 3550}]}
----
 apiVersion: v1
 kind: Service
 metadata: {name: checkoutservice, namespace: default}
@@ -50,7 +47,7 @@ spec:
 fn emu() -> Emu {
     Emu::builder()
         .clusters(&["cluster1", "cluster2"])
-        .seed_yaml(SEED)
+        .seed_yaml(&format!("{PRODUCTCATALOGSERVICE}---{SEED}"))
         .start()
         .expect("emu")
 }

@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 pub use kube_emu::{Emu, Fault, FaultAction, LoggedRequest};
 
+pub mod fixtures;
 #[macro_use]
 mod tier;
 pub use tier::*;
