@@ -9,8 +9,10 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use fixtures::{GATEWAY_CLUSTER1, MIGRATION, PRODUCTCATALOGSERVICE, VS_CLUSTER2};
 use kube_emu::Emu;
 
+mod fixtures;
 mod real;
 
 /// One measured run of a child process.
@@ -196,18 +198,11 @@ fn startup(b: &Bench) -> Result<()> {
     Ok(())
 }
 
-const SEED: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: productcatalogservice, namespace: default}
-spec: {ports: [{name: grpc, port: 3550}]}
-"#;
-
 fn completion(b: &Bench) -> Result<()> {
     println!("\n### Completion latency (median of {} runs)\n", b.runs);
     println!("| request | wall |");
     println!("|---|---|");
-    let emu = Emu::builder().seed_yaml(SEED).start()?;
+    let emu = Emu::builder().seed_yaml(PRODUCTCATALOGSERVICE).start()?;
     let cases: [(&str, &str, &[&str], bool); 4] = [
         (
             "flags: `kubectl_complete-mesh_register --mo`",
@@ -355,36 +350,10 @@ fn vm_files(b: &Bench) -> Result<String> {
     Ok(format!("{api} / {all}"))
 }
 
-const SPLIT_SEED: &str = r#"
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: productcatalog-migration, namespace: default, annotations: {kube-emu/cluster: cluster1}}
-spec:
-  hosts: [productcatalogservice]
-  http:
-  - route:
-    - destination: {host: productcatalogservice}
-      weight: 100
-    - destination: {host: productcatalogservice-gke.default.global}
-      weight: 0
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: productcatalog-migration, namespace: default, annotations: {kube-emu/cluster: cluster2}}
-spec:
-  hosts: [productcatalogservice]
-  http:
-  - route:
-    - destination: {host: productcatalogservice}
-      weight: 100
-    - destination: {host: productcatalogservice-gke}
-      weight: 0
-"#;
-
 fn split_two(b: &Bench) -> Result<String> {
     let emu = Emu::builder()
         .clusters(&["cluster1", "cluster2"])
-        .seed_yaml(SPLIT_SEED)
+        .seed_yaml(MIGRATION)
         .start()?;
     emu.clear_requests();
     let status = b
@@ -413,9 +382,7 @@ fn split_two(b: &Bench) -> Result<String> {
 }
 
 fn services_yaml(n: usize) -> String {
-    let mut y = String::from(
-        "apiVersion: v1\nkind: Service\nmetadata: {name: istio-ingressgateway, namespace: istio-system, annotations: {kube-emu/cluster: cluster1}}\nspec: {type: LoadBalancer, ports: [{name: tls, port: 15443}]}\nstatus: {loadBalancer: {ingress: [{ip: 35.0.0.1}]}}\n",
-    );
+    let mut y = String::from(GATEWAY_CLUSTER1);
     for i in 0..n {
         y.push_str(&format!(
             "---\napiVersion: v1\nkind: Service\nmetadata: {{name: svc-{i:05}, namespace: default, annotations: {{kube-emu/cluster: cluster1}}}}\nspec: {{ports: [{{name: grpc, port: 3550}}, {{name: http-metrics, port: 9090}}]}}\n"
@@ -511,21 +478,6 @@ fn link_scaling(b: &Bench) -> Result<()> {
 /// another region.
 const FAR: Duration = Duration::from_millis(100);
 
-/// The migration VirtualService at 100/0, in every cluster.
-const ACROSS_SEED: &str = r#"
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: productcatalog-migration, namespace: default}
-spec:
-  hosts: [productcatalogservice]
-  http:
-  - route:
-    - destination: {host: productcatalogservice}
-      weight: 100
-    - destination: {host: productcatalogservice-gke}
-      weight: 0
-"#;
-
 /// One run of `plugin args --context cluster1 ... --context clusterN` against N fresh clusters,
 /// each `FAR` away: its wall time and the requests cluster1 answered.
 fn across_once(b: &Bench, n: usize, plugin: &str, args: &[&str]) -> Result<(Duration, usize)> {
@@ -533,7 +485,8 @@ fn across_once(b: &Bench, n: usize, plugin: &str, args: &[&str]) -> Result<(Dura
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let emu = Emu::builder()
         .clusters(&refs)
-        .seed_yaml(ACROSS_SEED)
+        // The migration VirtualService at 100/0, in every cluster.
+        .seed_yaml(VS_CLUSTER2)
         .latency(FAR)
         .start()?;
     emu.clear_requests();

@@ -2,12 +2,10 @@
 //! the cluster and auth flags (`--server`, `--token`, `--certificate-authority`, `--as`, ...)
 //! over the kubeconfig. Impersonation needs RBAC, so those checks run on the real tier only.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
+use crate::common::{plugin, Run, Server, Target, Tier, ISTIO};
 use base64::Engine as _;
-use common::{plugin, Run, Server, Target, Tier, ISTIO};
 use serde_json::Value;
 
 /// The group `mesh-vm files` reads, beside the Istio install.

@@ -2,9 +2,7 @@
 //! per name, and on SIGTERM or stdin EOF stops every server it started, leaving no process and
 //! no listening port behind.
 
-mod common;
-
-use common::{realcluster_bin, Tier};
+use crate::common::{realcluster_bin, Tier};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;

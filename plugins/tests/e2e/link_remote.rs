@@ -3,10 +3,10 @@
 //! fills token Secrets, the token is used against the source cluster's RBAC, and the secret is
 //! compared with the one the real `istioctl create-remote-secret` makes).
 
-mod common;
+use crate::common;
 
+use crate::common::{kubectl, writes, Fault, FaultAction, Server, Tier};
 use base64::Engine as _;
-use common::{kubectl, writes, Fault, FaultAction, Server, Tier};
 use serde_json::Value;
 
 /// istiod's Deployment in each cluster, naming the cluster's ID as Istio's chart does.

@@ -4,7 +4,7 @@
 //! counters and `istio_request_duration_milliseconds` histograms at rates each test sets.
 //! Prometheus's HTTP API is never mocked. Two clusters, each with its own Prometheus.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{kubectl, plugin, writes, Run, Server, Target, Tier};
+use crate::common::{kubectl, plugin, writes, Run, Server, Target, Tier};
 use serde_json::Value;
 
 const VS_PATH: &str =

@@ -8,8 +8,6 @@
 //! (`DISABLE_ENVOY=true`): it does its CA and xDS work, and the gRPC application's stream is
 //! played by `xds-dump --bootstrap`, which reads the bootstrap the agent writes for such apps.
 
-mod common;
-
 use std::fs;
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::{TcpListener, TcpStream};
@@ -20,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{plugin, realcluster_bin, xds_endpoints, Real, Run, Server, Tier};
+use crate::common::{plugin, realcluster_bin, xds_endpoints, Real, Run, Server, Tier};
 use serde_json::Value;
 
 /// What the test cluster runs: the mesh config, the injector values that name the cluster (the

@@ -2,57 +2,20 @@
 //! tiers (kube-emu, and real kube-apiservers), replaying the VM migration of Istio's multicluster
 //! sample (100/0 → 80/20 → 0/100). On the real tier, istiod also shows what Envoy is sent.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{kubectl, plugin, writes, Fault, FaultAction, Run, Server, Target, Tier};
+use crate::common::fixtures::{VS_CLUSTER1, VS_CLUSTER2};
+use crate::common::{kubectl, plugin, writes, Fault, FaultAction, Run, Server, Target, Tier};
 use mesh_shared::prompt::Prompter;
 use serde_json::Value;
 
 const VS_PATH: &str =
     "/apis/networking.istio.io/v1/namespaces/default/virtualservices/productcatalog-migration";
-
-/// vs-0-cluster1.yaml of the sample: the VM's Service and cluster2's productcatalog via `.global`.
-const VS_CLUSTER1: &str = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: productcatalog-migration
-  namespace: default
-spec:
-  hosts:
-  - productcatalogservice
-  http:
-  - route:
-    - destination:
-        host: productcatalogservice
-      weight: 100
-    - destination:
-        host: productcatalogservice-gke.default.global
-      weight: 0
-";
-
-/// vs-0-cluster2.yaml: the same split, with cluster2's local Service.
-const VS_CLUSTER2: &str = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: productcatalog-migration
-  namespace: default
-spec:
-  hosts:
-  - productcatalogservice
-  http:
-  - route:
-    - destination:
-        host: productcatalogservice
-      weight: 100
-    - destination:
-        host: productcatalogservice-gke
-      weight: 0
-";
 
 const BOTH: [&str; 5] = ["--context", "cluster1", "--context", "cluster2", "-n"];
 

@@ -3,14 +3,14 @@
 //! validating every WorkloadGroup: on kube-emu and on a real kube-apiserver (`on_both_tiers!`),
 //! plus real-tier checks against a running istiod and side by side with istioctl.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{api_requests, kubectl, plugin, writes, Run, Server, Tier, ISTIO};
+use crate::common::{api_requests, kubectl, plugin, writes, Run, Server, Tier, ISTIO};
 use serde_json::Value;
 
 /// Istio's VM-integration example group, as `mesh-vm group` makes it.

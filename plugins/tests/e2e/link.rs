@@ -3,11 +3,11 @@
 //! every ServiceEntry validated by Istio's real CRD schemas: on kube-emu and on real
 //! kube-apiservers, and what a real istiod makes of the links.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{
+use crate::common::{
     kubectl, plugin, writes, xds_cluster, xds_endpoints, Fault, FaultAction, Server, Tier,
 };
 use serde_json::{json, Value};

@@ -4,12 +4,11 @@
 //! failure code and one `error:` line naming the verb and the object, or succeed; and the
 //! cluster must end either exactly as it was or exactly as a clean run leaves it.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::{plugin, Emu, Fault, FaultAction, Run, ISTIO};
+use crate::common::fixtures::MIGRATION;
+use crate::common::{plugin, Emu, Fault, FaultAction, Run, ISTIO};
 use serde_json::{json, Value};
 
 struct Case {
@@ -485,32 +484,6 @@ fn vm_files_writes_all_five_files_or_none_under_every_fault() {
     }
 }
 
-const SPLIT_SEED: &str = r#"
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: productcatalog-migration, namespace: default, annotations: {kube-emu/cluster: cluster1}}
-spec:
-  hosts: [productcatalogservice]
-  http:
-  - route:
-    - destination: {host: productcatalogservice}
-      weight: 100
-    - destination: {host: productcatalogservice-gke.default.global}
-      weight: 0
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: productcatalog-migration, namespace: default, annotations: {kube-emu/cluster: cluster2}}
-spec:
-  hosts: [productcatalogservice]
-  http:
-  - route:
-    - destination: {host: productcatalogservice}
-      weight: 100
-    - destination: {host: productcatalogservice-gke}
-      weight: 0
-"#;
-
 const SPLIT_WATCH: &[(&str, &str)] = &[
     (
         "cluster1",
@@ -529,7 +502,7 @@ fn split_across_two_clusters_survives_every_fault() {
     sweep(&Case {
         plugin: "split",
         clusters: &["cluster1", "cluster2"],
-        seed: SPLIT_SEED,
+        seed: MIGRATION,
         args: &[
             "80/20",
             "--context",
@@ -588,7 +561,7 @@ fn split_undo_across_two_clusters_survives_every_fault() {
     sweep(&Case {
         plugin: "split",
         clusters: &["cluster1", "cluster2"],
-        seed: SPLIT_SEED,
+        seed: MIGRATION,
         args: &[
             "undo",
             "--context",

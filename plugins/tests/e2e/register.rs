@@ -1,9 +1,9 @@
 //! End to end: `kubectl mesh-register` run by the real kubectl against kube-emu loaded with
 //! Istio's real CRDs, read back with the real kubectl.
 
-mod common;
+use crate::common;
 
-use common::{
+use crate::common::{
     api_requests, kubectl, plugin, writes, xds_endpoints, Emu, Fault, FaultAction, Run, Server,
     Target, Tier,
 };

@@ -3,14 +3,14 @@
 //! but never for a loopback one, `NO_PROXY` exempts a host, a kubeconfig `proxy-url` is used
 //! always, and no proxy credential appears in any output.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Run;
+use crate::common::Run;
 use kube_emu::Emu;
 
 const USER: &str = "meshuser";

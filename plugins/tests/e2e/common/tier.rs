@@ -40,7 +40,6 @@ impl Tier {
 }
 
 /// Runs each scenario on both tiers: `mod NAME { fn emu(); fn real(); }`.
-#[macro_export]
 macro_rules! on_both_tiers {
     ($($(#[$meta:meta])* fn $name:ident($tier:ident) $body:block)+) => {$(
         $(#[$meta])*

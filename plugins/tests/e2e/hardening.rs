@@ -3,9 +3,10 @@
 //! that abort the process, addresses no VM can have, 5xx answers after a stored write, and a
 //! list item that is not an object.
 
-mod common;
+use crate::common;
 
-use common::{kubectl, plugin, Emu, Fault, FaultAction, Server, Tier, ISTIO};
+use crate::common::fixtures::GATEWAY_CLUSTER1;
+use crate::common::{kubectl, plugin, Emu, Fault, FaultAction, Server, Tier, ISTIO};
 use std::process::{Command, Stdio};
 
 const SE_PATH: &str =
@@ -315,14 +316,8 @@ fn a_list_item_that_is_not_an_object_is_an_error() {
 fn releasing_addresses_never_wipes_a_reservation_made_meanwhile() {
     const LEDGER: &str = "/api/v1/namespaces/istio-system/configmaps/kubectl-mesh-addresses";
     let seed = format!(
-        "{ISTIO}---\n{}",
+        "{ISTIO}---\n{GATEWAY_CLUSTER1}---\n{}",
         r#"apiVersion: v1
-kind: Service
-metadata: {name: istio-ingressgateway, namespace: istio-system, annotations: {kube-emu/cluster: cluster1}}
-spec: {type: LoadBalancer, ports: [{name: tls, port: 15443}]}
-status: {loadBalancer: {ingress: [{ip: 35.0.0.1}]}}
----
-apiVersion: v1
 kind: Service
 metadata: {name: adservice, namespace: default, annotations: {kube-emu/cluster: cluster1}}
 spec: {ports: [{name: grpc, port: 9555}]}

@@ -1,12 +1,11 @@
 //! Security checks as tests: refused credentials are reported with the verb and the resource,
 //! and no credential (the kubeconfig's bearer token, a minted VM token) is ever printed.
 
-mod common;
+use crate::common::fixtures::{GATEWAY_CLUSTER1, VS_CLUSTER2};
+use crate::common::{plugin, Fault, FaultAction, Server, Tier, ISTIO};
 
-use common::{plugin, Fault, FaultAction, Server, Tier, ISTIO};
-
-/// Enough for every command to reach its first write: an Istio install, a WorkloadGroup, a
-/// gateway and a Service to link, and a VirtualService to split in both clusters.
+/// With an Istio install, the gateway and a VirtualService to split in both clusters, enough
+/// for every command to reach its first write: a WorkloadGroup, and a Service to link.
 const EXTRA: &str = r#"
 apiVersion: networking.istio.io/v1
 kind: WorkloadGroup
@@ -15,30 +14,12 @@ spec: {template: {serviceAccount: default}}
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: istio-ingressgateway, namespace: istio-system, annotations: {kube-emu/cluster: cluster1}}
-spec: {type: LoadBalancer, ports: [{name: tls, port: 15443}]}
-status: {loadBalancer: {ingress: [{ip: 35.0.0.1}]}}
----
-apiVersion: v1
-kind: Service
 metadata: {name: productcatalogservice, namespace: default, annotations: {kube-emu/cluster: cluster1}}
 spec: {ports: [{name: grpc, port: 3550}]}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: productcatalog-migration, namespace: default}
-spec:
-  hosts: [productcatalogservice]
-  http:
-  - route:
-    - destination: {host: productcatalogservice}
-      weight: 100
-    - destination: {host: productcatalogservice-gke}
-      weight: 0
 "#;
 
 fn two_clusters(tier: Tier) -> Server {
-    let seed = format!("{ISTIO}---{EXTRA}");
+    let seed = format!("{ISTIO}---{EXTRA}---\n{GATEWAY_CLUSTER1}---\n{VS_CLUSTER2}");
     Server::builder(tier)
         .clusters(&["cluster1", "cluster2"])
         .seed_yaml(&seed)

@@ -2,9 +2,7 @@
 //! `error:` line, never panics, and sends not a single request to either cluster. (mesh-register
 //! has 30 more in its own suite, mesh-vm 13, mesh-split 5.)
 
-mod common;
-
-use common::{plugin, Emu};
+use crate::common::{plugin, Emu};
 
 fn check(emu: &Emu, p: &str, cases: &[&[&str]]) -> usize {
     for args in cases {

@@ -4,7 +4,7 @@
 //! Before kube-emu stopped reading a terminal, the shell stopped the job at once
 //! (`Stopped (tty input)`) and the next command hung.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-#[allow(unused_imports)]
 pub use kube_emu::{Emu, Fault, FaultAction, LoggedRequest};
 
+pub mod fixtures;
+#[macro_use]
 mod tier;
-#[allow(unused_imports)]
 pub use tier::*;
 
 /// What a plugin or kubectl run is pointed at: a kubeconfig and a private HOME.

@@ -3,14 +3,12 @@
 //! and manifests install, run, complete and uninstall the way the README and the manifests'
 //! caveats say. No cluster is needed; it runs with the real tier's tools (`MESH_TIERS=emu` skips it).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{realcluster_bin, Run, Tier};
+use crate::common::{realcluster_bin, Run, Tier};
 use serde_yaml::Value;
 
 const PLUGINS: [&str; 4] = ["register", "vm", "link", "split"];

@@ -2,21 +2,16 @@
 //! helpers, the committed bash/zsh/fish scripts (fresh, loaded and exercised in real shells), and
 //! live values from kube-emu.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{bin, bin_dir, kubectl, plugin, Emu};
+use crate::common::fixtures::PRODUCTCATALOGSERVICE;
+use crate::common::{bin, bin_dir, kubectl, plugin, Emu};
 
 const PLUGINS: [&str; 4] = ["register", "vm", "link", "split"];
 
+/// With [`PRODUCTCATALOGSERVICE`] before it.
 const SEED: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: productcatalogservice, namespace: default}
-spec: {ports: [{name: grpc, port: 3550}]}
----
 apiVersion: v1
 kind: Service
 metadata: {name: checkoutservice, namespace: default}
@@ -52,7 +47,7 @@ spec:
 fn emu() -> Emu {
     Emu::builder()
         .clusters(&["cluster1", "cluster2"])
-        .seed_yaml(SEED)
+        .seed_yaml(&format!("{PRODUCTCATALOGSERVICE}---{SEED}"))
         .start()
         .expect("emu")
 }
@@ -278,7 +273,7 @@ fn committed_scripts_are_fresh() {
                 std::fs::write(&path, &out.stdout).expect("write");
             }
             let committed = std::fs::read(&path).unwrap_or_default();
-            assert!(committed == out.stdout, "{} is stale: run UPDATE_COMPLETIONS=1 cargo test -p kubectl-mesh --test completion", path.display());
+            assert!(committed == out.stdout, "{} is stale: run UPDATE_COMPLETIONS=1 cargo test -p kubectl-mesh --test e2e completion::", path.display());
         }
     }
 }
