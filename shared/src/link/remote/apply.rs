@@ -71,13 +71,13 @@ fn replace(namespace: &str, cluster_id: &str, desired: Value, existing: Option<V
             _ => Some(Step::apply(want.clone(), now.cloned())),
         }
     };
-    Step::Cas {
-        step: Box::new(Step::apply(desired, existing)),
-        kind: objects::core("Secret"),
-        namespace: Some(namespace.to_string()),
-        name,
-        rebase: crate::write::Rebase(std::sync::Arc::new(rebase)),
-    }
+    Step::cas(
+        Step::apply(desired, existing),
+        objects::core("Secret"),
+        Some(namespace),
+        &name,
+        rebase,
+    )
 }
 
 fn take(m: &Mutex<Vec<Applied>>) -> Vec<Applied> {

@@ -3,13 +3,12 @@
 //! only with its last user.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use super::build::{self, READER_SA};
 use crate::objects;
-use crate::write::{Rebase, Step};
+use crate::write::Step;
 
 /// The annotation: the cluster IDs of the targets, sorted, comma-separated.
 pub const ANNOTATION: &str = "kubectl-mesh/remote-secrets";
@@ -60,13 +59,13 @@ pub fn record(ns: &str, existing: Option<Value>, target: &str, add: bool) -> Ste
     let rebase = move |now: Option<&Value>| {
         desired(&ns_owned, now, &target_owned, add).map(|d| Step::apply(d, now.cloned()))
     };
-    Step::Cas {
-        step: Box::new(Step::apply(first, existing)),
-        kind: objects::core("ServiceAccount"),
-        namespace: Some(ns.to_string()),
-        name: READER_SA.to_string(),
-        rebase: Rebase(Arc::new(rebase)),
-    }
+    Step::cas(
+        Step::apply(first, existing),
+        objects::core("ServiceAccount"),
+        Some(ns),
+        READER_SA,
+        rebase,
+    )
 }
 
 #[cfg(test)]
