@@ -5,11 +5,11 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::analysis::Analysis;
+use super::cli::{Args, Verb};
 use super::route::{Destination, RouteSelector};
 use super::target::Target;
 use super::traffic::Traffic;
 use super::weights::{self, Weights};
-use super::{Args, Verb};
 use crate::cli::{DryRun, OutputFormat, WriteArgs};
 use crate::error::usage;
 use crate::names;

@@ -1,10 +1,18 @@
-//! The tables mesh-split prints: before → after, status and the step plan (the per-context
-//! state after a failed write is the shared write's, `write::across`).
+//! What mesh-split prints: the tables (before → after, status and the step plan; the
+//! per-context state after a failed write is the shared write's, `write::across`), the result
+//! line of each write and the notes on taking a route list over.
 
-use crate::table;
+use std::io::Write as _;
 
+use anyhow::Result;
+
+use super::ownership::Decision;
 use super::route::Route;
+use super::site::Site;
 use super::weights::slash;
+use crate::api::Applied;
+use crate::cli::DryRun;
+use crate::{output, table, Io};
 
 /// One destination of one context, before and after.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +130,86 @@ pub fn step_plan(contexts: &[String], plan: &[Vec<Vec<u32>>], interval: &str) ->
         })
         .collect();
     table::render(&["step", "weights", "then"], &rows)
+}
+
+/// One result line per site, `CONTEXT: kubectl's line`.
+pub(super) fn result_lines(
+    sites: &[Site],
+    applied: &[Applied],
+    dry_run: DryRun,
+    io: &mut Io,
+) -> Result<()> {
+    for (site, a) in sites.iter().zip(applied) {
+        io.note(format!(
+            "{}: {}",
+            site.context(),
+            output::result_line(&a.object, a.outcome, dry_run)
+        ))?;
+    }
+    Ok(())
+}
+
+/// The before → after table of every site.
+pub(super) fn print_table(sites: &[Site], after: &[Vec<u32>], io: &mut Io) -> Result<()> {
+    let mut rows: Vec<Change> = Vec::new();
+    for (site, a) in sites.iter().zip(after) {
+        rows.extend(changes(
+            site.context(),
+            &site.route,
+            site.start.as_deref(),
+            a,
+        ));
+    }
+    io.out.write_all(before_after(&rows).as_bytes())?;
+    Ok(())
+}
+
+/// Says whose route list is taken over, once every cluster has passed validation.
+pub(super) fn ownership_notes(sites: &[Site], io: &mut Io) -> Result<()> {
+    for site in sites {
+        let field = format!("spec.{}", site.route.at.kind.field());
+        match &site.decision {
+            Decision::TakeOver(from) => io.note(format!(
+                "{}: taking over {field} from {} (kubectl by hand)",
+                site.describe(),
+                from.join(", ")
+            ))?,
+            Decision::Forced(from) => io.warn(format!(
+                "{}: {field} is managed by {}; --force-conflicts takes it over, and {} may change it back",
+                site.describe(),
+                from.join(", "),
+                from.join(", ")
+            ))?,
+            Decision::Free | Decision::Refuse(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Warns when the contexts of a set start from different weights.
+pub(super) fn start_disagreement(sites: &[Site], io: &mut Io) -> Result<()> {
+    if sites.len() < 2 {
+        return Ok(());
+    }
+    let starts: Vec<Option<&Vec<u32>>> = sites.iter().map(|s| s.start.as_ref()).collect();
+    if starts.iter().all(|s| *s == starts[0]) {
+        return Ok(());
+    }
+    let parts: Vec<String> = sites
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s.context(),
+                s.start.as_deref().map_or("absent".to_string(), slash)
+            )
+        })
+        .collect();
+    io.warn(format!(
+        "the contexts do not agree now: {}",
+        parts.join(", ")
+    ))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,12 +5,13 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::Result;
+use futures::future::join_all;
 
 use super::analysis::{selector, Queries};
+use super::cli::{Args, StatusArgs};
+use super::facts;
 use super::plan::Plan;
-use super::sites;
 use super::steps::Interrupt;
-use super::{Args, StatusArgs};
 use crate::api::Cluster;
 use crate::duration::HumanDuration;
 use crate::error::{one_line, usage};
@@ -142,60 +143,76 @@ async fn value(prom: &Prometheus, q: &str) -> Result<Option<f64>> {
     Ok(prom.value(q).await?.filter(|v| v.is_finite()))
 }
 
-/// Reads the routes and asks Prometheus, for every context.
+/// Reads the routes and asks Prometheus, for every context at once.
 async fn rows(
     plan: &Plan,
     traffic: &Traffic,
     clusters: &[Cluster],
     proms: &[Prometheus],
 ) -> Result<(Vec<Row>, Vec<String>)> {
+    let reads = join_all(clusters.iter().enumerate().map(|(i, cluster)| {
+        let prom = &proms[i.min(proms.len() - 1)];
+        cluster_rows(plan, traffic, cluster, prom)
+    }))
+    .await;
     let mut rows = Vec::new();
     let mut missing = Vec::new();
-    for (i, cluster) in clusters.iter().enumerate() {
-        let prom = &proms[i.min(proms.len() - 1)];
-        let found = match sites::status_routes(plan, cluster).await? {
-            Ok(f) => f,
-            Err(m) => {
-                missing.push(m);
-                continue;
-            }
-        };
-        for (vs, routes) in &found {
-            for r in routes {
-                let mut route_rows = Vec::new();
-                for (d, w) in r.destinations.iter().zip(&r.weights) {
-                    let q = Queries::new(&selector(d, &cluster.namespace), traffic.window);
-                    let requests = value(prom, &q.requests).await?.unwrap_or(0.0);
-                    let (success, p99) = if requests > 0.0 {
-                        (
-                            value(prom, &q.error_rate).await?.map(|e| 1.0 - e),
-                            value(prom, &q.p99).await?,
-                        )
-                    } else {
-                        (None, None)
-                    };
-                    route_rows.push(Row {
-                        context: cluster.context.clone(),
-                        name: objects::name(vs).to_string(),
-                        destination: d.to_string(),
-                        weight: *w,
-                        requests,
-                        share: None,
-                        success,
-                        p99,
-                    });
-                }
-                let total: f64 = route_rows.iter().map(|r| r.requests).sum();
-                if total > 0.0 {
-                    for r in &mut route_rows {
-                        r.share = Some(r.requests / total);
-                    }
-                }
-                rows.extend(route_rows);
-            }
+    for read in reads {
+        match read? {
+            Ok(r) => rows.extend(r),
+            Err(m) => missing.push(m),
         }
     }
     Ok((rows, missing))
+}
+
+/// One context's rows; `Err` with the text of what is missing when it has no route to show.
+async fn cluster_rows(
+    plan: &Plan,
+    traffic: &Traffic,
+    cluster: &Cluster,
+    prom: &Prometheus,
+) -> Result<std::result::Result<Vec<Row>, String>> {
+    let found = match facts::status_routes(plan, cluster).await? {
+        Ok(f) => f,
+        Err(m) => return Ok(Err(m)),
+    };
+    let mut rows = Vec::new();
+    for (vs, routes) in &found {
+        for r in routes {
+            let mut route_rows = Vec::new();
+            for (d, w) in r.destinations.iter().zip(&r.weights) {
+                let q = Queries::new(&selector(d, &cluster.namespace), traffic.window);
+                let requests = value(prom, &q.requests).await?.unwrap_or(0.0);
+                let (success, p99) = if requests > 0.0 {
+                    (
+                        value(prom, &q.error_rate).await?.map(|e| 1.0 - e),
+                        value(prom, &q.p99).await?,
+                    )
+                } else {
+                    (None, None)
+                };
+                route_rows.push(Row {
+                    context: cluster.context.clone(),
+                    name: objects::name(vs).to_string(),
+                    destination: d.to_string(),
+                    weight: *w,
+                    requests,
+                    share: None,
+                    success,
+                    p99,
+                });
+            }
+            let total: f64 = route_rows.iter().map(|r| r.requests).sum();
+            if total > 0.0 {
+                for r in &mut route_rows {
+                    r.share = Some(r.requests / total);
+                }
+            }
+            rows.extend(route_rows);
+        }
+    }
+    Ok(Ok(rows))
 }
 
 /// Prints the table once, or redraws it every few seconds with `--watch` until a signal.

@@ -1,4 +1,4 @@
-//! `mesh-vm status`: which WorkloadEntries belong to a group, and the table that shows them.
+//! Which WorkloadEntries belong to a group, and the table `mesh-vm status` shows them in.
 
 use std::collections::BTreeMap;
 

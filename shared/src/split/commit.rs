@@ -1,0 +1,151 @@
+//! Commit and rollback of one change across clusters: each site's write goes through the
+//! shared write across contexts (`write::across`), which writes them in order and, when one
+//! fails or a signal comes, puts back the ones already written.
+
+use anyhow::Result;
+
+use super::build;
+use super::ownership;
+use super::plan::Create;
+use super::site::Site;
+use super::steps::Interrupt;
+use super::weights::slash;
+use crate::api::{Applied, Outcome, WriteMode};
+use crate::cli::DryRun;
+use crate::write::across::{self, Failed, Restored};
+use crate::write::{self, Undo, Undone};
+use crate::Io;
+
+/// Writes `want[i]` to every site in order, through the write across contexts: when a write
+/// fails, or a signal comes, the sites already written are put back; with several contexts the
+/// error is a partial failure (exit 4) after a state table.
+pub(super) async fn commit(
+    sites: &mut [Site],
+    want: &[Vec<u32>],
+    previous: &[Option<String>],
+    create: Option<&Create>,
+    mode: WriteMode,
+    interrupt: Option<&Interrupt>,
+    io: &mut Io,
+) -> Result<Vec<Applied>> {
+    let writes: Vec<Writing> = sites
+        .iter()
+        .zip(want)
+        .zip(previous)
+        .map(|((site, want), previous)| Writing {
+            site,
+            want,
+            previous: previous.as_deref(),
+            create,
+        })
+        .collect();
+    let how = across::Across {
+        mode,
+        interrupt,
+        check_with: "kubectl mesh-split status",
+    };
+    let done = across::commit(&writes, &how, &mut *io.err).await?;
+    if mode.dry_run == DryRun::None {
+        for ((site, applied), w) in sites.iter_mut().zip(&done).zip(want) {
+            site.live = Some(applied.object.clone());
+            site.route.weights = w.clone();
+            // Taken over (or forced): the list is ours now.
+            site.decision = ownership::decide(&applied.object, site.route.at.kind, true);
+        }
+    }
+    Ok(done)
+}
+
+/// One site's share of a write across contexts: its weights `want`, with the previous-weights
+/// annotation `previous`.
+struct Writing<'a> {
+    site: &'a Site,
+    want: &'a [u32],
+    previous: Option<&'a str>,
+    create: Option<&'a Create>,
+}
+
+impl across::Site for Writing<'_> {
+    type Written = Applied;
+
+    fn context(&self) -> &str {
+        self.site.context()
+    }
+
+    fn before(&self) -> Option<String> {
+        Some(if self.site.live.is_some() {
+            slash(&self.site.route.weights)
+        } else {
+            "absent".to_string()
+        })
+    }
+
+    fn left_at(&self) -> String {
+        slash(self.want)
+    }
+
+    async fn write(&self, mode: WriteMode) -> std::result::Result<Applied, Failed<Applied>> {
+        let site = self.site;
+        if let Some(live) = &site.live {
+            if site.route.weights == self.want {
+                return Ok(Applied {
+                    object: live.clone(),
+                    outcome: Outcome::Unchanged,
+                });
+            }
+        }
+        let desired = site.desired(self.want, self.previous, self.create);
+        let m = WriteMode {
+            dry_run: mode.dry_run,
+            force: site.decision.force(),
+        };
+        site.cluster
+            .apply_over(&desired, site.live.as_ref(), m)
+            .await
+            .map_err(|err| {
+                // No answer is not "not written": the write may have landed, so undo it too.
+                let in_doubt = crate::api::in_doubt(&err).then(|| Applied {
+                    object: desired.clone(),
+                    outcome: if site.live.is_some() {
+                        Outcome::Configured
+                    } else {
+                        Outcome::Created
+                    },
+                });
+                Failed { err, in_doubt }
+            })
+    }
+
+    fn unchanged(written: &Applied) -> bool {
+        written.outcome == Outcome::Unchanged
+    }
+
+    /// Puts the site back as it was before the run, only while it still holds what the run
+    /// wrote.
+    async fn put_back(&self, applied: &Applied, in_doubt: bool) -> Result<Restored> {
+        let site = self.site;
+        let put_back = site.live.as_ref().map(|before| {
+            build::weights_object(
+                &applied.object,
+                &site.route.at,
+                &site.route.weights,
+                build::previous_raw(before),
+            )
+        });
+        let u = Undo {
+            before: site.live.as_ref(),
+            after: Some(&applied.object),
+            in_doubt,
+            put_back,
+        };
+        let (complete, state) = match write::undo(&site.cluster, u).await? {
+            Undone::NotLanded => (true, "it did not land".to_string()),
+            Undone::Restored if site.live.is_none() => {
+                (true, "deleted again (this run created it)".to_string())
+            }
+            Undone::Restored => (true, format!("restored to {}", slash(&site.route.weights))),
+            Undone::Left(why) => (false, format!("NOT restored: {why}")),
+        };
+        Ok(Restored { complete, state })
+    }
+}
