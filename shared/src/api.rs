@@ -214,7 +214,15 @@ impl Cluster {
         }
     }
 
-    async fn send(&self, req: Request<Vec<u8>>) -> std::result::Result<Value, kube::Error> {
+    async fn send(&self, mut req: Request<Vec<u8>>) -> std::result::Result<Value, kube::Error> {
+        // kube's builders leave a bare `?` on a URL without parameters; logs (-v 6) and
+        // request logs show the URL as kubectl sends it.
+        if req.uri().query() == Some("") {
+            let bare = req.uri().to_string().trim_end_matches('?').to_string();
+            if let Ok(uri) = bare.parse() {
+                *req.uri_mut() = uri;
+            }
+        }
         self.client.request::<Value>(req).await
     }
 

@@ -98,12 +98,20 @@ pub fn release_of(deployment: &Value) -> Result<Release, String> {
 
 const MODERN: &str = "use multi-primary on separate networks instead: an east-west gateway exposing *.local on 15443 (samples/multicluster/expose-services.yaml) and remote secrets both ways (kubectl mesh-link --mode remote-secret --bidirectional, or istioctl create-remote-secret); callers then use SERVICE.NS.svc.cluster.local";
 
-/// The Istio version line over both clusters' releases.
-pub fn version_line(releases: &[(String, Result<Release, String>)]) -> Line {
+/// Each context's release, and the `1.8.6 in cluster1, ...` list of them.
+pub type Known<'a> = (Vec<(&'a String, Release)>, String);
+
+/// Each context's release and the `1.8.6 in cluster1, ...` list of them, or the failed line of
+/// the first context whose release is unknown (both modes' version checks start here).
+pub fn known_releases(releases: &[(String, Result<Release, String>)]) -> Result<Known<'_>, Line> {
     let mut found = Vec::new();
     for (ctx, r) in releases {
         match r {
-            Err(e) => return Line::fail(format!("cannot tell the Istio version of {ctx}: {e}")),
+            Err(e) => {
+                return Err(Line::fail(format!(
+                    "cannot tell the Istio version of {ctx}: {e}"
+                )))
+            }
             Ok(r) => found.push((ctx, *r)),
         }
     }
@@ -112,6 +120,15 @@ pub fn version_line(releases: &[(String, Result<Release, String>)]) -> Line {
         .map(|(c, r)| format!("{r} in {c}"))
         .collect::<Vec<_>>()
         .join(", ");
+    Ok((found, list))
+}
+
+/// The Istio version line over both clusters' releases.
+pub fn version_line(releases: &[(String, Result<Release, String>)]) -> Line {
+    let (found, list) = match known_releases(releases) {
+        Ok(known) => known,
+        Err(line) => return line,
+    };
     if let Some((ctx, r)) = found.iter().find(|(_, r)| *r >= Release(1, 8, 6)) {
         return Line::fail(format!(
             "Istio {list}: .global is deprecated since 1.8 and broken from 1.8.6 (istio/istio#32848), and {ctx} runs {r}: {MODERN}"

@@ -171,11 +171,11 @@ pub struct Args {
     )]
     pub istio_namespace: String,
 
-    #[allow(missing_docs)]
+    /// kubectl's cluster, auth and verbosity flags.
     #[command(flatten)]
     pub kube: KubeArgs,
 
-    #[allow(missing_docs)]
+    /// `--dry-run`, `-o` and `--force-conflicts`.
     #[command(flatten)]
     pub write: WriteArgs,
 }

@@ -200,18 +200,26 @@ impl Plan {
             ("--from", self.from.as_deref()),
             ("--to", Some(self.to.as_str())),
         ] {
-            if let Some(ctx) = ctx.filter(|c| !known.iter().any(|k| k == c)) {
-                return Err(usage(
-                    flag,
-                    format!(
-                        "context {ctx:?} not found in the kubeconfig (known: {})",
-                        known.join(", ")
-                    ),
-                ));
+            if let Some(ctx) = ctx {
+                known_context(flag, ctx, known)?;
             }
         }
         Ok(())
     }
+}
+
+/// Fails with a usage error naming `flag` when `ctx` is not among the kubeconfig's contexts.
+pub(super) fn known_context(flag: &str, ctx: &str, known: &[String]) -> Result<()> {
+    if known.iter().any(|k| k == ctx) {
+        return Ok(());
+    }
+    Err(usage(
+        flag,
+        format!(
+            "context {ctx:?} not found in the kubeconfig (known: {})",
+            known.join(", ")
+        ),
+    ))
 }
 
 /// Settings shared by every direction of a run.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::route::{Destination, Route, RouteRef};
+use crate::istio;
 use crate::objects::{self, FIELD_MANAGER};
 
 /// The annotation holding the weights before the last change, as JSON.
@@ -208,14 +209,27 @@ pub fn created_object(
     weights: &[u32],
 ) -> Value {
     let kind = objects::istio("VirtualService", version);
-    let mut obj = objects::new_object(&kind, Some(namespace), name);
-    let route: Vec<Value> = to
+    let route = to
         .iter()
         .zip(weights)
-        .map(|(h, w)| json!({"destination": {"host": h}, "weight": w}))
+        .map(|(h, w)| istio::RouteDestination {
+            destination: istio::Destination {
+                host: h.clone(),
+                ..Default::default()
+            },
+            weight: Some(i64::from(*w)),
+            ..Default::default()
+        })
         .collect();
-    obj["spec"] = json!({"hosts": [host], "http": [{"route": route}]});
-    obj
+    let spec = istio::VirtualServiceSpec {
+        hosts: vec![host.to_string()],
+        http: Some(vec![istio::Route {
+            route: Some(route),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    istio::VirtualService::new(&kind, namespace, name, spec).to_value()
 }
 
 /// The name `--create` gives a VirtualService when `--name` is absent: `<host's first label>-split`.

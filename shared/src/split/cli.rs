@@ -119,11 +119,11 @@ pub struct Args {
     #[command(subcommand)]
     pub verb: Option<Verb>,
 
-    #[allow(missing_docs)]
+    /// kubectl's cluster, auth and verbosity flags.
     #[command(flatten)]
     pub kube: KubeArgs,
 
-    #[allow(missing_docs)]
+    /// `--dry-run`, `-o` and `--force-conflicts`.
     #[command(flatten)]
     pub write: WriteArgs,
 }
@@ -156,7 +156,7 @@ pub struct UndoArgs {
     #[command(flatten)]
     pub route: RouteArg,
 
-    #[allow(missing_docs)]
+    /// `--dry-run`, `-o` and `--force-conflicts`.
     #[command(flatten)]
     pub write: WriteArgs,
 }

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use crate::error::usage;
+use crate::istio;
 use crate::names;
 use crate::objects::{self, ISTIO_NETWORKING};
 use crate::vm::probe::Probe;
@@ -122,48 +123,41 @@ impl Group {
     /// The group as an object at `version` of `networking.istio.io`, ready for server-side apply.
     pub fn to_object(&self, version: &str) -> Value {
         let kind = objects::istio("WorkloadGroup", version);
-        let mut obj = objects::new_object(&kind, Some(&self.namespace), &self.name);
+        let nonempty = |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone());
+        let t = &self.template;
+        let text = |s: &String| (!s.is_empty()).then(|| s.clone());
+        let template = istio::WorkloadEntrySpec {
+            labels: nonempty(&t.labels),
+            ports: (!t.ports.is_empty()).then(|| {
+                t.ports
+                    .iter()
+                    .map(|(k, v)| (k.clone(), u32::from(*v)))
+                    .collect()
+            }),
+            network: text(&t.network),
+            locality: text(&t.locality),
+            weight: (t.weight > 0).then_some(t.weight),
+            service_account: Some(t.service_account.clone()),
+            ..Default::default()
+        };
+        let spec = istio::WorkloadGroupSpec {
+            metadata: Some(istio::GroupMetadata {
+                labels: nonempty(&self.labels),
+                annotations: nonempty(&self.annotations),
+            }),
+            template,
+            probe: self
+                .probe
+                .as_ref()
+                .map(|p| serde_json::to_value(p).unwrap_or(Value::Null)),
+            ..Default::default()
+        };
         let mut labels = self.object_labels.clone();
         labels.remove(objects::MANAGED_BY_KEY);
-        objects::add_labels(&mut obj, &labels);
-        objects::add_annotations(&mut obj, &self.object_annotations);
-
-        let mut meta = Map::new();
-        if !self.labels.is_empty() {
-            meta.insert("labels".into(), json!(self.labels));
-        }
-        if !self.annotations.is_empty() {
-            meta.insert("annotations".into(), json!(self.annotations));
-        }
-        let t = &self.template;
-        let mut template = Map::new();
-        if !t.labels.is_empty() {
-            template.insert("labels".into(), json!(t.labels));
-        }
-        if !t.ports.is_empty() {
-            template.insert("ports".into(), json!(t.ports));
-        }
-        if !t.network.is_empty() {
-            template.insert("network".into(), json!(t.network));
-        }
-        if !t.locality.is_empty() {
-            template.insert("locality".into(), json!(t.locality));
-        }
-        if t.weight > 0 {
-            template.insert("weight".into(), json!(t.weight));
-        }
-        template.insert("serviceAccount".into(), json!(t.service_account));
-        let mut spec = Map::new();
-        spec.insert("metadata".into(), Value::Object(meta));
-        spec.insert("template".into(), Value::Object(template));
-        if let Some(p) = &self.probe {
-            spec.insert(
-                "probe".into(),
-                serde_json::to_value(p).unwrap_or(Value::Null),
-            );
-        }
-        obj["spec"] = Value::Object(spec);
-        obj
+        let mut group = istio::WorkloadGroup::new(&kind, &self.namespace, &self.name, spec)
+            .with_labels(&labels);
+        istio::add(&mut group.metadata.annotations, &self.object_annotations);
+        group.to_value()
     }
 
     /// Reads a group from the cluster's copy: the server validated it, so unknown fields are

@@ -24,18 +24,10 @@ const FIRST: Release = Release(1, 8, 0);
 
 /// The Istio version line: at least 1.8 on both sides.
 pub fn version_line(releases: &[(String, Result<Release, String>)]) -> Line {
-    let mut found = Vec::new();
-    for (ctx, r) in releases {
-        match r {
-            Err(e) => return fail(format!("cannot tell the Istio version of {ctx}: {e}")),
-            Ok(r) => found.push((ctx, *r)),
-        }
-    }
-    let list = found
-        .iter()
-        .map(|(c, r)| format!("{r} in {c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (found, list) = match crate::link::check::known_releases(releases) {
+        Ok(known) => known,
+        Err(line) => return line,
+    };
     match found.iter().find(|(_, r)| *r < FIRST) {
         Some((ctx, r)) => fail(format!(
             "Istio {list}: {ctx} runs {r}, older than 1.8: link it with the .global mode (the default), or upgrade it"

@@ -68,14 +68,8 @@ impl Plan {
     /// kubeconfig's contexts, before any connection.
     pub(super) fn check_contexts(&self, known: &[String]) -> Result<()> {
         for (flag, ctx) in [("--from", &self.from), ("--to", &self.to)] {
-            if !ctx.is_empty() && !known.iter().any(|k| k == ctx) {
-                return Err(usage(
-                    flag,
-                    format!(
-                        "context {ctx:?} not found in the kubeconfig (known: {})",
-                        known.join(", ")
-                    ),
-                ));
+            if !ctx.is_empty() {
+                super::super::plan::known_context(flag, ctx, known)?;
             }
         }
         Ok(())
