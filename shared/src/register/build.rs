@@ -23,7 +23,8 @@ fn port_map(reg: &Registration) -> BTreeMap<String, u32> {
         .collect()
 }
 
-/// Metadata every registered object carries: managed-by plus the workload's labels.
+/// Metadata of the core objects (the Istio ones get the same through `with_labels`):
+/// managed-by plus the workload's labels.
 fn meta(
     reg: &Registration,
     name: &str,
@@ -101,11 +102,13 @@ pub fn service_entry(reg: &Registration, version: &str, ips: &[IpAddr]) -> Value
         endpoints: Some(ips.iter().map(|ip| workload(reg, ip)).collect()),
         ..Default::default()
     };
-    let name = service_entry_name(&reg.service);
-    ServiceEntry {
-        metadata: meta(reg, &name),
-        ..ServiceEntry::new(&kind, &reg.namespace, &name, spec)
-    }
+    ServiceEntry::new(
+        &kind,
+        &reg.namespace,
+        &service_entry_name(&reg.service),
+        spec,
+    )
+    .with_labels(&reg.workload_labels())
     .to_value()
 }
 
@@ -113,11 +116,9 @@ pub fn service_entry(reg: &Registration, version: &str, ips: &[IpAddr]) -> Value
 pub fn workload_entry(reg: &Registration, version: &str, ip: &IpAddr) -> Value {
     let kind = objects::istio("WorkloadEntry", version);
     let name = workload_entry_name(&reg.service, ip);
-    WorkloadEntry {
-        metadata: meta(reg, &name),
-        ..WorkloadEntry::new(&kind, &reg.namespace, &name, workload(reg, ip))
-    }
-    .to_value()
+    WorkloadEntry::new(&kind, &reg.namespace, &name, workload(reg, ip))
+        .with_labels(&reg.workload_labels())
+        .to_value()
 }
 
 /// The Endpoints of the selector-less Service: one subset with every address and port.
