@@ -1,7 +1,7 @@
 //! mesh-register across several `--context`s: every context is read, and its writes are
 //! checked by the server (a `dryRun=All` of each), before any context is written; then they are
-//! written in order through `write::across`, which puts back the contexts already written when a
-//! later one fails.
+//! written through `write::across`, the first context alone and then the others together, and a
+//! failure anywhere puts back every context written.
 
 use std::io::Write as _;
 
@@ -139,6 +139,7 @@ pub(super) async fn run(args: &Args, mode: WriteMode, io: &mut Io) -> Result<()>
         None
     };
     let how = across::Across {
+        order: across::Order::CanaryThenTogether,
         mode,
         interrupt: interrupt.as_ref(),
         check_with: "kubectl mesh-register --list",

@@ -1,6 +1,6 @@
 //! Commit and rollback of one change across clusters: each site's write goes through the
-//! shared write across contexts (`write::across`), which writes them in order and, when one
-//! fails or a signal comes, puts back the ones already written.
+//! shared write across contexts (`write::across`), which writes the first context alone, then
+//! the others together and, when one fails or a signal comes, puts back the ones written.
 
 use anyhow::Result;
 
@@ -16,8 +16,8 @@ use crate::write::across::{self, Failed, Restored};
 use crate::write::{self, Undo, Undone};
 use crate::Io;
 
-/// Writes `want[i]` to every site in order, through the write across contexts: when a write
-/// fails, or a signal comes, the sites already written are put back; with several contexts the
+/// Writes `want[i]` to every site, the first alone and then the others together, through the
+/// write across contexts: when a write fails, or a signal comes, the sites written are put back; with several contexts the
 /// error is a partial failure (exit 4) after a state table.
 pub(super) async fn commit(
     sites: &mut [Site],
@@ -40,6 +40,7 @@ pub(super) async fn commit(
         })
         .collect();
     let how = across::Across {
+        order: across::Order::CanaryThenTogether,
         mode,
         interrupt,
         check_with: "kubectl mesh-split status",

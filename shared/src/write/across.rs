@@ -1,18 +1,25 @@
 //! One write across several clusters ("contexts"), all or nothing: the caller has read and
-//! validated every context; this writes them in order and, when a write fails or a signal
-//! comes, puts back the contexts already written, prints each context's state and fails with
-//! exit 4. mesh-split and mesh-register both write several contexts through it.
+//! validated every context; this writes the first alone, as a canary, then the rest together
+//! (or each after the one before, when one needs the other's result) and, when a write fails or a signal comes, puts back every context written, prints each
+//! context's state and fails with exit 4. mesh-split, mesh-register and mesh-link's remote
+//! secrets all write several contexts through it.
 
 use std::future::Future;
 use std::io::Write;
 
 use anyhow::{anyhow, Result};
+use futures::stream::{self, StreamExt};
 
 use crate::api::WriteMode;
 use crate::cli::DryRun;
 use crate::error::{one_line, MeshError};
 use crate::interrupt::Interrupt;
 use crate::table;
+
+/// How many contexts after the first are written at once: enough that 20 clusters cost one
+/// round trip, few enough that a long `--context` list does not open hundreds of connections
+/// together.
+const IN_FLIGHT: usize = 32;
 
 /// A write to one context that failed.
 pub struct Failed<W> {
@@ -78,128 +85,204 @@ pub trait Site {
 pub struct Across<'a> {
     /// Dry run and force.
     pub mode: WriteMode,
-    /// Caught signals: one that came stops the run before the next context.
+    /// Which writes wait for which.
+    pub order: Order,
+    /// Caught signals: one that came stops the run before the next wave of writes.
     pub interrupt: Option<&'a Interrupt>,
     /// The command that shows the contexts as they are, for a context that could not be put
     /// back (`kubectl mesh-split status`).
     pub check_with: &'a str,
 }
 
-/// Writes every site in order. When a write fails, or a signal has come before the next
-/// context, the sites already written are put back; with several sites the state of each is
-/// printed on `err` and the error is a partial failure (exit 4). With one site the error is the
-/// write's own.
+/// What became of one context's write.
+enum Fate<W> {
+    Written(W),
+    Failed(Failed<W>),
+    NotAttempted,
+}
+
+/// Which contexts' writes wait for which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// The first alone, as a canary; then all the others together (at most [`IN_FLIGHT`] at
+    /// once). N clusters cost two write round trips instead of N; the price is that a failure
+    /// among the others finds the rest of them written too, so they are put back as well.
+    CanaryThenTogether,
+    /// Each after the one before it, for writes that need what the one before made (a remote
+    /// secret carries the token its source cluster's write handed over).
+    OneByOne,
+}
+
+/// Writes the sites in [`Order`]. When the first fails, or a signal has come before a wave of
+/// writes, nothing later is touched. When any write fails, every site written is put back;
+/// with several sites the state of each is printed on `err` and the error is a partial failure
+/// (exit 4). With one site the error is the write's own.
 pub async fn commit<S: Site>(
     sites: &[S],
     how: &Across<'_>,
     err: &mut dyn Write,
 ) -> Result<Vec<S::Written>> {
-    let mut done = Vec::with_capacity(sites.len());
-    for (i, site) in sites.iter().enumerate() {
-        // A signal never stops the process between two clusters: the write in flight finished,
-        // and the ones before it are put back as for a failure.
-        if let Some(sig) = how.interrupt.and_then(Interrupt::signal) {
-            let failed = Failed {
-                err: anyhow!(
-                    "interrupted by {sig}: context {} was not written",
-                    site.context()
-                ),
-                in_doubt: None,
-            };
-            return Err(fail(sites, &done, i, failed, how, err).await);
+    let waves: Vec<std::ops::Range<usize>> = match how.order {
+        Order::OneByOne => (0..sites.len()).map(|i| i..i + 1).collect(),
+        Order::CanaryThenTogether => vec![0..sites.len().min(1), sites.len().min(1)..sites.len()],
+    };
+    let mut fates: Vec<Fate<S::Written>> = Vec::with_capacity(sites.len());
+    for wave in waves.into_iter().filter(|w| !w.is_empty()) {
+        // A signal never stops the process between two clusters: the writes in flight
+        // finished, and the ones written are put back as for a failure.
+        if let Some(failed) = interrupted(how, &sites[wave.start]) {
+            fates.push(Fate::Failed(failed));
+            break;
         }
-        match site.write(how.mode).await {
-            Ok(w) => done.push(w),
-            Err(failed) => return Err(fail(sites, &done, i, failed, how, err).await),
+        let written: Vec<_> = stream::iter(sites[wave].iter().map(|site| site.write(how.mode)))
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await;
+        fates.extend(written.into_iter().map(fate));
+        if fates.iter().any(|f| matches!(f, Fate::Failed(_))) {
+            break;
         }
     }
-    Ok(done)
+    fates.resize_with(sites.len(), || Fate::NotAttempted);
+    if fates.iter().all(|f| matches!(f, Fate::Written(_))) {
+        return Ok(fates
+            .into_iter()
+            .filter_map(|f| match f {
+                Fate::Written(w) => Some(w),
+                _ => None,
+            })
+            .collect());
+    }
+    Err(fail(sites, fates, how, err).await)
 }
 
+fn fate<W>(r: std::result::Result<W, Failed<W>>) -> Fate<W> {
+    match r {
+        Ok(w) => Fate::Written(w),
+        Err(f) => Fate::Failed(f),
+    }
+}
+
+/// The failure that a caught signal makes of `next`'s write, which is then never sent.
+fn interrupted<W, S: Site>(how: &Across<'_>, next: &S) -> Option<Failed<W>> {
+    let sig = how.interrupt.and_then(Interrupt::signal)?;
+    Some(Failed {
+        err: anyhow!(
+            "interrupted by {sig}: context {} was not written",
+            next.context()
+        ),
+        in_doubt: None,
+    })
+}
+
+/// Puts back every context written (and every write in doubt) at once, prints the state table
+/// and makes the error. Only the failed contexts' own errors are kept, the first one (in
+/// `--context` order) as the cause.
 async fn fail<S: Site>(
     sites: &[S],
-    done: &[S::Written],
-    failed: usize,
-    failure: Failed<S::Written>,
+    fates: Vec<Fate<S::Written>>,
     how: &Across<'_>,
     out: &mut dyn Write,
 ) -> anyhow::Error {
-    let Failed { err, in_doubt } = failure;
+    let failed: Vec<usize> = (0..sites.len())
+        .filter(|&j| matches!(fates[j], Fate::Failed(_)))
+        .collect();
+    let first = failed[0];
     if how.mode.dry_run != DryRun::None {
-        return err; // nothing was stored anywhere
+        return take_err(fates, first); // nothing was stored anywhere
     }
-    let mut rows = Vec::new();
-    let mut restored_all = true;
-    for (j, site) in sites.iter().enumerate() {
-        let unchanged = match site.before() {
-            Some(now) => format!("unchanged ({now})"),
-            None => "unchanged".to_string(),
-        };
-        let state = if j < failed {
-            let written = &done[j];
-            if S::unchanged(written) {
-                unchanged
-            } else {
-                match site.put_back(written, false).await {
-                    Ok(r) => {
-                        restored_all &= r.complete;
-                        r.state
-                    }
-                    Err(e) => {
-                        restored_all = false;
-                        format!(
-                            "FAILED to restore, left at {}: {}",
-                            site.left_at(),
-                            one_line(&e)
-                        )
-                    }
-                }
-            }
-        } else if j == failed {
-            match &in_doubt {
-                Some(written) => match site.put_back(written, true).await {
-                    Ok(r) => {
-                        restored_all &= r.complete;
-                        format!(
-                            "FAILED: {}; it may have landed: {}",
-                            one_line(&err),
-                            r.state
-                        )
-                    }
-                    Err(e) => {
-                        restored_all = false;
-                        format!(
-                            "FAILED: {}; it may have landed and could NOT be put back: {}",
-                            one_line(&err),
-                            one_line(&e)
-                        )
-                    }
-                },
-                None => format!("FAILED: {}", one_line(&err)),
-            }
-        } else {
-            format!("{unchanged}, not attempted")
-        };
-        rows.push((site.context().to_string(), state));
-    }
+    // Written after the first failure only when the rest went together.
+    let written_alongside = fates
+        .iter()
+        .enumerate()
+        .any(|(j, f)| j > first && matches!(f, Fate::Written(_)));
+    let states = futures::future::join_all(
+        sites
+            .iter()
+            .zip(&fates)
+            .map(|(site, fate)| state(site, fate)),
+    )
+    .await;
+    let err = take_err(fates, first);
     if sites.len() == 1 {
-        return err;
+        return err; // the write's own error says it all
     }
-    let _ = out.write_all(states(&rows).as_bytes());
-    let outcome = if restored_all {
-        "the contexts written before it were put back".to_string()
-    } else {
+    let restored_all = states.iter().all(|(complete, _)| *complete);
+    let rows: Vec<(String, String)> = sites
+        .iter()
+        .zip(states)
+        .map(|(site, (_, state))| (site.context().to_string(), state))
+        .collect();
+    let _ = out.write_all(self::states(&rows).as_bytes());
+    let outcome = if !restored_all {
         format!(
             "some contexts could NOT be put back: check them with {}",
             how.check_with
         )
+    } else if written_alongside {
+        "the other contexts written were put back".to_string()
+    } else {
+        "the contexts written before it were put back".to_string()
+    };
+    let names: Vec<&str> = failed.iter().map(|&j| sites[j].context()).collect();
+    let which = match names.as_slice() {
+        [one] => format!("context {one}"),
+        many => format!("contexts {}", many.join(", ")),
     };
     MeshError::Partial(format!(
-        "the write failed in context {}; {outcome}: {}",
-        sites[failed].context(),
+        "the write failed in {which}; {outcome}: {}",
         one_line(&err)
     ))
     .into()
+}
+
+/// The error of the failed write at `at`.
+fn take_err<W>(mut fates: Vec<Fate<W>>, at: usize) -> anyhow::Error {
+    match fates.swap_remove(at) {
+        Fate::Failed(Failed { err, .. }) => err,
+        _ => anyhow!("internal error: context {at} did not fail"),
+    }
+}
+
+/// One context's row after a failure, putting it back first when it was written: whether it is
+/// as before the run, and its state.
+async fn state<S: Site>(site: &S, fate: &Fate<S::Written>) -> (bool, String) {
+    let unchanged = match site.before() {
+        Some(now) => format!("unchanged ({now})"),
+        None => "unchanged".to_string(),
+    };
+    match fate {
+        Fate::NotAttempted => (true, format!("{unchanged}, not attempted")),
+        Fate::Written(written) if S::unchanged(written) => (true, unchanged),
+        Fate::Written(written) => match site.put_back(written, false).await {
+            Ok(r) => (r.complete, r.state),
+            Err(e) => (
+                false,
+                format!(
+                    "FAILED to restore, left at {}: {}",
+                    site.left_at(),
+                    one_line(&e)
+                ),
+            ),
+        },
+        Fate::Failed(Failed { err, in_doubt }) => match in_doubt {
+            Some(written) => match site.put_back(written, true).await {
+                Ok(r) => (
+                    r.complete,
+                    format!("FAILED: {}; it may have landed: {}", one_line(err), r.state),
+                ),
+                Err(e) => (
+                    false,
+                    format!(
+                        "FAILED: {}; it may have landed and could NOT be put back: {}",
+                        one_line(err),
+                        one_line(&e)
+                    ),
+                ),
+            },
+            None => (true, format!("FAILED: {}", one_line(err))),
+        },
+    }
 }
 
 /// CONTEXT STATE, after a failed write.
@@ -258,6 +341,7 @@ mod tests {
 
     fn run(sites: &[Fake<'_>]) -> (Result<Vec<bool>>, String) {
         let how = Across {
+            order: Order::CanaryThenTogether,
             mode: WriteMode::default(),
             interrupt: None,
             check_with: "kubectl mesh-x status",
@@ -290,17 +374,126 @@ mod tests {
         assert_eq!(crate::error::exit_code(&e), crate::error::EXIT_PARTIAL);
         assert_eq!(
             e.to_string(),
-            "the write failed in context c3; the contexts written before it were put back: cannot apply X in context \"c3\": boom"
+            "the write failed in context c3; the other contexts written were put back: cannot apply X in context \"c3\": boom"
         );
         assert_eq!(
             table,
-            "CONTEXT   STATE\nc1        restored to old\nc2        unchanged (old)\nc3        FAILED: cannot apply X in context \"c3\": boom\nc4        unchanged (old), not attempted\n"
+            "CONTEXT   STATE\nc1        restored to old\nc2        unchanged (old)\nc3        FAILED: cannot apply X in context \"c3\": boom\nc4        restored to old\n"
         );
-        // c4 is never written; c2 changed nothing, so nothing is put back there.
+        // c1 goes first, alone; c2 to c4 together, so c4 was written alongside c3 and is put
+        // back with c1. c2 changed nothing, so nothing is put back there.
+        assert_eq!(
+            *log.borrow(),
+            vec![
+                "write c1",
+                "write c2",
+                "write c3",
+                "write c4",
+                "put back c1",
+                "put back c4"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_first_context_leaves_the_others_unattempted() {
+        let log = RefCell::new(Vec::new());
+        let site = |name, fail| Fake {
+            name,
+            fail,
+            unchanged: false,
+            log: &log,
+        };
+        let sites = [site("c1", true), site("c2", false), site("c3", false)];
+        let (r, table) = run(&sites);
+        let e = r.expect_err("c1 fails");
+        assert_eq!(crate::error::exit_code(&e), crate::error::EXIT_PARTIAL);
+        assert_eq!(
+            e.to_string(),
+            "the write failed in context c1; the contexts written before it were put back: cannot apply X in context \"c1\": boom"
+        );
+        assert_eq!(
+            table,
+            "CONTEXT   STATE\nc1        FAILED: cannot apply X in context \"c1\": boom\nc2        unchanged (old), not attempted\nc3        unchanged (old), not attempted\n"
+        );
+        assert_eq!(*log.borrow(), vec!["write c1"]);
+    }
+
+    #[test]
+    fn several_failures_are_each_named() {
+        let log = RefCell::new(Vec::new());
+        let site = |name, fail| Fake {
+            name,
+            fail,
+            unchanged: false,
+            log: &log,
+        };
+        let sites = [site("c1", false), site("c2", true), site("c3", true)];
+        let (r, table) = run(&sites);
+        let e = r.expect_err("c2 and c3 fail");
+        assert_eq!(
+            e.to_string(),
+            "the write failed in contexts c2, c3; the contexts written before it were put back: cannot apply X in context \"c2\": boom"
+        );
+        assert!(table.contains("c3        FAILED: cannot apply X in context \"c3\": boom"));
         assert_eq!(
             *log.borrow(),
             vec!["write c1", "write c2", "write c3", "put back c1"]
         );
+    }
+
+    #[test]
+    fn the_writes_after_the_first_go_together() {
+        use std::cell::Cell;
+        /// Records how many writes were in flight at once, at the most, for the first site and
+        /// for the others.
+        struct Counted<'a> {
+            now: &'a Cell<usize>,
+            most: &'a RefCell<Vec<usize>>,
+        }
+        impl Site for Counted<'_> {
+            type Written = ();
+            fn context(&self) -> &str {
+                "c"
+            }
+            fn left_at(&self) -> String {
+                String::new()
+            }
+            async fn write(&self, _mode: WriteMode) -> std::result::Result<(), Failed<()>> {
+                self.now.set(self.now.get() + 1);
+                self.most.borrow_mut().push(self.now.get());
+                tokio::task::yield_now().await;
+                self.now.set(self.now.get() - 1);
+                Ok(())
+            }
+            fn unchanged(_: &()) -> bool {
+                true
+            }
+            async fn put_back(&self, _: &(), _: bool) -> Result<Restored> {
+                Err(anyhow!("not called"))
+            }
+        }
+        let now = Cell::new(0);
+        let most = RefCell::new(Vec::new());
+        let sites: Vec<Counted> = (0..10)
+            .map(|_| Counted {
+                now: &now,
+                most: &most,
+            })
+            .collect();
+        let how = Across {
+            order: Order::CanaryThenTogether,
+            mode: WriteMode::default(),
+            interrupt: None,
+            check_with: "",
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let done = rt.block_on(commit(&sites, &how, &mut Vec::new()));
+        assert_eq!(done.expect("all written").len(), 10);
+        // The first alone; then the nine others all started before any finished.
+        assert_eq!(*most.borrow(), vec![1, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     }
 
     #[test]

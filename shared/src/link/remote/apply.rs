@@ -46,6 +46,7 @@ pub(super) async fn commit(
         })
         .collect();
     let how = across::Across {
+        order: across::Order::OneByOne,
         mode,
         interrupt: None,
         check_with: "kubectl mesh-link check --mode remote-secret",
