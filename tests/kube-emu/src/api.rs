@@ -1156,11 +1156,20 @@ impl Core {
                 &mut warnings,
             ),
             ("DELETE", Some(name), None) => {
-                let want = serde_json::from_slice::<Value>(r.body).ok().and_then(|b| {
+                let options = serde_json::from_slice::<Value>(r.body).ok();
+                let want = options.as_ref().and_then(|b| {
                     b["preconditions"]["resourceVersion"]
                         .as_str()
                         .map(String::from)
                 });
+                // The real server takes dryRun from the DeleteOptions body too, which is where
+                // kube-rs puts it.
+                let dry_run = dry_run
+                    || options.as_ref().is_some_and(|b| {
+                        b["dryRun"]
+                            .as_array()
+                            .is_some_and(|a| a.iter().any(|x| x == "All"))
+                    });
                 let have = st
                     .get_obj(&rt, &ns, name)
                     .and_then(|o| meta_str(o, "resourceVersion"))

@@ -803,3 +803,22 @@ async fn no_crds_means_no_istio() {
         .unwrap_err();
     assert_eq!(err_code(&e), 404);
 }
+
+/// A server dry-run delete keeps the object, whether `dryRun` comes in the query (kubectl) or
+/// only in the DeleteOptions body (kube-rs), as on a real API server.
+#[tokio::test]
+async fn dry_run_delete_in_the_body_keeps_the_object() {
+    let emu = Emu::builder().start().unwrap();
+    let client = emu.client("cluster1").await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "kept"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let dry = DeleteParams {
+        dry_run: true,
+        ..DeleteParams::default()
+    };
+    cms.delete("kept", &dry).await.unwrap();
+    cms.get("kept").await.unwrap();
+    cms.delete("kept", &DeleteParams::default()).await.unwrap();
+    assert_eq!(err_code(&cms.get("kept").await.unwrap_err()), 404);
+}

@@ -3,7 +3,7 @@ module kubectl-mesh/tests/realcluster/krew
 go 1.26.0
 
 // The real krew (kubectl krew), which tests/realcluster/build builds as
-// target/realcluster/bin/kubectl-krew for plugins/tests/krew.rs. reflect2 is raised from krew's
+// target/realcluster/bin/kubectl-krew for plugins/tests/e2e/krew.rs. reflect2 is raised from krew's
 // v1.0.1 to v1.0.2, the release that runs on Go 1.18 and later.
 tool sigs.k8s.io/krew/cmd/krew
 

@@ -30,13 +30,6 @@ impl Tier {
             _ => true,
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Tier::Emu => "kube-emu",
-            Tier::Real => "real",
-        }
-    }
 }
 
 /// Runs each scenario on both tiers: `mod NAME { fn emu(); fn real(); }`.
@@ -69,7 +62,6 @@ pub struct ServerBuilder {
     clusters: Vec<String>,
     seeds: Vec<String>,
     no_crds: bool,
-    deterministic: bool,
     istiod: bool,
 }
 
@@ -80,7 +72,6 @@ impl Server {
             clusters: vec!["cluster1".into()],
             seeds: vec![],
             no_crds: false,
-            deterministic: false,
             istiod: false,
         }
     }
@@ -100,11 +91,6 @@ impl ServerBuilder {
         self.no_crds = true;
         self
     }
-    /// kube-emu's fixed clock; the real tier has a real clock.
-    pub fn deterministic(mut self) -> Self {
-        self.deterministic = true;
-        self
-    }
     /// An istiod per cluster (real tier only: kube-emu has no control plane).
     pub fn istiod(mut self) -> Self {
         self.istiod = true;
@@ -122,9 +108,6 @@ impl ServerBuilder {
                 }
                 if self.no_crds {
                     b = b.no_crds();
-                }
-                if self.deterministic {
-                    b = b.deterministic();
                 }
                 Inner::Emu(b.start().expect("start kube-emu"))
             }
@@ -155,13 +138,6 @@ enum Inner {
 }
 
 impl Server {
-    pub fn tier(&self) -> Tier {
-        match &self.inner {
-            Inner::Emu(_) => Tier::Emu,
-            Inner::Real(_) => Tier::Real,
-        }
-    }
-
     /// kube-emu itself, for what only it has: request logs, faults, direct state.
     pub fn emu(&self) -> Option<&Emu> {
         match &self.inner {
@@ -575,12 +551,8 @@ impl Real {
             .unwrap_or_else(|| panic!("no istiod for {cluster}: start with .istiod()"))
     }
 
-    /// What Envoy would receive, read by `xds-dump` as a sidecar in `namespace`.
-    pub fn xds(&self, cluster: &str, namespace: &str) -> anyhow::Result<Value> {
-        self.xds_as(cluster, namespace, &[])
-    }
-
-    /// [`Real::xds`] with more `xds-dump` flags after the defaults, which they override: the
+    /// What Envoy would receive, read by `xds-dump` as a sidecar in `namespace`, with more
+    /// `xds-dump` flags after the defaults, which they override: the
     /// proxy's `--network`, `--type router`, `--labels`, `--ip`.
     pub fn xds_as(&self, cluster: &str, namespace: &str, flags: &[&str]) -> anyhow::Result<Value> {
         use anyhow::Context as _;
