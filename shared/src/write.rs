@@ -4,6 +4,7 @@
 
 pub mod across;
 pub mod cas;
+pub mod concurrent;
 
 use anyhow::Result;
 use serde_json::{json, Map, Value};

@@ -7,7 +7,6 @@ use std::net::Ipv4Addr;
 use anyhow::Result;
 use serde_json::Value;
 
-use super::apply::apply_all;
 use super::facts::{self, Facts};
 use super::ledger::{self, Allocation};
 use super::plan::{Options, Plan, Selection};
@@ -20,6 +19,7 @@ use crate::cli::DryRun;
 use crate::error::MeshError;
 use crate::interrupt::Interrupt;
 use crate::objects;
+use crate::write::concurrent::apply_all;
 
 /// Links (and prunes) in one or both directions. All reads of every direction happen before
 /// the first write, so a missing Service or gateway stops the run with nothing changed.

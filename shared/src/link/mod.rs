@@ -10,7 +10,6 @@ pub mod remote;
 pub mod selector;
 pub mod service_entry;
 
-mod apply;
 mod cli;
 mod dns_setup;
 mod facts;

@@ -1,18 +1,20 @@
 //! Taking back what a failed `.global` run wrote, so that the entries and the address ledger
-//! agree: one rule for every write (only while the object is still as this run left it, see
-//! [`crate::write::undo`]), one decision of which writes to take back ([`to_take_back`]).
+//! agree: the write engine takes the entries back, all at once and by its one rule (only while
+//! the object is still as this run left it, see [`crate::write::concurrent::undo_all`]); this
+//! decides which writes to take back ([`to_take_back`]), guards the namespace the run created,
+//! releases the addresses, and words the report.
 
 use std::collections::BTreeSet;
 
 use anyhow::Result;
 use serde_json::Value;
 
-use super::apply::ApplyResult;
 use super::ledger;
 use crate::api::{Cluster, Outcome, WriteMode};
 use crate::cli::DryRun;
 use crate::objects;
 use crate::output;
+use crate::write::concurrent::{undo_all, ApplyResult};
 use crate::write::{undo, Undo, Undone};
 
 /// Whether a failed write may have landed all the same: no answer came, so it is taken back
@@ -49,14 +51,23 @@ impl Missed {
     }
 }
 
-/// Takes back one write of a failed run; one that could not be is added to `missed`.
-async fn take_back(dst: &Cluster, what: String, u: Undo<'_>, missed: &mut Vec<Missed>) {
-    let (why, failed) = match undo(dst, u).await {
-        Ok(Undone::Restored | Undone::NotLanded) => return,
-        Ok(Undone::Left(why)) => (why, false),
-        Err(e) => (crate::error::one_line(&e), true),
-    };
-    missed.push(Missed { what, why, failed });
+/// Takes back the writes of a failed run at once, each named as the report names it; the ones
+/// that could not be, in input order.
+async fn take_back(dst: &Cluster, writes: Vec<(String, Undo<'_>)>) -> Vec<Missed> {
+    let (names, undos): (Vec<String>, Vec<Undo<'_>>) = writes.into_iter().unzip();
+    let done = undo_all(dst, undos).await;
+    names
+        .into_iter()
+        .zip(done)
+        .filter_map(|(what, r)| {
+            let (why, failed) = match r {
+                Ok(Undone::Restored | Undone::NotLanded) => return None,
+                Ok(Undone::Left(why)) => (why, false),
+                Err(e) => (crate::error::one_line(&e), true),
+            };
+            Some(Missed { what, why, failed })
+        })
+        .collect()
 }
 
 /// Puts back every entry a failed run wrote (or may have written, when no answer came), then
@@ -69,24 +80,32 @@ pub(super) async fn roll_back(
     created_ns: Option<&Value>,
     fresh: &BTreeSet<String>,
 ) -> String {
-    let mut missed = Vec::new();
-    for ((desired, current), result) in sent.iter().zip(results) {
-        let Some(in_doubt) = to_take_back(result, |(outcome, _, _)| *outcome != Outcome::Unchanged)
-        else {
-            continue;
-        };
-        let mut after = desired.clone();
-        if let Ok((_, rv, _)) = result {
-            after["metadata"]["resourceVersion"] = Value::String(rv.clone());
-        }
-        let u = Undo {
-            before: current.as_ref(),
-            after: Some(&after),
-            in_doubt,
-            put_back: None,
-        };
-        take_back(dst, output::type_and_name(desired), u, &mut missed).await;
-    }
+    // What each write left: what was sent, with the resourceVersion of the server's answer.
+    let taken: Vec<(&Value, Option<&Value>, Value, bool)> = sent
+        .iter()
+        .zip(results)
+        .filter_map(|((desired, current), result)| {
+            let in_doubt = to_take_back(result, |(outcome, _, _)| *outcome != Outcome::Unchanged)?;
+            let mut after = desired.clone();
+            if let Ok((_, rv, _)) = result {
+                after["metadata"]["resourceVersion"] = Value::String(rv.clone());
+            }
+            Some((desired, current.as_ref(), after, in_doubt))
+        })
+        .collect();
+    let writes = taken
+        .iter()
+        .map(|(desired, before, after, in_doubt)| {
+            let u = Undo {
+                before: *before,
+                after: Some(after),
+                in_doubt: *in_doubt,
+                put_back: None,
+            };
+            (output::type_and_name(desired), u)
+        })
+        .collect();
+    let missed = take_back(dst, writes).await;
     let (mut left, mut failed): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     for m in &missed {
         match m.failed {
@@ -151,18 +170,22 @@ pub(super) async fn put_back_deleted(
     deleted: &[(&Value, bool)],
     mode: WriteMode,
 ) -> Option<String> {
-    let mut missed = Vec::new();
-    if mode.dry_run == DryRun::None {
-        for (se, in_doubt) in deleted {
+    if mode.dry_run != DryRun::None {
+        return None;
+    }
+    let writes = deleted
+        .iter()
+        .map(|(se, in_doubt)| {
             let u = Undo {
-                before: Some(se),
+                before: Some(*se),
                 after: None,
                 in_doubt: *in_doubt,
                 put_back: None,
             };
-            take_back(dst, objects::name(se).to_string(), u, &mut missed).await;
-        }
-    }
+            (objects::name(se).to_string(), u)
+        })
+        .collect();
+    let missed = take_back(dst, writes).await;
     if missed.is_empty() {
         return None;
     }
