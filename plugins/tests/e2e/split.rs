@@ -235,6 +235,52 @@ fn a_failed_write_in_cluster2_puts_cluster1_back_and_exits_4() {
     assert_eq!(weights(&srv, "cluster1"), vec![100, 0]);
 }
 
+/// Three contexts: cluster1 goes first, alone; cluster2 and cluster3 go together. When
+/// cluster3's write fails, cluster2 was written alongside it, so it is put back too, with
+/// cluster1, and the error says so. Faults are kube-emu's alone.
+#[test]
+fn a_failure_among_the_rest_puts_back_the_ones_written_alongside() {
+    let srv = Server::builder(Tier::Emu)
+        .clusters(&["cluster1", "cluster2", "cluster3"])
+        .start();
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        kubectl_apply(&srv, c, VS_CLUSTER2);
+    }
+    let emu = srv.emu().expect("kube-emu");
+    emu.clear_requests();
+    emu.inject(
+        "cluster3",
+        Fault::new("PATCH", "virtualservices", FaultAction::Status(500)),
+    );
+    let args = [
+        "80/20",
+        "--context",
+        "cluster1",
+        "--context",
+        "cluster2",
+        "--context",
+        "cluster3",
+        "-n",
+        "default",
+    ];
+    let run = split(&srv, &args).expect_code(4);
+    for c in ["cluster1", "cluster2", "cluster3"] {
+        assert_eq!(weights(&srv, c), vec![100, 0], "{c}");
+        assert!(previous(&srv, c).is_none(), "{c}");
+    }
+    for line in [
+        "cluster1   restored to 100/0",
+        "cluster2   restored to 100/0",
+        "cluster3   FAILED: cannot apply VirtualService default/productcatalog-migration in context \"cluster3\"",
+        "error: the write failed in context cluster3; the other contexts written were put back",
+    ] {
+        assert!(run.stderr.contains(line), "{line}\n{}", run.stderr);
+    }
+    // cluster1 and cluster2: each its change and its restore.
+    assert_eq!(writes(emu, "cluster1").len(), 2);
+    assert_eq!(writes(emu, "cluster2").len(), 2);
+}
+
 /// A signal during a write across contexts (#18 item 17): cluster1's write is in flight when
 /// it comes, so that write finishes, cluster2 is never written, cluster1 is put back, and the
 /// state table is printed with exit 4. For SIGINT, SIGTERM and SIGHUP alike.

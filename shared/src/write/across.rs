@@ -127,7 +127,10 @@ pub async fn commit<S: Site>(
         Order::CanaryThenTogether => vec![0..sites.len().min(1), sites.len().min(1)..sites.len()],
     };
     let mut fates: Vec<Fate<S::Written>> = Vec::with_capacity(sites.len());
+    // The wave the run stopped in: a context written in it went alongside the failure.
+    let mut last = 0..0;
     for wave in waves.into_iter().filter(|w| !w.is_empty()) {
+        last = wave.clone();
         // A signal never stops the process between two clusters: the writes in flight
         // finished, and the ones written are put back as for a failure.
         if let Some(failed) = interrupted(how, &sites[wave.start]) {
@@ -153,7 +156,10 @@ pub async fn commit<S: Site>(
             })
             .collect());
     }
-    Err(fail(sites, fates, how, err).await)
+    let alongside = fates[last]
+        .iter()
+        .any(|f| matches!(f, Fate::Written(w) if !S::unchanged(w)));
+    Err(fail(sites, fates, alongside, how, err).await)
 }
 
 fn fate<W>(r: std::result::Result<W, Failed<W>>) -> Fate<W> {
@@ -181,6 +187,7 @@ fn interrupted<W, S: Site>(how: &Across<'_>, next: &S) -> Option<Failed<W>> {
 async fn fail<S: Site>(
     sites: &[S],
     fates: Vec<Fate<S::Written>>,
+    written_alongside: bool,
     how: &Across<'_>,
     out: &mut dyn Write,
 ) -> anyhow::Error {
@@ -191,11 +198,6 @@ async fn fail<S: Site>(
     if how.mode.dry_run != DryRun::None {
         return take_err(fates, first); // nothing was stored anywhere
     }
-    // Written after the first failure only when the rest went together.
-    let written_alongside = fates
-        .iter()
-        .enumerate()
-        .any(|(j, f)| j > first && matches!(f, Fate::Written(_)));
     let states = futures::future::join_all(
         sites
             .iter()
@@ -221,6 +223,8 @@ async fn fail<S: Site>(
         )
     } else if written_alongside {
         "the other contexts written were put back".to_string()
+    } else if failed.len() > 1 {
+        "the contexts written before them were put back".to_string()
     } else {
         "the contexts written before it were put back".to_string()
     };
@@ -433,7 +437,7 @@ mod tests {
         let e = r.expect_err("c2 and c3 fail");
         assert_eq!(
             e.to_string(),
-            "the write failed in contexts c2, c3; the contexts written before it were put back: cannot apply X in context \"c2\": boom"
+            "the write failed in contexts c2, c3; the contexts written before them were put back: cannot apply X in context \"c2\": boom"
         );
         assert!(table.contains("c3        FAILED: cannot apply X in context \"c3\": boom"));
         assert_eq!(
