@@ -11,19 +11,29 @@
 
 use std::collections::BTreeMap;
 
+use anyhow::anyhow;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::objects::{self, Kind, MANAGED_BY_KEY, MANAGED_BY_VALUE};
 
 /// One Istio object: the resource envelope around a typed spec.
+///
+/// A missing envelope field reads as empty rather than failing: what matters of an object read
+/// is its spec and metadata, and a wrong type anywhere still fails.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(bound(deserialize = "S: Deserialize<'de> + Default"))]
 pub struct Object<S> {
+    #[serde(default)]
     pub api_version: String,
+    #[serde(default)]
     pub kind: String,
+    #[serde(default)]
     pub metadata: ObjectMeta,
+    #[serde(default)]
     pub spec: S,
 }
 
@@ -53,6 +63,36 @@ impl<S: Serialize> Object<S> {
     /// The object as the write engine takes it.
     pub fn to_value(&self) -> Value {
         objects::to_value(self)
+    }
+}
+
+impl<S> Object<S> {
+    /// `metadata.name`, or "" when absent.
+    pub fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or("")
+    }
+
+    /// `metadata.namespace`, if any.
+    pub fn namespace(&self) -> Option<&str> {
+        self.metadata.namespace.as_deref()
+    }
+
+    /// The annotation `key`, if set.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
+    }
+}
+
+impl<S: DeserializeOwned + Default> Object<S> {
+    /// The typed form of an object as a cluster served it. A malformed one (a field of the
+    /// wrong type) is an error naming the object, so that the person can find and fix it.
+    pub fn read(value: &Value) -> anyhow::Result<Self> {
+        serde_json::from_value(value.clone())
+            .map_err(|e| anyhow!("{} is malformed: {e}", objects::describe(value)))
     }
 }
 
@@ -182,6 +222,8 @@ pub struct VirtualServiceSpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Route {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<Vec<RouteDestination>>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
@@ -203,6 +245,17 @@ pub struct Destination {
     pub host: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<PortSelector>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// The port of a destination.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PortSelector {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u32>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
@@ -233,6 +286,54 @@ mod tests {
         });
         let vs: VirtualService = serde_json::from_value(read.clone()).expect("a VirtualService");
         assert_eq!(vs.to_value(), read);
+    }
+
+    #[test]
+    fn named_route_fields_and_server_metadata_round_trip_unchanged() {
+        // Route names, destination ports and everything the server keeps in metadata are typed
+        // now; a read and a write must still give back what was read.
+        let read = json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {
+                "name": "reviews", "namespace": "default", "resourceVersion": "7",
+                "uid": "0b7c", "generation": 2, "creationTimestamp": "2026-01-02T03:04:05Z",
+                "labels": {"app": "reviews"},
+                "annotations": {"mesh.kubectl.io/previous-weights": "{}"},
+                "managedFields": [{
+                    "manager": "kubectl-mesh", "operation": "Apply",
+                    "apiVersion": "networking.istio.io/v1", "time": "2026-01-02T03:04:05Z",
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:spec": {"f:http": {}}}
+                }]
+            },
+            "spec": {
+                "hosts": ["reviews"],
+                "tcp": [{"name": "", "route": [
+                    {"destination": {"host": "db", "port": {"number": 5432, "x": 1}}, "weight": 0}
+                ]}],
+                "tls": [{"match": [{"sniHosts": ["a"]}], "route": []}],
+                "http": [{"name": "canary", "route": [{"destination": {"host": "r", "subset": ""}}]}]
+            }
+        });
+        let vs = VirtualService::read(&read).expect("a VirtualService");
+        assert_eq!(vs.to_value(), read);
+    }
+
+    #[test]
+    fn a_malformed_object_is_an_error_naming_it() {
+        let read = json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "reviews", "namespace": "default"},
+            "spec": {"http": [{"route": [{"destination": {"host": "r"}, "weight": "80"}]}]}
+        });
+        let err = VirtualService::read(&read).expect_err("a string weight");
+        assert!(
+            err.to_string()
+                .starts_with("VirtualService default/reviews is malformed: "),
+            "{err}"
+        );
     }
 
     #[test]
