@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::anyhow;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -88,11 +87,9 @@ impl<S> Object<S> {
 }
 
 impl<S: DeserializeOwned + Default> Object<S> {
-    /// The typed form of an object as a cluster served it. A malformed one (a field of the
-    /// wrong type) is an error naming the object, so that the person can find and fix it.
+    /// The typed form of an object as a cluster served it ([`objects::read`]).
     pub fn read(value: &Value) -> anyhow::Result<Self> {
-        serde_json::from_value(value.clone())
-            .map_err(|e| anyhow!("{} is malformed: {e}", objects::describe(value)))
+        objects::read(value)
     }
 }
 
