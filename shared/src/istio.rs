@@ -144,8 +144,8 @@ pub struct ServicePort {
     pub number: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
-    #[serde(default)]
-    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_port: Option<u32>,
     #[serde(flatten)]
@@ -203,8 +203,9 @@ pub struct GroupMetadata {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualServiceSpec {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hosts: Vec<String>,
+    // A delegate VirtualService has no hosts; `[]` and absent must both survive a write back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<Vec<Route>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -315,6 +316,36 @@ mod tests {
         });
         let vs = VirtualService::read(&read).expect("a VirtualService");
         assert_eq!(vs.to_value(), read);
+    }
+
+    #[test]
+    fn a_service_entry_read_and_written_back_is_unchanged() {
+        // mesh-register's deregistration writes a ServiceEntry back with one endpoint fewer:
+        // whatever else it holds (an unnamed port, a hostname endpoint, fields the suite does
+        // not name, an empty hosts list of a VirtualService delegate) must come back as read.
+        let read = json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "ServiceEntry",
+            "metadata": {"name": "mesh-expansion-db", "namespace": "default"},
+            "spec": {
+                "hosts": ["db.default.svc.cluster.local"],
+                "location": "MESH_INTERNAL",
+                "resolution": "STATIC",
+                "subjectAltNames": ["spiffe://cluster.local/ns/default/sa/db"],
+                "ports": [{"number": 5432, "protocol": "TCP"}, {"number": 80, "name": "http", "targetPort": 8080}],
+                "endpoints": [
+                    {"address": "10.0.0.1", "ports": {"http": 8080}, "locality": "eu/a"},
+                    {"address": "db.example.com", "weight": 2, "network": "n1", "serviceAccount": "db"}
+                ],
+                "workloadSelector": {"labels": {"app": "db"}}
+            }
+        });
+        let se = ServiceEntry::read(&read).expect("a ServiceEntry");
+        assert_eq!(se.to_value(), read);
+        let delegate = json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "d"}, "spec": {"hosts": [], "http": []}});
+        let vs = VirtualService::read(&delegate).expect("a VirtualService");
+        assert_eq!(vs.to_value(), delegate);
     }
 
     #[test]

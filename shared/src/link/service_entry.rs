@@ -189,7 +189,7 @@ pub fn build(link: &Link<'_>, version: &str) -> Value {
         .iter()
         .map(|p| ServicePort {
             number: u32::from(p.number),
-            name: p.name.clone(),
+            name: Some(p.name.clone()),
             protocol: Some(p.protocol.istio_name().to_string()),
             ..ServicePort::default()
         })

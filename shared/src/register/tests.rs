@@ -45,7 +45,7 @@ fn endpoints_mode() {
 fn second_ip_is_appended_and_known_ip_is_not_repeated() {
     let r = reg(Mode::ServiceEntry);
     let existing = service_entry(&r, "v1", &r.ips[..1]);
-    let known = build::service_entry_ips(&existing);
+    let known = build::service_entry_ips(&serde_json::from_value(existing).expect("typed"));
     assert_eq!(build::union(&known, &r.ips), r.ips);
     assert_eq!(build::union(&r.ips, &r.ips[..1]), r.ips);
 }
@@ -60,7 +60,11 @@ fn list_rows_from_objects() {
         .iter()
         .map(|ip| workload_entry(&wr, "v1", ip))
         .collect();
-    let rows = listing::rows(&[se], &wes, &[]);
+    fn typed<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> T {
+        serde_json::from_value(v.clone()).expect("typed")
+    }
+    let wes: Vec<_> = wes.iter().map(typed).collect();
+    let rows = listing::rows(&[typed(&se)], &wes, &[]);
     let text = listing::render(&rows, false);
     assert_eq!(
         text,

@@ -232,7 +232,7 @@ pub fn created_object(
         })
         .collect();
     let spec = istio::VirtualServiceSpec {
-        hosts: vec![host.to_string()],
+        hosts: Some(vec![host.to_string()]),
         http: Some(vec![istio::Route {
             route: Some(route),
             ..Default::default()

@@ -73,7 +73,7 @@ pub fn canonical_host(host: &str, namespace: &str) -> String {
 
 /// The VirtualService's `spec.hosts`.
 pub fn hosts(vs: &VirtualService) -> Vec<String> {
-    vs.spec.hosts.clone()
+    vs.spec.hosts.clone().unwrap_or_default()
 }
 
 /// Whether `vs` is what `target` names.
