@@ -13,6 +13,7 @@ use super::facts::{self, Facts};
 use super::plan::{service_entry_name, Mode, Registration};
 use crate::api::{Cluster, WriteMode};
 use crate::cli::DryRun;
+use crate::istio::{ServiceEntry, ServicePort};
 use crate::objects;
 use crate::output;
 use crate::write::{self, Step};
@@ -90,15 +91,17 @@ pub(super) fn plan(reg: &Registration, facts: &Facts, create_namespace: bool) ->
     match reg.mode {
         Mode::ServiceEntry => {
             let existing = facts.list.clone();
-            let known = ips_in(existing.as_ref(), build::service_entry_ips)?;
-            let desired = service_entry(reg, version, &build::union(&known, &reg.ips));
-            if let Some(old) = &existing {
-                if old["spec"]["ports"] != desired["spec"]["ports"] {
+            let old: Option<ServiceEntry> = existing.as_ref().map(objects::read).transpose()?;
+            let known = old.as_ref().map(build::service_entry_ips);
+            let ips = build::union(&known.unwrap_or_default(), &reg.ips);
+            let desired = build::service_entry_object(reg, version, &ips);
+            if let Some(old) = &old {
+                if old.spec.ports != desired.spec.ports {
                     warnings.push(format!(
                         "ports of serviceentry/{} change from {} to {}",
                         service_entry_name(&reg.service),
-                        compact_ports(&old["spec"]["ports"]),
-                        compact_ports(&desired["spec"]["ports"])
+                        compact_ports(old.spec.ports.as_deref()),
+                        compact_ports(desired.spec.ports.as_deref())
                     ));
                 }
             }
@@ -108,7 +111,7 @@ pub(super) fn plan(reg: &Registration, facts: &Facts, create_namespace: bool) ->
                 Ok(Some(Step::apply(service_entry(&r, &v, &ips), now.cloned())))
             };
             steps.push(Step::cas(
-                Step::apply(desired, existing),
+                Step::apply(desired.to_value(), existing),
                 objects::istio("ServiceEntry", version),
                 Some(ns),
                 &service_entry_name(&reg.service),
@@ -193,21 +196,18 @@ fn service_step(
 }
 
 /// ServiceEntry ports as `[name:number/PROTOCOL, ...]`, for a warning.
-fn compact_ports(ports: &Value) -> String {
+fn compact_ports(ports: Option<&[ServicePort]>) -> String {
     let items: Vec<String> = ports
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .map(|p| {
-                    format!(
-                        "{}:{}/{}",
-                        p["name"].as_str().unwrap_or(""),
-                        p["number"],
-                        p["protocol"].as_str().unwrap_or("")
-                    )
-                })
-                .collect()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}/{}",
+                p.name.as_deref().unwrap_or(""),
+                p.number,
+                p.protocol.as_deref().unwrap_or("")
+            )
         })
-        .unwrap_or_default();
+        .collect();
     format!("[{}]", items.join(", "))
 }

@@ -88,6 +88,11 @@ pub fn service_object(reg: &Registration) -> Service {
 
 /// The ServiceEntry `mesh-expansion-SERVICE` with one endpoint per address in `ips`.
 pub fn service_entry(reg: &Registration, version: &str, ips: &[IpAddr]) -> Value {
+    service_entry_object(reg, version, ips).to_value()
+}
+
+/// [`service_entry`], typed: what a re-run compares the ServiceEntry read with.
+pub fn service_entry_object(reg: &Registration, version: &str, ips: &[IpAddr]) -> ServiceEntry {
     let kind = objects::istio("ServiceEntry", version);
     let ports = reg
         .ports
@@ -114,7 +119,6 @@ pub fn service_entry(reg: &Registration, version: &str, ips: &[IpAddr]) -> Value
         spec,
     )
     .with_labels(&reg.workload_labels())
-    .to_value()
 }
 
 /// The WorkloadEntry of one VM address.

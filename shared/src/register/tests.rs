@@ -73,3 +73,31 @@ fn list_rows_from_objects() {
          productcatalog   workloadentry   productcatalog.default.svc                 10.128.0.13,fd00::13   grpc:3550,http:8080   <unknown>\n"
     );
 }
+
+#[test]
+fn a_rerun_warns_of_changed_ports_and_refuses_a_malformed_serviceentry() {
+    let r = reg(Mode::ServiceEntry);
+    let mut old = service_entry(&r, "v1", &r.ips[..1]);
+    old["spec"]["ports"] =
+        serde_json::json!([{"number": 3551, "name": "grpc", "protocol": "GRPC"}]);
+    let facts = |list: serde_json::Value| facts::Facts {
+        context: "cluster1".into(),
+        version: "v1".into(),
+        namespace_exists: true,
+        service: None,
+        list: Some(list),
+        workload_entries: Vec::new(),
+    };
+    let planned = add::plan(&r, &facts(old.clone()), false).expect("a plan");
+    assert_eq!(
+        planned.warnings,
+        vec!["ports of serviceentry/mesh-expansion-productcatalog change from [grpc:3551/GRPC] to [grpc:3550/GRPC, http:8080/HTTP]".to_string()]
+    );
+    old["spec"]["endpoints"] = serde_json::json!("10.0.0.1");
+    let err = add::plan(&r, &facts(old), false).err().expect("malformed");
+    assert!(
+        err.to_string()
+            .starts_with("ServiceEntry default/mesh-expansion-productcatalog is malformed: "),
+        "{err}"
+    );
+}
