@@ -103,19 +103,22 @@ pub fn age(elapsed: Duration) -> String {
 /// Age of an object from its `metadata.creationTimestamp`, as `kubectl get` shows it; `<unknown>`
 /// when the timestamp is missing or malformed.
 pub fn age_of(obj: &serde_json::Value) -> String {
-    let Some(ts) = obj["metadata"]["creationTimestamp"].as_str() else {
+    let created = obj["metadata"]["creationTimestamp"]
+        .as_str()
+        .and_then(|ts| ts.parse::<jiff::Timestamp>().ok());
+    age_at(created)
+}
+
+/// Age of an object created at `created`, as `kubectl get` shows it; `<unknown>` without it.
+pub fn age_at(created: Option<jiff::Timestamp>) -> String {
+    let Some(t) = created else {
         return "<unknown>".to_string();
     };
-    match ts.parse::<jiff::Timestamp>() {
-        Ok(t) => {
-            let secs = jiff::Timestamp::now()
-                .as_second()
-                .saturating_sub(t.as_second())
-                .max(0);
-            age(Duration::from_secs(secs as u64))
-        }
-        Err(_) => "<unknown>".to_string(),
-    }
+    let secs = jiff::Timestamp::now()
+        .as_second()
+        .saturating_sub(t.as_second())
+        .max(0);
+    age(Duration::from_secs(secs as u64))
 }
 
 #[cfg(test)]

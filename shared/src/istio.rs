@@ -12,18 +12,27 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::objects::{self, Kind, MANAGED_BY_KEY, MANAGED_BY_VALUE};
 
 /// One Istio object: the resource envelope around a typed spec.
+///
+/// A missing envelope field reads as empty rather than failing: what matters of an object read
+/// is its spec and metadata, and a wrong type anywhere still fails.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(bound(deserialize = "S: Deserialize<'de> + Default"))]
 pub struct Object<S> {
+    #[serde(default)]
     pub api_version: String,
+    #[serde(default)]
     pub kind: String,
+    #[serde(default)]
     pub metadata: ObjectMeta,
+    #[serde(default)]
     pub spec: S,
 }
 
@@ -53,6 +62,34 @@ impl<S: Serialize> Object<S> {
     /// The object as the write engine takes it.
     pub fn to_value(&self) -> Value {
         objects::to_value(self)
+    }
+}
+
+impl<S> Object<S> {
+    /// `metadata.name`, or "" when absent.
+    pub fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or("")
+    }
+
+    /// `metadata.namespace`, if any.
+    pub fn namespace(&self) -> Option<&str> {
+        self.metadata.namespace.as_deref()
+    }
+
+    /// The annotation `key`, if set.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
+    }
+}
+
+impl<S: DeserializeOwned + Default> Object<S> {
+    /// The typed form of an object as a cluster served it ([`objects::read`]).
+    pub fn read(value: &Value) -> anyhow::Result<Self> {
+        objects::read(value)
     }
 }
 
@@ -107,8 +144,8 @@ pub struct ServicePort {
     pub number: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
-    #[serde(default)]
-    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_port: Option<u32>,
     #[serde(flatten)]
@@ -166,8 +203,9 @@ pub struct GroupMetadata {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualServiceSpec {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hosts: Vec<String>,
+    // A delegate VirtualService has no hosts; `[]` and absent must both survive a write back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<Vec<Route>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,6 +219,8 @@ pub struct VirtualServiceSpec {
 /// One http, tcp or tls route: its weighted destinations and everything else as read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Route {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<Vec<RouteDestination>>,
     #[serde(flatten)]
@@ -203,6 +243,17 @@ pub struct Destination {
     pub host: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<PortSelector>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// The port of a destination.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PortSelector {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u32>,
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
@@ -233,6 +284,84 @@ mod tests {
         });
         let vs: VirtualService = serde_json::from_value(read.clone()).expect("a VirtualService");
         assert_eq!(vs.to_value(), read);
+    }
+
+    #[test]
+    fn named_route_fields_and_server_metadata_round_trip_unchanged() {
+        // Route names, destination ports and everything the server keeps in metadata are typed
+        // now; a read and a write must still give back what was read.
+        let read = json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {
+                "name": "reviews", "namespace": "default", "resourceVersion": "7",
+                "uid": "0b7c", "generation": 2, "creationTimestamp": "2026-01-02T03:04:05Z",
+                "labels": {"app": "reviews"},
+                "annotations": {"mesh.kubectl.io/previous-weights": "{}"},
+                "managedFields": [{
+                    "manager": "kubectl-mesh", "operation": "Apply",
+                    "apiVersion": "networking.istio.io/v1", "time": "2026-01-02T03:04:05Z",
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:spec": {"f:http": {}}}
+                }]
+            },
+            "spec": {
+                "hosts": ["reviews"],
+                "tcp": [{"name": "", "route": [
+                    {"destination": {"host": "db", "port": {"number": 5432, "x": 1}}, "weight": 0}
+                ]}],
+                "tls": [{"match": [{"sniHosts": ["a"]}], "route": []}],
+                "http": [{"name": "canary", "route": [{"destination": {"host": "r", "subset": ""}}]}]
+            }
+        });
+        let vs = VirtualService::read(&read).expect("a VirtualService");
+        assert_eq!(vs.to_value(), read);
+    }
+
+    #[test]
+    fn a_service_entry_read_and_written_back_is_unchanged() {
+        // mesh-register's deregistration writes a ServiceEntry back with one endpoint fewer:
+        // whatever else it holds (an unnamed port, a hostname endpoint, fields the suite does
+        // not name, an empty hosts list of a VirtualService delegate) must come back as read.
+        let read = json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "ServiceEntry",
+            "metadata": {"name": "mesh-expansion-db", "namespace": "default"},
+            "spec": {
+                "hosts": ["db.default.svc.cluster.local"],
+                "location": "MESH_INTERNAL",
+                "resolution": "STATIC",
+                "subjectAltNames": ["spiffe://cluster.local/ns/default/sa/db"],
+                "ports": [{"number": 5432, "protocol": "TCP"}, {"number": 80, "name": "http", "targetPort": 8080}],
+                "endpoints": [
+                    {"address": "10.0.0.1", "ports": {"http": 8080}, "locality": "eu/a"},
+                    {"address": "db.example.com", "weight": 2, "network": "n1", "serviceAccount": "db"}
+                ],
+                "workloadSelector": {"labels": {"app": "db"}}
+            }
+        });
+        let se = ServiceEntry::read(&read).expect("a ServiceEntry");
+        assert_eq!(se.to_value(), read);
+        let delegate = json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "d"}, "spec": {"hosts": [], "http": []}});
+        let vs = VirtualService::read(&delegate).expect("a VirtualService");
+        assert_eq!(vs.to_value(), delegate);
+    }
+
+    #[test]
+    fn a_malformed_object_is_an_error_naming_it() {
+        let read = json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "reviews", "namespace": "default"},
+            "spec": {"http": [{"route": [{"destination": {"host": "r"}, "weight": "80"}]}]}
+        });
+        let err = VirtualService::read(&read).expect_err("a string weight");
+        assert!(
+            err.to_string()
+                .starts_with("VirtualService default/reviews is malformed: "),
+            "{err}"
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use anyhow::anyhow;
+use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
 /// Field manager of every server-side apply.
@@ -201,6 +203,13 @@ pub fn istio(kind: &str, version: &str) -> Kind {
 /// non-finite floats; `Null` would be refused by the engine's kind check, never sent.
 pub fn to_value<T: serde::Serialize>(obj: &T) -> Value {
     serde_json::to_value(obj).unwrap_or(Value::Null)
+}
+
+/// The typed form (k8s-openapi or [`crate::istio`]) of an object as a cluster served it. A
+/// malformed one (a field of the wrong type) is an error naming the object, so that the person
+/// can find and fix it, rather than a field silently read as absent.
+pub fn read<T: DeserializeOwned>(obj: &Value) -> anyhow::Result<T> {
+    serde_json::from_value(obj.clone()).map_err(|e| anyhow!("{} is malformed: {e}", describe(obj)))
 }
 
 /// A new object of `kind` with the managed-by label; builders fill in the rest.

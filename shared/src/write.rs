@@ -27,12 +27,13 @@ async fn backoff(attempt: usize) {
 }
 
 /// Recomputes a read-modify-write from the object as it is now (`None`: absent); `None` back
-/// means there is nothing left to change.
+/// means there is nothing left to change, and an error (the object read again is malformed)
+/// stops the write with that error.
 #[derive(Clone)]
 pub struct Rebase(pub Arc<RebaseFn>);
 
 /// The function behind a [`Rebase`].
-pub type RebaseFn = dyn Fn(Option<&Value>) -> Option<Step> + Send + Sync;
+pub type RebaseFn = dyn Fn(Option<&Value>) -> Result<Option<Step>> + Send + Sync;
 
 impl std::fmt::Debug for Rebase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,7 +88,7 @@ impl Step {
         kind: Kind,
         namespace: Option<&str>,
         name: &str,
-        rebase: impl Fn(Option<&Value>) -> Option<Step> + Send + Sync + 'static,
+        rebase: impl Fn(Option<&Value>) -> Result<Option<Step>> + Send + Sync + 'static,
     ) -> Self {
         Step::Cas {
             step: Box::new(step),
@@ -215,8 +216,9 @@ async fn run_step(cluster: &Cluster, step: Step, mode: WriteMode) -> (Step, Resu
                     Err(e) => return (current, Err(e)),
                 };
                 match (rebase.0)(now.as_ref()) {
-                    Some(next) => current = next,
-                    None => {
+                    Err(e) => return (current, Err(e)),
+                    Ok(Some(next)) => current = next,
+                    Ok(None) => {
                         let object = now.unwrap_or(Value::Null);
                         let unchanged = Applied {
                             object: object.clone(),

@@ -128,7 +128,7 @@ async fn read_source(
 )> {
     let mut report = Report::default();
     let (selected, all_services) = services(src, plan, &opts.namespace, prune).await?;
-    let linkable = linkable(src, plan, &selected, &mut report);
+    let linkable = linkable(src, plan, &selected, &mut report)?;
     let gateway = if linkable.is_empty() {
         None
     } else {
@@ -183,13 +183,13 @@ fn linkable(
     plan: &Plan,
     selected: &[Value],
     report: &mut Report,
-) -> Vec<SourceService> {
+) -> Result<Vec<SourceService>> {
     let mut linkable = Vec::new();
     for svc in selected {
         if is_api_server(svc) && !matches!(plan.selection, Selection::Names(_)) {
             continue; // The API server is reachable in every cluster; linking it only confuses.
         }
-        match service_entry::source_service(svc) {
+        match service_entry::source_service(&objects::read(svc)?) {
             Ok(s) => {
                 if !s.skipped_ports.is_empty() {
                     report.note(format!(
@@ -205,7 +205,7 @@ fn linkable(
         }
     }
     linkable.sort_by(|a, b| a.name.cmp(&b.name));
-    linkable
+    Ok(linkable)
 }
 
 /// The target side of a direction: the served Istio version and every ServiceEntry, in every

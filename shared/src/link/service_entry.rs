@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use serde_json::{json, Value};
+use k8s_openapi::api::core::v1::Service;
+use serde_json::Value;
 
 use crate::gateway::{GatewayAddress, MULTICLUSTER_PORT};
+use crate::istio::{self, ServiceEntry, ServiceEntrySpec, ServicePort, WorkloadEntrySpec};
 use crate::names;
 use crate::objects;
 use crate::ports::Protocol;
@@ -65,26 +67,27 @@ impl std::fmt::Display for NotLinkable {
 
 /// Reads the ports of a source Service. Only TCP ports travel through the gateway's 15443
 /// passthrough, so UDP and SCTP ports are left out; a Service with no port left is not linked.
-pub fn source_service(svc: &Value) -> Result<SourceService, NotLinkable> {
-    let name = objects::name(svc).to_string();
-    let namespace = objects::namespace(svc).unwrap_or("default").to_string();
-    if svc["spec"]["type"].as_str() == Some("ExternalName") {
+pub fn source_service(svc: &Service) -> Result<SourceService, NotLinkable> {
+    let name = svc.metadata.name.clone().unwrap_or_default();
+    let namespace = svc
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_string());
+    let spec = svc.spec.as_ref();
+    if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
         return Err(NotLinkable::NoPorts(format!(
             "service/{name} is an ExternalName Service: it has no endpoints behind the gateway"
         )));
     }
     let mut ports = Vec::new();
     let mut skipped_ports = Vec::new();
-    for p in svc["spec"]["ports"].as_array().into_iter().flatten() {
-        let Some(number) = p["port"]
-            .as_u64()
-            .and_then(|n| u16::try_from(n).ok())
-            .filter(|n| *n > 0)
-        else {
+    for p in spec.and_then(|s| s.ports.as_deref()).unwrap_or_default() {
+        let Some(number) = u16::try_from(p.port).ok().filter(|n| *n > 0) else {
             continue;
         };
-        let transport = p["protocol"].as_str().unwrap_or("TCP");
-        let port_name = p["name"].as_str().unwrap_or("").to_ascii_lowercase();
+        let transport = p.protocol.as_deref().unwrap_or("TCP");
+        let port_name = p.name.as_deref().unwrap_or("").to_ascii_lowercase();
         if !transport.eq_ignore_ascii_case("TCP") {
             let label = if port_name.is_empty() {
                 number.to_string()
@@ -94,8 +97,9 @@ pub fn source_service(svc: &Value) -> Result<SourceService, NotLinkable> {
             skipped_ports.push(format!("{label}/{transport}"));
             continue;
         }
-        let protocol = p["appProtocol"]
-            .as_str()
+        let protocol = p
+            .app_protocol
+            .as_deref()
             .and_then(Protocol::from_app_protocol)
             .or_else(|| Protocol::from_port_name(&port_name))
             .unwrap_or(Protocol::Tcp);
@@ -180,37 +184,48 @@ pub fn cluster_label(context: &str) -> String {
 pub fn build(link: &Link<'_>, version: &str) -> Value {
     let svc = link.service;
     let kind = objects::istio("ServiceEntry", version);
-    let mut se = objects::new_object(&kind, Some(&svc.namespace), &name(&svc.name));
-    objects::add_annotations(
-        &mut se,
+    let ports = svc
+        .ports
+        .iter()
+        .map(|p| ServicePort {
+            number: u32::from(p.number),
+            name: Some(p.name.clone()),
+            protocol: Some(p.protocol.istio_name().to_string()),
+            ..ServicePort::default()
+        })
+        .collect();
+    // Every port reaches the source cluster through its gateway's one mTLS passthrough port.
+    let endpoint_ports = svc
+        .ports
+        .iter()
+        .map(|p| (p.name.clone(), u32::from(MULTICLUSTER_PORT)))
+        .collect();
+    let spec = ServiceEntrySpec {
+        hosts: vec![host(&svc.name, &svc.namespace)],
+        location: Some("MESH_INTERNAL".to_string()),
+        resolution: Some("DNS".to_string()),
+        addresses: Some(vec![link.address.to_string()]),
+        ports: Some(ports),
+        endpoints: Some(vec![WorkloadEntrySpec {
+            address: Some(link.gateway.as_endpoint()),
+            ports: Some(endpoint_ports),
+            labels: Some(BTreeMap::from([(
+                "cluster".to_string(),
+                cluster_label(link.source_context),
+            )])),
+            ..WorkloadEntrySpec::default()
+        }]),
+        ..ServiceEntrySpec::default()
+    };
+    let mut se = ServiceEntry::new(&kind, &svc.namespace, &name(&svc.name), spec);
+    istio::add(
+        &mut se.metadata.annotations,
         &BTreeMap::from([(
             SOURCE_ANNOTATION.to_string(),
             link.source_context.to_string(),
         )]),
     );
-    let ports: Vec<Value> = svc
-        .ports
-        .iter()
-        .map(|p| json!({"number": p.number, "name": p.name, "protocol": p.protocol.istio_name()}))
-        .collect();
-    let endpoint_ports: serde_json::Map<String, Value> = svc
-        .ports
-        .iter()
-        .map(|p| (p.name.clone(), json!(MULTICLUSTER_PORT)))
-        .collect();
-    se["spec"] = json!({
-        "hosts": [host(&svc.name, &svc.namespace)],
-        "location": "MESH_INTERNAL",
-        "resolution": "DNS",
-        "addresses": [link.address.to_string()],
-        "ports": ports,
-        "endpoints": [{
-            "address": link.gateway.as_endpoint(),
-            "ports": endpoint_ports,
-            "labels": {"cluster": cluster_label(link.source_context)},
-        }],
-    });
-    se
+    se.to_value()
 }
 
 /// Whether a ServiceEntry was written by `kubectl mesh-link`.
@@ -313,9 +328,16 @@ pub fn gateway_text(se: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn svc(name: &str, ports: Value) -> Value {
-        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"}, "spec": {"ports": ports}})
+    fn typed(svc: Value) -> Service {
+        serde_json::from_value(svc).expect("a Service")
+    }
+
+    fn svc(name: &str, ports: Value) -> Service {
+        typed(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"}, "spec": {"ports": ports}}),
+        )
     }
 
     #[test]
@@ -367,7 +389,7 @@ mod tests {
     #[test]
     fn services_without_usable_ports_are_not_linked() {
         assert!(source_service(&svc("none", json!([]))).is_err());
-        assert!(source_service(&json!({"metadata": {"name": "x"}, "spec": {}})).is_err());
+        assert!(source_service(&typed(json!({"metadata": {"name": "x"}, "spec": {}}))).is_err());
         let e = source_service(&svc(
             "dns",
             json!([{"name": "dns", "port": 53, "protocol": "UDP"}]),
@@ -375,7 +397,7 @@ mod tests {
         .expect_err("udp");
         assert!(e.to_string().contains("non-TCP"), "{e}");
         let mut ext = svc("ext", json!([{"port": 80}]));
-        ext["spec"]["type"] = json!("ExternalName");
+        ext.spec.get_or_insert_default().type_ = Some("ExternalName".to_string());
         assert!(source_service(&ext).is_err());
     }
 

@@ -228,6 +228,10 @@ fn service(name: &str, ports: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"}, "spec": {"ports": ports}})
 }
 
+fn typed_service(svc: &Value) -> k8s_openapi::api::core::v1::Service {
+    serde_json::from_value(svc.clone()).expect("a Service")
+}
+
 /// The Online Boutique services of the dual-control-plane sample, as their Services declare them.
 fn boutique() -> Vec<Value> {
     vec![
@@ -265,7 +269,7 @@ fn boutique() -> Vec<Value> {
 fn build_all(gw: &GatewayAddress, ctx: &str) -> Vec<Value> {
     let svcs: Vec<service_entry::SourceService> = boutique()
         .iter()
-        .map(|s| service_entry::source_service(s).expect("linkable"))
+        .map(|s| service_entry::source_service(&typed_service(s)).expect("linkable"))
         .collect();
     let hosts: Vec<String> = svcs
         .iter()
@@ -304,7 +308,7 @@ fn golden_service_entry_behind_a_hostname_gateway() {
         "frontend",
         json!([{"name": "http", "port": 80}, {"name": "metrics", "port": 9090, "appProtocol": "http"}, {"port": 53, "name": "dns", "protocol": "UDP"}]),
     );
-    let s = service_entry::source_service(&svc).expect("linkable");
+    let s = service_entry::source_service(&typed_service(&svc)).expect("linkable");
     let se = service_entry::build(
         &service_entry::Link {
             service: &s,
@@ -365,10 +369,10 @@ fn golden_coredns_corefile() {
 
 #[test]
 fn ports_follow_istio_protocol_selection() {
-    let s = service_entry::source_service(&service(
+    let s = service_entry::source_service(&typed_service(&service(
         "x",
         json!([{"name": "tcp-db", "port": 5432}, {"name": "tls", "port": 443}]),
-    ))
+    )))
     .expect("linkable");
     assert_eq!(
         s.ports.iter().map(|p| p.protocol).collect::<Vec<_>>(),

@@ -2,14 +2,18 @@
 
 use std::io::Write as _;
 
+use std::net::IpAddr;
+
 use anyhow::Result;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::build::{self, endpoints, service, service_entry, workload_entry};
+use super::build::{self, endpoints, service_entry, workload_entry};
 use super::facts::{self, Facts};
 use super::plan::{service_entry_name, Mode, Registration};
 use crate::api::{Cluster, WriteMode};
 use crate::cli::DryRun;
+use crate::istio::{ServiceEntry, ServicePort};
 use crate::objects;
 use crate::output;
 use crate::write::{self, Step};
@@ -80,39 +84,34 @@ pub(super) fn plan(reg: &Registration, facts: &Facts, create_namespace: bool) ->
     };
     let mut warnings = Vec::new();
     let mut steps = Vec::new();
-    if let Some(step) = service_step(reg, facts.service.as_ref(), &mut warnings) {
+    if let Some(step) = service_step(reg, facts.service.as_ref(), &mut warnings)? {
         steps.push(step);
     }
     let version = facts.version.as_str();
     match reg.mode {
         Mode::ServiceEntry => {
             let existing = facts.list.clone();
-            let known = existing.as_ref().map(build::service_entry_ips);
-            let desired = service_entry(
-                reg,
-                version,
-                &build::union(&known.unwrap_or_default(), &reg.ips),
-            );
-            if let Some(old) = &existing {
-                if old["spec"]["ports"] != desired["spec"]["ports"] {
+            let old: Option<ServiceEntry> = existing.as_ref().map(objects::read).transpose()?;
+            let known = old.as_ref().map(build::service_entry_ips);
+            let ips = build::union(&known.unwrap_or_default(), &reg.ips);
+            let desired = build::service_entry_object(reg, version, &ips);
+            if let Some(old) = &old {
+                if old.spec.ports != desired.spec.ports {
                     warnings.push(format!(
                         "ports of serviceentry/{} change from {} to {}",
                         service_entry_name(&reg.service),
-                        compact_ports(&old["spec"]["ports"]),
-                        compact_ports(&desired["spec"]["ports"])
+                        compact_ports(old.spec.ports.as_deref()),
+                        compact_ports(desired.spec.ports.as_deref())
                     ));
                 }
             }
             let (r, v) = (reg.clone(), version.to_string());
             let rebase = move |now: Option<&Value>| {
-                let ips = build::union(
-                    &now.map(build::service_entry_ips).unwrap_or_default(),
-                    &r.ips,
-                );
-                Some(Step::apply(service_entry(&r, &v, &ips), now.cloned()))
+                let ips = build::union(&ips_in(now, build::service_entry_ips)?, &r.ips);
+                Ok(Some(Step::apply(service_entry(&r, &v, &ips), now.cloned())))
             };
             steps.push(Step::cas(
-                Step::apply(desired, existing),
+                Step::apply(desired.to_value(), existing),
                 objects::istio("ServiceEntry", version),
                 Some(ns),
                 &service_entry_name(&reg.service),
@@ -129,12 +128,12 @@ pub(super) fn plan(reg: &Registration, facts: &Facts, create_namespace: bool) ->
         }
         Mode::Endpoints => {
             let existing = facts.list.clone();
-            let known = existing.as_ref().map(build::endpoints_ips);
-            let ips = build::union(&known.unwrap_or_default(), &reg.ips);
+            let known = ips_in(existing.as_ref(), build::endpoints_ips)?;
+            let ips = build::union(&known, &reg.ips);
             let r = reg.clone();
             let rebase = move |now: Option<&Value>| {
-                let ips = build::union(&now.map(build::endpoints_ips).unwrap_or_default(), &r.ips);
-                Some(Step::apply(endpoints(&r, &ips), now.cloned()))
+                let ips = build::union(&ips_in(now, build::endpoints_ips)?, &r.ips);
+                Ok(Some(Step::apply(endpoints(&r, &ips), now.cloned())))
             };
             steps.push(Step::cas(
                 Step::apply(endpoints(reg, &ips), existing),
@@ -152,24 +151,36 @@ pub(super) fn plan(reg: &Registration, facts: &Facts, create_namespace: bool) ->
     })
 }
 
+/// The VM addresses already in the endpoint list `list` (none when it is absent), read typed.
+fn ips_in<T: DeserializeOwned>(
+    list: Option<&Value>,
+    ips_of: fn(&T) -> Vec<IpAddr>,
+) -> Result<Vec<IpAddr>> {
+    Ok(match list {
+        Some(obj) => ips_of(&objects::read(obj)?),
+        None => Vec::new(),
+    })
+}
+
 /// The Service write: none for a Service kubectl-mesh does not manage (it is left as it is).
 fn service_step(
     reg: &Registration,
     existing: Option<&Value>,
     warnings: &mut Vec<String>,
-) -> Option<Step> {
-    let desired = service(reg);
-    match existing {
+) -> Result<Option<Step>> {
+    let desired = build::service_object(reg);
+    Ok(match existing {
         Some(old) if !objects::is_managed(old) => {
             warnings.push(format!(
                 "service/{} exists and was not created by kubectl-mesh: leaving it as it is (its ports: {})",
                 reg.service,
-                build::service_ports(old).join(", ")
+                build::service_ports(&objects::read(old)?).join(", ")
             ));
             None
         }
         Some(old) => {
-            let (before, after) = (build::service_ports(old), build::service_ports(&desired));
+            let before = build::service_ports(&objects::read(old)?);
+            let after = build::service_ports(&desired);
             if before != after {
                 warnings.push(format!(
                     "ports of service/{} change from [{}] to [{}]",
@@ -178,28 +189,25 @@ fn service_step(
                     after.join(", ")
                 ));
             }
-            Some(Step::apply(desired, Some(old.clone())))
+            Some(Step::apply(objects::to_value(&desired), Some(old.clone())))
         }
-        None => Some(Step::apply(desired, None)),
-    }
+        None => Some(Step::apply(objects::to_value(&desired), None)),
+    })
 }
 
 /// ServiceEntry ports as `[name:number/PROTOCOL, ...]`, for a warning.
-fn compact_ports(ports: &Value) -> String {
+fn compact_ports(ports: Option<&[ServicePort]>) -> String {
     let items: Vec<String> = ports
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .map(|p| {
-                    format!(
-                        "{}:{}/{}",
-                        p["name"].as_str().unwrap_or(""),
-                        p["number"],
-                        p["protocol"].as_str().unwrap_or("")
-                    )
-                })
-                .collect()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}/{}",
+                p.name.as_deref().unwrap_or(""),
+                p.number,
+                p.protocol.as_deref().unwrap_or("")
+            )
         })
-        .unwrap_or_default();
+        .collect();
     format!("[{}]", items.join(", "))
 }

@@ -48,6 +48,11 @@ fn workload(reg: &Registration, ip: &IpAddr) -> WorkloadEntrySpec {
 
 /// The Service: no selector except in WorkloadEntry mode, every port TCP with targetPort = port.
 pub fn service(reg: &Registration) -> Value {
+    objects::to_value(&service_object(reg))
+}
+
+/// [`service`], typed: what a re-run compares the Service read with.
+pub fn service_object(reg: &Registration) -> Service {
     let mut metadata = meta(reg, &reg.service);
     let mut annotations = reg.annotations.clone();
     if reg.mode == Mode::Endpoints {
@@ -70,7 +75,7 @@ pub fn service(reg: &Registration) -> Value {
         .collect();
     let selector = (reg.mode == Mode::WorkloadEntry)
         .then(|| BTreeMap::from([("app".to_string(), reg.service.clone())]));
-    objects::to_value(&Service {
+    Service {
         metadata,
         spec: Some(ServiceSpec {
             ports: Some(ports),
@@ -78,18 +83,23 @@ pub fn service(reg: &Registration) -> Value {
             ..Default::default()
         }),
         status: None,
-    })
+    }
 }
 
 /// The ServiceEntry `mesh-expansion-SERVICE` with one endpoint per address in `ips`.
 pub fn service_entry(reg: &Registration, version: &str, ips: &[IpAddr]) -> Value {
+    service_entry_object(reg, version, ips).to_value()
+}
+
+/// [`service_entry`], typed: what a re-run compares the ServiceEntry read with.
+pub fn service_entry_object(reg: &Registration, version: &str, ips: &[IpAddr]) -> ServiceEntry {
     let kind = objects::istio("ServiceEntry", version);
     let ports = reg
         .ports
         .iter()
         .map(|p| istio::ServicePort {
             number: u32::from(p.number),
-            name: p.name.clone(),
+            name: Some(p.name.clone()),
             protocol: Some(p.protocol.istio_name().to_string()),
             ..Default::default()
         })
@@ -109,7 +119,6 @@ pub fn service_entry(reg: &Registration, version: &str, ips: &[IpAddr]) -> Value
         spec,
     )
     .with_labels(&reg.workload_labels())
-    .to_value()
 }
 
 /// The WorkloadEntry of one VM address.
@@ -150,24 +159,23 @@ pub fn endpoints(reg: &Registration, ips: &[IpAddr]) -> Value {
     })
 }
 
-/// Addresses of an existing ServiceEntry's endpoints, in order.
-pub fn service_entry_ips(se: &Value) -> Vec<IpAddr> {
-    se["spec"]["endpoints"]
-        .as_array()
-        .map(|eps| {
-            eps.iter()
-                .filter_map(|e| e["address"].as_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+/// Addresses of an existing ServiceEntry's endpoints, in order (an endpoint that is a hostname
+/// is not a VM address).
+pub fn service_entry_ips(se: &ServiceEntry) -> Vec<IpAddr> {
+    se.spec
+        .endpoints
+        .iter()
+        .flatten()
+        .filter_map(|e| e.address.as_deref()?.parse().ok())
+        .collect()
 }
 
 /// Addresses of existing Endpoints, in order, de-duplicated.
-pub fn endpoints_ips(ep: &Value) -> Vec<IpAddr> {
+pub fn endpoints_ips(ep: &Endpoints) -> Vec<IpAddr> {
     let mut ips: Vec<IpAddr> = Vec::new();
-    for subset in ep["subsets"].as_array().into_iter().flatten() {
-        for a in subset["addresses"].as_array().into_iter().flatten() {
-            if let Some(ip) = a["ip"].as_str().and_then(|s| s.parse().ok()) {
+    for subset in ep.subsets.iter().flatten() {
+        for a in subset.addresses.iter().flatten() {
+            if let Ok(ip) = a.ip.parse() {
                 if !ips.contains(&ip) {
                     ips.push(ip);
                 }
@@ -189,21 +197,13 @@ pub fn union(existing: &[IpAddr], new: &[IpAddr]) -> Vec<IpAddr> {
 }
 
 /// Ports of an existing Service as `name:port` strings, to tell the user what a re-run changes.
-pub fn service_ports(svc: &Value) -> Vec<String> {
-    svc["spec"]["ports"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .map(|p| {
-                    format!(
-                        "{}:{}",
-                        p["name"].as_str().unwrap_or(""),
-                        p["port"].as_u64().unwrap_or(0)
-                    )
-                })
-                .collect()
-        })
+pub fn service_ports(svc: &Service) -> Vec<String> {
+    let ports = svc.spec.as_ref().and_then(|s| s.ports.as_deref());
+    ports
         .unwrap_or_default()
+        .iter()
+        .map(|p| format!("{}:{}", p.name.as_deref().unwrap_or(""), p.port))
+        .collect()
 }
 
 /// The objects of a fresh registration, in apply order (what `--dry-run=client` prints).

@@ -4,12 +4,15 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 
 use anyhow::Result;
+use k8s_openapi::api::core::v1::Endpoints;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 use super::plan::Mode;
 use crate::api::Cluster;
 use crate::cli::OutputFormat;
-use crate::duration::age_of;
+use crate::duration::age_at;
+use crate::istio::{ServiceEntry, WorkloadEntry};
 use crate::objects::{self, MANAGED_BY_KEY, MANAGED_BY_VALUE};
 use crate::{output, table, Io};
 
@@ -32,92 +35,81 @@ pub struct Row {
     pub age: String,
 }
 
-fn ports_of_map(map: &Value) -> Vec<String> {
-    let mut ports: Vec<(u64, String)> = map
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    (
-                        v.as_u64().unwrap_or(0),
-                        format!("{k}:{}", v.as_u64().unwrap_or(0)),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+fn ports_of_map(map: Option<&BTreeMap<String, u32>>) -> Vec<String> {
+    let mut ports: Vec<(u32, String)> = map
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (*v, format!("{k}:{v}")))
+        .collect();
     ports.sort();
     ports.into_iter().map(|(_, s)| s).collect()
 }
 
+/// The AGE cell of an object.
+fn age(meta: &ObjectMeta) -> String {
+    age_at(meta.creation_timestamp.as_ref().map(|t| t.0))
+}
+
 /// Rows from the managed ServiceEntries, WorkloadEntries and Endpoints found (pure).
 pub fn rows(
-    service_entries: &[Value],
-    workload_entries: &[Value],
-    endpoints: &[Value],
+    service_entries: &[ServiceEntry],
+    workload_entries: &[WorkloadEntry],
+    endpoints: &[Endpoints],
 ) -> Vec<Row> {
     let mut rows = Vec::new();
     for se in service_entries {
-        let Some(name) = objects::name(se).strip_prefix("mesh-expansion-") else {
+        let Some(name) = se.name().strip_prefix("mesh-expansion-") else {
             continue;
         };
         rows.push(Row {
-            namespace: objects::namespace(se).unwrap_or("").to_string(),
+            namespace: se.namespace().unwrap_or("").to_string(),
             name: name.to_string(),
             mode: Mode::ServiceEntry,
-            host: se["spec"]["hosts"][0].as_str().unwrap_or("").to_string(),
+            host: se.spec.hosts.first().cloned().unwrap_or_default(),
             addresses: super::build::service_entry_ips(se)
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
-            ports: se["spec"]["ports"]
-                .as_array()
-                .map(|ps| {
-                    ps.iter()
-                        .map(|p| format!("{}:{}", p["name"].as_str().unwrap_or(""), p["number"]))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            age: age_of(se),
+            ports: se
+                .spec
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| format!("{}:{}", p.name.as_deref().unwrap_or(""), p.number))
+                .collect(),
+            age: age(&se.metadata),
         });
     }
-    let mut groups: BTreeMap<(String, String), Vec<&Value>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, String), Vec<&WorkloadEntry>> = BTreeMap::new();
     for we in workload_entries {
-        let Some(app) = we["metadata"]["labels"]["app"].as_str() else {
+        let Some(app) = we.metadata.labels.as_ref().and_then(|l| l.get("app")) else {
             continue;
         };
-        let ns = objects::namespace(we).unwrap_or("").to_string();
-        groups.entry((ns, app.to_string())).or_default().push(we);
+        let ns = we.namespace().unwrap_or("").to_string();
+        groups.entry((ns, app.clone())).or_default().push(we);
     }
     for ((ns, app), wes) in groups {
         let oldest = wes
             .iter()
-            .min_by_key(|w| {
-                w["metadata"]["creationTimestamp"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string()
-            })
+            .min_by_key(|w| w.metadata.creation_timestamp.clone())
             .copied();
         rows.push(Row {
             host: format!("{app}.{ns}.svc"),
             namespace: ns,
             name: app,
             mode: Mode::WorkloadEntry,
-            addresses: wes
-                .iter()
-                .filter_map(|w| w["spec"]["address"].as_str().map(String::from))
-                .collect(),
+            addresses: wes.iter().filter_map(|w| w.spec.address.clone()).collect(),
             ports: wes
                 .first()
-                .map(|w| ports_of_map(&w["spec"]["ports"]))
+                .map(|w| ports_of_map(w.spec.ports.as_ref()))
                 .unwrap_or_default(),
-            age: oldest.map(age_of).unwrap_or_default(),
+            age: oldest.map(|w| age(&w.metadata)).unwrap_or_default(),
         });
     }
     for ep in endpoints {
-        let ns = objects::namespace(ep).unwrap_or("").to_string();
-        let name = objects::name(ep).to_string();
+        let ns = ep.metadata.namespace.clone().unwrap_or_default();
+        let name = ep.metadata.name.clone().unwrap_or_default();
+        let first = ep.subsets.as_ref().and_then(|s| s.first());
         rows.push(Row {
             host: format!("{name}.{ns}.svc"),
             namespace: ns,
@@ -127,15 +119,13 @@ pub fn rows(
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
-            ports: ep["subsets"][0]["ports"]
-                .as_array()
-                .map(|ps| {
-                    ps.iter()
-                        .map(|p| format!("{}:{}", p["name"].as_str().unwrap_or(""), p["port"]))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            age: age_of(ep),
+            ports: first
+                .and_then(|s| s.ports.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|p| format!("{}:{}", p.name.as_deref().unwrap_or(""), p.port))
+                .collect(),
+            age: age(&ep.metadata),
         });
     }
     rows.sort_by(|a, b| {
@@ -176,36 +166,26 @@ pub fn render(rows: &[Row], all_namespaces: bool) -> String {
 }
 
 /// What kubectl-mesh registered in one cluster: its ServiceEntries, WorkloadEntries and
-/// Endpoints.
+/// Endpoints, as read (what `-o` prints) and as table rows (read typed).
 pub struct Found {
-    service_entries: Vec<Value>,
-    workload_entries: Vec<Value>,
-    endpoints: Vec<Value>,
+    shown: Vec<Value>,
+    rows: Vec<Row>,
 }
 
 impl Found {
     /// The objects, as `-o` prints them.
     pub fn objects(self) -> Vec<Value> {
-        self.service_entries
-            .into_iter()
-            .filter(|s| objects::name(s).starts_with("mesh-expansion-"))
-            .chain(self.workload_entries)
-            .chain(self.endpoints)
-            .map(objects::for_display)
-            .collect()
+        self.shown
     }
 
     /// The table's rows.
     pub fn rows(&self) -> Vec<Row> {
-        rows(
-            &self.service_entries,
-            &self.workload_entries,
-            &self.endpoints,
-        )
+        self.rows.clone()
     }
 }
 
-/// Reads what is registered in the cluster's namespace, or everywhere.
+/// Reads what is registered in the cluster's namespace, or everywhere; a malformed object is
+/// an error naming it.
 pub async fn read(cluster: &Cluster, all_namespaces: bool) -> Result<Found> {
     let ns = (!all_namespaces).then_some(cluster.namespace.as_str());
     let selector = format!("{MANAGED_BY_KEY}={MANAGED_BY_VALUE}");
@@ -223,11 +203,23 @@ pub async fn read(cluster: &Cluster, all_namespaces: bool) -> Result<Found> {
     let endpoints = cluster
         .list(&objects::core("Endpoints"), ns, Some(&selector))
         .await?;
-    Ok(Found {
-        service_entries,
-        workload_entries,
-        endpoints,
-    })
+    let rows = rows(
+        &typed(&service_entries)?,
+        &typed(&workload_entries)?,
+        &typed(&endpoints)?,
+    );
+    let shown = service_entries
+        .into_iter()
+        .filter(|s| objects::name(s).starts_with("mesh-expansion-"))
+        .chain(workload_entries)
+        .chain(endpoints)
+        .map(objects::for_display)
+        .collect();
+    Ok(Found { shown, rows })
+}
+
+fn typed<T: serde::de::DeserializeOwned>(objs: &[Value]) -> Result<Vec<T>> {
+    objs.iter().map(objects::read).collect()
 }
 
 /// Lists what is registered in the cluster's namespace, or everywhere.

@@ -3,12 +3,15 @@
 use std::net::IpAddr;
 
 use anyhow::Result;
-use serde_json::{json, Value};
+use k8s_openapi::api::core::v1::{EndpointAddress, Endpoints};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::build;
 use super::plan::{service_entry_name, workload_entry_name};
 use crate::api::{Cluster, WriteMode};
 use crate::cli::WriteArgs;
+use crate::istio::ServiceEntry;
 use crate::objects::{self, MANAGED_BY_KEY, MANAGED_BY_VALUE};
 use crate::output;
 use crate::write::{self, restorable, Step};
@@ -52,14 +55,14 @@ pub(super) async fn plan_deregister(
             .get(&se_kind, Some(ns), &service_entry_name(service))
             .await?
         {
-            let ips = build::service_entry_ips(&se);
+            let ips = build::service_entry_ips(&objects::read(&se)?);
             if ips.contains(&ip) {
                 found = true;
                 last_gone = ips.len() == 1;
                 let rebase = move |now: Option<&Value>| {
-                    without_ip(now, ip, build::service_entry_ips, &service_entry_without)
+                    without_ip(now, ip, build::service_entry_ips, service_entry_without)
                 };
-                if let Some(step) = rebase(Some(&se)) {
+                if let Some(step) = rebase(Some(&se))? {
                     let name = objects::name(&se).to_string();
                     steps.push(Step::cas(step, se_kind.clone(), Some(ns), &name, rebase));
                 }
@@ -87,14 +90,14 @@ pub(super) async fn plan_deregister(
     if !found {
         let ep_kind = objects::core("Endpoints");
         if let Some(ep) = cluster.get(&ep_kind, Some(ns), service).await? {
-            let ips = build::endpoints_ips(&ep);
+            let ips = build::endpoints_ips(&objects::read(&ep)?);
             if ips.contains(&ip) && objects::is_managed(&ep) {
                 found = true;
                 last_gone = ips.len() == 1;
                 let rebase = move |now: Option<&Value>| {
-                    without_ip(now, ip, build::endpoints_ips, &endpoints_without)
+                    without_ip(now, ip, build::endpoints_ips, endpoints_without)
                 };
-                if let Some(step) = rebase(Some(&ep)) {
+                if let Some(step) = rebase(Some(&ep))? {
                     steps.push(Step::cas(step, ep_kind.clone(), Some(ns), service, rebase));
                 }
             }
@@ -118,57 +121,63 @@ pub(super) async fn plan_deregister(
 }
 
 /// Deregistering `ip` from a list as it is now: nothing when it is gone already, a delete when
-/// it was the last address, else the list without it.
-fn without_ip(
+/// it was the last address, else the list without it. The object is typed to read and change
+/// its addresses; a malformed one stops the write with an error naming it.
+fn without_ip<T: DeserializeOwned>(
     now: Option<&Value>,
     ip: IpAddr,
-    ips_of: fn(&Value) -> Vec<IpAddr>,
-    set_ips: &dyn Fn(&Value, &[IpAddr]) -> Value,
-) -> Option<Step> {
-    let now = now?;
-    let ips = ips_of(now);
+    ips_of: fn(&T) -> Vec<IpAddr>,
+    set_ips: fn(T, &[IpAddr]) -> Value,
+) -> Result<Option<Step>> {
+    let Some(now) = now else {
+        return Ok(None);
+    };
+    let ips = ips_of(&objects::read(now)?);
     if !ips.contains(&ip) {
-        return None;
+        return Ok(None);
     }
     let rest: Vec<IpAddr> = ips.into_iter().filter(|i| *i != ip).collect();
     if rest.is_empty() {
-        return Some(Step::Delete {
+        return Ok(Some(Step::Delete {
             existing: now.clone(),
-        });
+        }));
     }
-    Some(Step::apply(set_ips(now, &rest), Some(now.clone())))
+    // The apply repeats the whole object as read (`restorable`), with only the addresses changed.
+    let desired = set_ips(objects::read(&restorable(now))?, &rest);
+    Ok(Some(Step::apply(desired, Some(now.clone()))))
 }
 
 /// A ServiceEntry with only the endpoints at `rest` (and any that are not addresses).
-fn service_entry_without(se: &Value, rest: &[IpAddr]) -> Value {
-    let keep: Vec<Value> = se["spec"]["endpoints"]
-        .as_array()
-        .map(|eps| {
-            eps.iter()
-                .filter(|e| {
-                    // Only the deregistered address goes; anything else (even a hostname) stays.
-                    e["address"]
-                        .as_str()
-                        .and_then(|a| a.parse::<IpAddr>().ok())
-                        .is_none_or(|a| rest.contains(&a))
-                })
-                .cloned()
-                .collect()
+fn service_entry_without(mut se: ServiceEntry, rest: &[IpAddr]) -> Value {
+    let keep = se
+        .spec
+        .endpoints
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            // Only the deregistered address goes; anything else (even a hostname) stays.
+            e.address
+                .as_deref()
+                .and_then(|a| a.parse::<IpAddr>().ok())
+                .is_none_or(|a| rest.contains(&a))
         })
-        .unwrap_or_default();
-    let mut desired = restorable(se);
-    desired["spec"]["endpoints"] = json!(keep);
-    desired
+        .collect();
+    se.spec.endpoints = Some(keep);
+    se.to_value()
 }
 
 /// Endpoints whose subsets list exactly `rest`.
-fn endpoints_without(ep: &Value, rest: &[IpAddr]) -> Value {
-    let mut desired = restorable(ep);
-    let addresses: Vec<Value> = rest.iter().map(|i| json!({"ip": i.to_string()})).collect();
-    if let Some(subsets) = desired["subsets"].as_array_mut() {
-        for s in subsets.iter_mut() {
-            s["addresses"] = json!(addresses);
-        }
+fn endpoints_without(mut ep: Endpoints, rest: &[IpAddr]) -> Value {
+    let addresses: Vec<EndpointAddress> = rest
+        .iter()
+        .map(|i| EndpointAddress {
+            ip: i.to_string(),
+            ..EndpointAddress::default()
+        })
+        .collect();
+    for s in ep.subsets.iter_mut().flatten() {
+        s.addresses = Some(addresses.clone());
     }
-    desired
+    objects::to_value(&ep)
 }

@@ -2,11 +2,14 @@
 //! route (everything else in the route kept exactly), a new split VirtualService, and the
 //! previous-weights annotation that `undo` reads.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::route::{Destination, Route, RouteRef};
-use crate::istio;
+use crate::istio::{self, VirtualService};
 use crate::objects::{self, FIELD_MANAGER};
 
 /// The annotation holding the weights before the last change, as JSON.
@@ -86,12 +89,12 @@ pub fn change_id() -> String {
 }
 
 /// The raw previous-weights annotation of `vs`, if any.
-pub fn previous_raw(vs: &Value) -> Option<&str> {
-    vs["metadata"]["annotations"][PREVIOUS_ANNOTATION].as_str()
+pub fn previous_raw(vs: &VirtualService) -> Option<&str> {
+    vs.annotation(PREVIOUS_ANNOTATION)
 }
 
 /// The previous weights recorded on `vs`: `None` without the annotation, `Err` when unreadable.
-pub fn read_previous(vs: &Value) -> Option<Result<Previous, String>> {
+pub fn read_previous(vs: &VirtualService) -> Option<Result<Previous, String>> {
     let raw = previous_raw(vs)?;
     Some(serde_json::from_str(raw).map_err(|e| {
         format!("annotation {PREVIOUS_ANNOTATION} is not what kubectl-mesh wrote ({e})")
@@ -100,13 +103,16 @@ pub fn read_previous(vs: &Value) -> Option<Result<Previous, String>> {
 
 /// Our own server-side-apply entry: the fields kubectl-mesh owns, which every apply must
 /// repeat (a field an apply leaves out is removed when no other manager owns it).
-fn our_fields(live: &Value) -> Map<String, Value> {
+fn our_fields(live: &ObjectMeta) -> Map<String, Value> {
     let mut merged = Map::new();
-    let entries = live["metadata"]["managedFields"].as_array();
-    for e in entries.map_or(&[][..], Vec::as_slice) {
-        let ours = e["manager"] == FIELD_MANAGER && e["operation"] == "Apply";
-        let main = e.get("subresource").is_none_or(|s| s == "");
-        if let (true, true, Some(f)) = (ours, main, e["fieldsV1"].as_object()) {
+    let entries: &[ManagedFieldsEntry] = live.managed_fields.as_deref().unwrap_or_default();
+    for e in entries {
+        let ours =
+            e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some("Apply");
+        let main = e.subresource.as_deref().is_none_or(str::is_empty);
+        // The field set is the server's own notation (`f:spec`, `k:{...}`), untyped by nature.
+        let fields = e.fields_v1.as_ref().and_then(|f| f.0.as_object());
+        if let (true, true, Some(f)) = (ours, main, fields) {
             merge_fields(&mut merged, f);
         }
     }
@@ -145,58 +151,62 @@ fn owned_keys(fields: &Map<String, Value>, path: &[&str]) -> Vec<String> {
 /// kubectl-mesh apply set, so nothing of ours is dropped. Labels are not added to objects
 /// someone else created.
 pub fn weights_object(
-    live: &Value,
+    live: &VirtualService,
     at: &RouteRef,
     weights: &[u32],
     previous: Option<&str>,
 ) -> Value {
-    let ours = our_fields(live);
-    let mut meta = Map::new();
-    meta.insert("name".into(), json!(objects::name(live)));
-    if let Some(ns) = objects::namespace(live) {
-        meta.insert("namespace".into(), json!(ns));
-    }
-    for field in ["labels", "annotations"] {
-        let mut kept = Map::new();
-        for key in owned_keys(&ours, &["metadata", field]) {
-            if let Some(v) = live["metadata"][field].get(&key) {
-                kept.insert(key, v.clone());
-            }
+    let ours = our_fields(&live.metadata);
+    let kept = |field: &str, from: &Option<BTreeMap<String, String>>| {
+        let from = from.as_ref();
+        owned_keys(&ours, &["metadata", field])
+            .into_iter()
+            .filter_map(|key| Some((key.clone(), from?.get(&key)?.clone())))
+            .collect::<BTreeMap<String, String>>()
+    };
+    let labels = kept("labels", &live.metadata.labels);
+    let mut annotations = kept("annotations", &live.metadata.annotations);
+    match previous {
+        Some(p) => {
+            annotations.insert(PREVIOUS_ANNOTATION.into(), p.to_string());
         }
-        if field == "annotations" {
-            match previous {
-                Some(p) => {
-                    kept.insert(PREVIOUS_ANNOTATION.into(), json!(p));
-                }
-                None => {
-                    kept.remove(PREVIOUS_ANNOTATION);
-                }
-            }
-        }
-        if !kept.is_empty() {
-            meta.insert(field.into(), Value::Object(kept));
+        None => {
+            annotations.remove(PREVIOUS_ANNOTATION);
         }
     }
-    let mut spec = Map::new();
-    for key in owned_keys(&ours, &["spec"]) {
-        if let Some(v) = live["spec"].get(&key) {
-            spec.insert(key, v.clone());
+    let non_empty = |m: BTreeMap<String, String>| (!m.is_empty()).then_some(m);
+    let metadata = ObjectMeta {
+        name: Some(live.name().to_string()),
+        namespace: live.metadata.namespace.clone(),
+        labels: non_empty(labels),
+        annotations: non_empty(annotations),
+        ..ObjectMeta::default()
+    };
+    let mut spec = live.spec.clone();
+    if let Some(route) = at
+        .kind
+        .list_mut(&mut spec)
+        .and_then(|list| list.get_mut(at.index))
+    {
+        for (d, w) in route.route.iter_mut().flatten().zip(weights) {
+            d.weight = Some(i64::from(*w));
         }
     }
+    // Only what kubectl-mesh owns goes out, plus the whole route list (atomic in Istio).
     let field = at.kind.field();
-    let mut list = live["spec"][field].clone();
-    if let Some(dests) = list[at.index]["route"].as_array_mut() {
-        for (d, w) in dests.iter_mut().zip(weights) {
-            d["weight"] = json!(w);
-        }
+    let owned = owned_keys(&ours, &["spec"]);
+    let mut spec = match objects::to_value(&spec) {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    spec.retain(|key, _| key == field || owned.contains(key));
+    istio::Object {
+        api_version: live.api_version.clone(),
+        kind: "VirtualService".to_string(),
+        metadata,
+        spec,
     }
-    spec.insert(field.into(), list);
-    json!({
-        "apiVersion": live["apiVersion"],
-        "kind": "VirtualService",
-        "metadata": meta,
-        "spec": spec,
-    })
+    .to_value()
 }
 
 /// A new VirtualService for `host` with one http route to `to`, in that order.
@@ -222,7 +232,7 @@ pub fn created_object(
         })
         .collect();
     let spec = istio::VirtualServiceSpec {
-        hosts: vec![host.to_string()],
+        hosts: Some(vec![host.to_string()]),
         http: Some(vec![istio::Route {
             route: Some(route),
             ..Default::default()

@@ -2,7 +2,6 @@
 //! fits, a pick-list on a terminal, or a usage error listing the candidates.
 
 use anyhow::{anyhow, Result};
-use serde_json::Value;
 
 use super::build;
 use super::facts;
@@ -10,6 +9,7 @@ use super::plan::Plan;
 use super::target::{self, Target};
 use crate::api::Cluster;
 use crate::error::usage;
+use crate::istio::VirtualService;
 use crate::objects::Kind;
 use crate::prompt::{self, Prompter};
 use crate::Io;
@@ -45,8 +45,8 @@ async fn choose(
     prompter: &mut dyn Prompter,
 ) -> Result<Target> {
     let ns = cluster.namespace.as_str();
-    let all = cluster.list(kind, Some(ns), None).await?;
-    let with_previous: Vec<Value> = all
+    let all = facts::list(cluster, kind).await?;
+    let with_previous: Vec<VirtualService> = all
         .iter()
         .filter(|v| build::previous_raw(v).is_some())
         .cloned()

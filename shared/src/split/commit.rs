@@ -12,6 +12,7 @@ use super::steps::Interrupt;
 use super::weights::slash;
 use crate::api::{Applied, Outcome, WriteMode};
 use crate::cli::DryRun;
+use crate::istio::VirtualService;
 use crate::write::across::{self, Failed, Restored};
 use crate::write::{self, Undo, Undone};
 use crate::Io;
@@ -48,10 +49,11 @@ pub(super) async fn commit(
     let done = across::commit(&writes, &how, &mut *io.err).await?;
     if mode.dry_run == DryRun::None {
         for ((site, applied), w) in sites.iter_mut().zip(&done).zip(want) {
-            site.live = Some(applied.object.clone());
-            site.route.weights = w.clone();
+            let live = VirtualService::read(&applied.object)?;
             // Taken over (or forced): the list is ours now.
-            site.decision = ownership::decide(&applied.object, site.route.at.kind, true);
+            site.decision = ownership::decide(&live, site.route.at.kind, true);
+            site.live = Some(live);
+            site.route.weights = w.clone();
         }
     }
     Ok(done)
@@ -90,18 +92,19 @@ impl across::Site for Writing<'_> {
         if let Some(live) = &site.live {
             if site.route.weights == self.want {
                 return Ok(Applied {
-                    object: live.clone(),
+                    object: live.to_value(),
                     outcome: Outcome::Unchanged,
                 });
             }
         }
         let desired = site.desired(self.want, self.previous, self.create);
+        let before = site.live.as_ref().map(VirtualService::to_value);
         let m = WriteMode {
             dry_run: mode.dry_run,
             force: site.decision.force(),
         };
         site.cluster
-            .apply_over(&desired, site.live.as_ref(), m)
+            .apply_over(&desired, before.as_ref(), m)
             .await
             .map_err(|err| {
                 // No answer is not "not written": the write may have landed, so undo it too.
@@ -125,16 +128,18 @@ impl across::Site for Writing<'_> {
     /// wrote.
     async fn put_back(&self, applied: &Applied, in_doubt: bool) -> Result<Restored> {
         let site = self.site;
-        let put_back = site.live.as_ref().map(|before| {
-            build::weights_object(
-                &applied.object,
+        let put_back = match &site.live {
+            Some(before) => Some(build::weights_object(
+                &VirtualService::read(&applied.object)?,
                 &site.route.at,
                 &site.route.weights,
                 build::previous_raw(before),
-            )
-        });
+            )),
+            None => None,
+        };
+        let before = site.live.as_ref().map(VirtualService::to_value);
         let u = Undo {
-            before: site.live.as_ref(),
+            before: before.as_ref(),
             after: Some(&applied.object),
             in_doubt,
             put_back,

@@ -5,7 +5,6 @@
 
 use anyhow::{anyhow, Result};
 use futures::future::join_all;
-use serde_json::Value;
 
 use super::plan::Plan;
 use super::route::{self, Route, RouteSelector};
@@ -15,6 +14,7 @@ use super::weights::slash;
 use crate::api::{self, Cluster};
 use crate::cli::KubeArgs;
 use crate::error::{usage, MeshError};
+use crate::istio::VirtualService;
 use crate::objects::{self, Kind};
 
 /// Connects to every given context at once (the current one when none); a context given twice
@@ -38,7 +38,7 @@ pub(super) async fn vs_kind(cluster: &Cluster) -> Result<Kind> {
 }
 
 /// The VirtualService kind `cluster` serves and the VirtualService TARGET names there.
-async fn read_target(cluster: &Cluster, target: &Target) -> Result<(Kind, Option<Value>)> {
+async fn read_target(cluster: &Cluster, target: &Target) -> Result<(Kind, Option<VirtualService>)> {
     let kind = vs_kind(cluster).await?;
     let live = find(cluster, &kind, target).await?;
     Ok((kind, live))
@@ -48,23 +48,34 @@ async fn read_target(cluster: &Cluster, target: &Target) -> Result<(Kind, Option
 pub(super) async fn read_targets(
     clusters: &[Cluster],
     target: &Target,
-) -> Vec<Result<(Kind, Option<Value>)>> {
+) -> Vec<Result<(Kind, Option<VirtualService>)>> {
     join_all(clusters.iter().map(|c| read_target(c, target))).await
 }
+/// The VirtualServices of `cluster`'s namespace, typed; a malformed one is an error naming it.
+pub(super) async fn list(cluster: &Cluster, kind: &Kind) -> Result<Vec<VirtualService>> {
+    let ns = cluster.namespace.as_str();
+    let all = cluster.list(kind, Some(ns), None).await?;
+    all.iter().map(VirtualService::read).collect()
+}
+
 /// The VirtualService TARGET names in `cluster`; `None` when there is none.
-pub(super) async fn find(cluster: &Cluster, kind: &Kind, target: &Target) -> Result<Option<Value>> {
+pub(super) async fn find(
+    cluster: &Cluster,
+    kind: &Kind,
+    target: &Target,
+) -> Result<Option<VirtualService>> {
     let ns = cluster.namespace.as_str();
     match target {
-        Target::Vs(name) => cluster.get(kind, Some(ns), name).await,
+        Target::Vs(name) => get(cluster, kind, ns, name).await,
         Target::Host(host) => {
-            let all = cluster.list(kind, Some(ns), None).await?;
-            let mut hits: Vec<Value> = all
+            let all = list(cluster, kind).await?;
+            let mut hits: Vec<VirtualService> = all
                 .into_iter()
                 .filter(|vs| target::matches(vs, target, ns))
                 .collect();
             if hits.len() > 1 {
                 // A gateway VirtualService may share the host; the split one is what counts.
-                let split: Vec<Value> = hits
+                let split: Vec<VirtualService> = hits
                     .iter()
                     .filter(|vs| !route::splittable(vs).is_empty())
                     .cloned()
@@ -74,10 +85,7 @@ pub(super) async fn find(cluster: &Cluster, kind: &Kind, target: &Target) -> Res
                 }
             }
             if hits.len() > 1 {
-                let names: Vec<String> = hits
-                    .iter()
-                    .map(|v| format!("vs/{}", objects::name(v)))
-                    .collect();
+                let names: Vec<String> = hits.iter().map(|v| format!("vs/{}", v.name())).collect();
                 return Err(usage(
                     "TARGET",
                     format!(
@@ -90,6 +98,17 @@ pub(super) async fn find(cluster: &Cluster, kind: &Kind, target: &Target) -> Res
             Ok(hits.pop())
         }
     }
+}
+
+/// The VirtualService `ns/name` in `cluster`, typed; `None` when there is none.
+async fn get(
+    cluster: &Cluster,
+    kind: &Kind,
+    ns: &str,
+    name: &str,
+) -> Result<Option<VirtualService>> {
+    let got = cluster.get(kind, Some(ns), name).await?;
+    got.as_ref().map(VirtualService::read).transpose()
 }
 
 /// TARGET is in none of the VirtualServices of `cluster`'s namespace.
@@ -117,13 +136,12 @@ pub(super) fn not_found(cluster: &Cluster, target: &Target, create_hint: bool) -
 pub(super) async fn status_routes(
     plan: &Plan,
     cluster: &Cluster,
-) -> Result<std::result::Result<Vec<(Value, Vec<Route>)>, String>> {
+) -> Result<std::result::Result<Vec<(VirtualService, Vec<Route>)>, String>> {
     let kind = vs_kind(cluster).await?;
     let ns = cluster.namespace.as_str();
-    let vss: Vec<Value> = match &plan.target {
+    let vss: Vec<VirtualService> = match &plan.target {
         Some(t) => find(cluster, &kind, t).await?.into_iter().collect(),
-        None => cluster
-            .list(&kind, Some(ns), None)
+        None => list(cluster, &kind)
             .await?
             .into_iter()
             .filter(|v| !route::splittable(v).is_empty())
@@ -148,7 +166,7 @@ pub(super) async fn status_routes(
 }
 
 /// The routes `status` shows of `vs`: the one `--route` names, else the split ones, else all.
-fn shown_routes(vs: &Value, selector: Option<&RouteSelector>) -> Vec<Route> {
+fn shown_routes(vs: &VirtualService, selector: Option<&RouteSelector>) -> Vec<Route> {
     match selector {
         Some(sel) => route::routes(vs)
             .into_iter()
@@ -168,10 +186,11 @@ fn shown_routes(vs: &Value, selector: Option<&RouteSelector>) -> Vec<Route> {
 /// Reads every site back, all at once, and compares with what was sent.
 pub(super) async fn read_back(sites: &[Site], want: &[Vec<u32>]) -> Result<()> {
     let mut diffs = Vec::new();
-    let reads = join_all(sites.iter().map(|site| {
-        site.cluster
-            .get(&site.kind, Some(&site.namespace), &site.name)
-    }))
+    let reads = join_all(
+        sites
+            .iter()
+            .map(|site| get(&site.cluster, &site.kind, &site.namespace, &site.name)),
+    )
     .await;
     for ((site, w), got) in sites.iter().zip(want).zip(reads) {
         let got = got?;

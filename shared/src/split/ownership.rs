@@ -5,9 +5,8 @@
 //! changing weights behind its back starts a tug of war, so mesh-split refuses and names it.
 //! Edits by hand through kubectl (client-side apply, edit, patch) are taken over.
 
-use serde_json::Value;
-
 use super::route::RouteKind;
+use crate::istio::VirtualService;
 use crate::objects::FIELD_MANAGER;
 
 /// Field managers that are a person using kubectl, whose ownership is safe to take over.
@@ -38,23 +37,26 @@ impl Owner {
 }
 
 /// Managers other than kubectl-mesh that own `spec.<kind>` of `vs`.
-pub fn owners(vs: &Value, kind: RouteKind) -> Vec<Owner> {
+pub fn owners(vs: &VirtualService, kind: RouteKind) -> Vec<Owner> {
     let key = format!("f:{}", kind.field());
     let mut out: Vec<Owner> = Vec::new();
-    for entry in vs["metadata"]["managedFields"]
-        .as_array()
-        .map_or(&[][..], Vec::as_slice)
-    {
-        let manager = entry["manager"].as_str().unwrap_or("");
-        if manager == FIELD_MANAGER || entry.get("subresource").is_some_and(|s| s != "") {
+    for entry in vs.metadata.managed_fields.as_deref().unwrap_or_default() {
+        let manager = entry.manager.as_deref().unwrap_or("");
+        if manager == FIELD_MANAGER || entry.subresource.as_deref().is_some_and(|s| !s.is_empty()) {
             continue;
         }
-        if entry["fieldsV1"]["f:spec"].get(&key).is_none() {
+        // The field set is the server's own notation, untyped by nature.
+        let owns = entry
+            .fields_v1
+            .as_ref()
+            .and_then(|f| f.0.get("f:spec"))
+            .is_some_and(|spec| spec.get(&key).is_some());
+        if !owns {
             continue;
         }
         let owner = Owner {
             manager: manager.to_string(),
-            operation: entry["operation"].as_str().unwrap_or("").to_string(),
+            operation: entry.operation.clone().unwrap_or_default(),
         };
         if !out.contains(&owner) {
             out.push(owner);
@@ -77,7 +79,7 @@ pub enum Decision {
 }
 
 /// Decides whether a write of `spec.<kind>` may go ahead.
-pub fn decide(vs: &Value, kind: RouteKind, force_conflicts: bool) -> Decision {
+pub fn decide(vs: &VirtualService, kind: RouteKind, force_conflicts: bool) -> Decision {
     let owners = owners(vs, kind);
     if owners.is_empty() {
         return Decision::Free;
@@ -105,10 +107,14 @@ impl Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn vs(entries: Value) -> Value {
-        json!({"metadata": {"name": "x", "managedFields": entries}})
+    fn typed(v: Value) -> VirtualService {
+        serde_json::from_value(v).expect("a VirtualService")
+    }
+
+    fn vs(entries: Value) -> VirtualService {
+        typed(json!({"metadata": {"name": "x", "managedFields": entries}}))
     }
 
     fn entry(manager: &str, operation: &str, fields: Value) -> Value {
@@ -119,7 +125,7 @@ mod tests {
     #[test]
     fn nobody_owns_a_seeded_object() {
         assert_eq!(
-            decide(&json!({"metadata": {}}), RouteKind::Http, false),
+            decide(&typed(json!({"metadata": {}})), RouteKind::Http, false),
             Decision::Free
         );
         let ours = vs(json!([entry(

@@ -5,7 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
+use crate::istio::{self, VirtualService, VirtualServiceSpec};
 
 /// The three route lists of a VirtualService spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +35,24 @@ impl RouteKind {
 
     fn from_field(s: &str) -> Option<Self> {
         RouteKind::ALL.into_iter().find(|k| k.field() == s)
+    }
+
+    /// This kind's route list in `spec`, if it has one.
+    pub fn list(self, spec: &VirtualServiceSpec) -> Option<&Vec<istio::Route>> {
+        match self {
+            RouteKind::Http => spec.http.as_ref(),
+            RouteKind::Tcp => spec.tcp.as_ref(),
+            RouteKind::Tls => spec.tls.as_ref(),
+        }
+    }
+
+    /// This kind's route list in `spec`, to change in place.
+    pub fn list_mut(self, spec: &mut VirtualServiceSpec) -> Option<&mut Vec<istio::Route>> {
+        match self {
+            RouteKind::Http => spec.http.as_mut(),
+            RouteKind::Tcp => spec.tcp.as_mut(),
+            RouteKind::Tls => spec.tls.as_mut(),
+        }
     }
 }
 
@@ -128,12 +147,12 @@ impl Destination {
         }
     }
 
-    fn of(route_destination: &Value) -> Self {
-        let d = &route_destination["destination"];
+    fn of(route_destination: &istio::RouteDestination) -> Self {
+        let d = &route_destination.destination;
         Self {
-            host: d["host"].as_str().unwrap_or("").to_string(),
-            subset: d["subset"].as_str().map(String::from),
-            port: d["port"]["number"].as_u64(),
+            host: d.host.clone(),
+            subset: d.subset.clone(),
+            port: d.port.as_ref().and_then(|p| p.number).map(u64::from),
         }
     }
 
@@ -181,21 +200,20 @@ impl Route {
 }
 
 /// Every route of a VirtualService, http first, then tcp, then tls.
-pub fn routes(vs: &Value) -> Vec<Route> {
+pub fn routes(vs: &VirtualService) -> Vec<Route> {
     let mut out = Vec::new();
     for kind in RouteKind::ALL {
-        let Some(list) = vs["spec"][kind.field()].as_array() else {
+        let Some(list) = kind.list(&vs.spec) else {
             continue;
         };
         for (index, r) in list.iter().enumerate() {
-            let rds: &[Value] = r["route"].as_array().map_or(&[], Vec::as_slice);
+            let rds = r.route.as_deref().unwrap_or_default();
             let destinations: Vec<Destination> = rds.iter().map(Destination::of).collect();
             let lone = rds.len() == 1;
             let weights = rds
                 .iter()
                 .map(|d| {
-                    d["weight"]
-                        .as_u64()
+                    d.weight
                         .and_then(|w| u32::try_from(w).ok())
                         .unwrap_or(if lone { 100 } else { 0 })
                 })
@@ -204,10 +222,7 @@ pub fn routes(vs: &Value) -> Vec<Route> {
                 at: RouteRef {
                     kind,
                     index,
-                    name: r["name"]
-                        .as_str()
-                        .filter(|n| !n.is_empty())
-                        .map(String::from),
+                    name: r.name.clone().filter(|n| !n.is_empty()),
                 },
                 destinations,
                 weights,
@@ -218,7 +233,7 @@ pub fn routes(vs: &Value) -> Vec<Route> {
 }
 
 /// Routes with two or more destinations: the ones a split can change.
-pub fn splittable(vs: &Value) -> Vec<Route> {
+pub fn splittable(vs: &VirtualService) -> Vec<Route> {
     routes(vs)
         .into_iter()
         .filter(|r| r.destinations.len() >= 2)
@@ -237,7 +252,7 @@ pub enum RouteError {
 }
 
 /// The route a split applies to: `--route`, else the only one with two or more destinations.
-pub fn select(vs: &Value, selector: Option<&RouteSelector>) -> Result<Route, RouteError> {
+pub fn select(vs: &VirtualService, selector: Option<&RouteSelector>) -> Result<Route, RouteError> {
     if let Some(sel) = selector {
         let all = routes(vs);
         let ids: Vec<String> = all.iter().map(|r| r.at.to_string()).collect();
@@ -262,10 +277,14 @@ pub fn select(vs: &Value, selector: Option<&RouteSelector>) -> Result<Route, Rou
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn vs() -> Value {
-        json!({"spec": {
+    fn typed(v: Value) -> VirtualService {
+        serde_json::from_value(v).expect("a VirtualService")
+    }
+
+    fn vs() -> VirtualService {
+        typed(json!({"spec": {
             "hosts": ["reviews"],
             "http": [
                 {"name": "canary", "match": [{"headers": {"x": {"exact": "1"}}}],
@@ -276,7 +295,7 @@ mod tests {
                 ]}
             ],
             "tcp": [{"route": [{"destination": {"host": "db"}, "weight": 50}, {"destination": {"host": "db2"}}]}]
-        }})
+        }}))
     }
 
     #[test]
@@ -316,7 +335,7 @@ mod tests {
             ))
         );
         assert_eq!(
-            select(&json!({"spec": {"hosts": ["x"]}}), None),
+            select(&typed(json!({"spec": {"hosts": ["x"]}})), None),
             Err(RouteError::NoneSplittable)
         );
     }

@@ -11,7 +11,8 @@ use super::plan::Create;
 use super::route::{Destination, Route, RouteError, RouteKind, RouteRef};
 use crate::api::Cluster;
 use crate::error::usage;
-use crate::objects::{self, Kind};
+use crate::istio::VirtualService;
+use crate::objects::Kind;
 
 /// One cluster's VirtualService and the route being split.
 pub(super) struct Site {
@@ -20,7 +21,7 @@ pub(super) struct Site {
     pub(super) namespace: String,
     pub(super) name: String,
     /// As last read or written; `None` while it is still to be created.
-    pub(super) live: Option<Value>,
+    pub(super) live: Option<VirtualService>,
     /// The route with its current weights.
     pub(super) route: Route,
     /// Weights before the command (`None`: created by it).
@@ -34,13 +35,13 @@ impl Site {
     pub(super) fn existing(
         cluster: Cluster,
         kind: Kind,
-        vs: Value,
+        vs: VirtualService,
         route: Route,
         force: bool,
     ) -> Self {
         let decision = ownership::decide(&vs, route.at.kind, force);
         Site {
-            name: objects::name(&vs).to_string(),
+            name: vs.name().to_string(),
             start: Some(route.weights.clone()),
             live: Some(vs),
             route,
@@ -112,16 +113,12 @@ impl Site {
 }
 
 /// `namespace/name` of an object.
-pub(super) fn ns_name(obj: &Value) -> String {
-    format!(
-        "{}/{}",
-        objects::namespace(obj).unwrap_or(""),
-        objects::name(obj)
-    )
+pub(super) fn ns_name(obj: &VirtualService) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or(""), obj.name())
 }
 
 /// The usage error for a route that cannot be chosen in `vs`.
-pub(super) fn route_error(e: RouteError, vs: &Value, context: &str) -> anyhow::Error {
+pub(super) fn route_error(e: RouteError, vs: &VirtualService, context: &str) -> anyhow::Error {
     let what = format!("VirtualService {} in context {context}", ns_name(vs));
     match e {
         RouteError::NoSuchRoute(routes) => {

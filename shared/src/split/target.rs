@@ -4,12 +4,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde_json::Value;
-
 use super::route::{self, Route};
 use super::weights::slash;
+use crate::istio::VirtualService;
 use crate::names;
-use crate::objects;
 
 /// What the user named.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,21 +72,14 @@ pub fn canonical_host(host: &str, namespace: &str) -> String {
 }
 
 /// The VirtualService's `spec.hosts`.
-pub fn hosts(vs: &Value) -> Vec<String> {
-    vs["spec"]["hosts"]
-        .as_array()
-        .map(|hs| {
-            hs.iter()
-                .filter_map(|h| h.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+pub fn hosts(vs: &VirtualService) -> Vec<String> {
+    vs.spec.hosts.clone().unwrap_or_default()
 }
 
 /// Whether `vs` is what `target` names.
-pub fn matches(vs: &Value, target: &Target, namespace: &str) -> bool {
+pub fn matches(vs: &VirtualService, target: &Target, namespace: &str) -> bool {
     match target {
-        Target::Vs(name) => objects::name(vs) == name,
+        Target::Vs(name) => vs.name() == name,
         Target::Host(h) => {
             let want = canonical_host(h, namespace);
             hosts(vs)
@@ -111,13 +102,13 @@ pub struct Candidate {
 
 impl Candidate {
     /// The candidate for `vs`, if it has a route with two or more destinations.
-    pub fn of(vs: &Value) -> Option<Self> {
+    pub fn of(vs: &VirtualService) -> Option<Self> {
         let routes = route::splittable(vs);
         if routes.is_empty() {
             return None;
         }
         Some(Self {
-            name: objects::name(vs).to_string(),
+            name: vs.name().to_string(),
             hosts: hosts(vs),
             routes,
         })
@@ -148,7 +139,7 @@ impl Candidate {
 }
 
 /// The splittable VirtualServices among `vss`, by name.
-pub fn candidates(vss: &[Value]) -> Vec<Candidate> {
+pub fn candidates(vss: &[VirtualService]) -> Vec<Candidate> {
     let mut c: Vec<Candidate> = vss.iter().filter_map(Candidate::of).collect();
     c.sort_by(|a, b| a.name.cmp(&b.name));
     c
@@ -157,7 +148,11 @@ pub fn candidates(vss: &[Value]) -> Vec<Candidate> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn typed(v: Value) -> VirtualService {
+        serde_json::from_value(v).expect("a VirtualService")
+    }
 
     #[test]
     fn parses_vs_names_and_hosts() {
@@ -182,7 +177,8 @@ mod tests {
 
     #[test]
     fn short_names_and_fqdns_match_each_other() {
-        let vs = json!({"metadata": {"name": "m"}, "spec": {"hosts": ["productcatalogservice"]}});
+        let vs =
+            typed(json!({"metadata": {"name": "m"}, "spec": {"hosts": ["productcatalogservice"]}}));
         let ns = "default";
         for t in [
             "productcatalogservice",
@@ -199,14 +195,14 @@ mod tests {
         ] {
             assert!(!matches(&vs, &t.parse().expect("target"), ns), "{t}");
         }
-        let fqdn = json!({"spec": {"hosts": ["reviews.default.svc.cluster.local"]}});
+        let fqdn = typed(json!({"spec": {"hosts": ["reviews.default.svc.cluster.local"]}}));
         assert!(matches(&fqdn, &Target::Host("reviews".into()), ns));
         assert!(!matches(&fqdn, &Target::Host("reviews".into()), "prod"));
     }
 
     #[test]
     fn candidates_show_current_weights() {
-        let vss = vec![
+        let vss: Vec<VirtualService> = [
             json!({"metadata": {"name": "b"}, "spec": {"hosts": ["y"], "http": [{"route": [
                 {"destination": {"host": "y"}, "weight": 100},
                 {"destination": {"host": "y-gke"}, "weight": 0}]}]}}),
@@ -215,7 +211,10 @@ mod tests {
             json!({"metadata": {"name": "a"}, "spec": {"hosts": ["x"], "tcp": [{"route": [
                 {"destination": {"host": "x1"}, "weight": 50},
                 {"destination": {"host": "x2"}, "weight": 50}]}]}}),
-        ];
+        ]
+        .into_iter()
+        .map(typed)
+        .collect();
         let c = candidates(&vss);
         let lines: Vec<String> = c.iter().map(Candidate::line).collect();
         assert_eq!(

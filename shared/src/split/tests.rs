@@ -44,8 +44,12 @@ fn migration_vs() -> Value {
     })
 }
 
+fn typed(vs: &Value) -> crate::istio::VirtualService {
+    serde_json::from_value(vs.clone()).expect("a VirtualService")
+}
+
 fn split_route(vs: &Value) -> Route {
-    select(vs, None).expect("one split route")
+    select(&typed(vs), None).expect("one split route")
 }
 
 #[test]
@@ -53,7 +57,7 @@ fn eighty_twenty_keeps_every_other_field_of_the_routes() {
     let vs = migration_vs();
     let route = split_route(&vs);
     let prev = Previous::of(&route).to_annotation();
-    let obj = weights_object(&vs, &route.at, &[80, 20], Some(&prev));
+    let obj = weights_object(&typed(&vs), &route.at, &[80, 20], Some(&prev));
     // Only the weights differ from the route list as read.
     let mut expect = vs["spec"]["http"].clone();
     expect[1]["route"][0]["weight"] = json!(80);
@@ -89,10 +93,15 @@ fn a_second_change_repeats_what_kubectl_mesh_owns() {
                      "f:spec": {"f:hosts": {}, "f:http": {}}}
     }]);
     let route = split_route(&live);
-    let obj = weights_object(&live, &route.at, &[0, 100], Some("{\"route\":\"http/0\"}"));
+    let obj = weights_object(
+        &typed(&live),
+        &route.at,
+        &[0, 100],
+        Some("{\"route\":\"http/0\"}"),
+    );
     insta::assert_yaml_snapshot!(obj);
     // Restoring to "no previous weights" drops the annotation from the apply.
-    let restore = weights_object(&live, &route.at, &[100, 0], None);
+    let restore = weights_object(&typed(&live), &route.at, &[100, 0], None);
     assert!(restore["metadata"].get("annotations").is_none());
     assert_eq!(restore["spec"]["hosts"], json!(["productcatalogservice"]));
 }
@@ -124,7 +133,7 @@ fn tcp_route_weights() {
     });
     let route = split_route(&vs);
     assert_eq!(route.at.to_string(), "tcp/0");
-    insta::assert_yaml_snapshot!(weights_object(&vs, &route.at, &[10, 90], None));
+    insta::assert_yaml_snapshot!(weights_object(&typed(&vs), &route.at, &[10, 90], None));
 }
 
 #[test]
@@ -138,10 +147,13 @@ fn previous_weights_round_trip() {
     );
     let mut annotated = vs.clone();
     annotated["metadata"]["annotations"][PREVIOUS_ANNOTATION] = json!(p.to_annotation());
-    assert_eq!(build::read_previous(&annotated), Some(Ok(p)));
+    assert_eq!(build::read_previous(&typed(&annotated)), Some(Ok(p)));
     annotated["metadata"]["annotations"][PREVIOUS_ANNOTATION] = json!("80/20");
-    assert!(matches!(build::read_previous(&annotated), Some(Err(_))));
-    assert_eq!(build::read_previous(&vs), None);
+    assert!(matches!(
+        build::read_previous(&typed(&annotated)),
+        Some(Err(_))
+    ));
+    assert_eq!(build::read_previous(&typed(&vs)), None);
 }
 
 #[test]

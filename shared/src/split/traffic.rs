@@ -16,7 +16,7 @@ use crate::api::Cluster;
 use crate::duration::HumanDuration;
 use crate::error::{one_line, usage};
 use crate::prom::{Endpoint, Prometheus};
-use crate::{objects, table, Io};
+use crate::{table, Io};
 
 /// The default `--window` of `status --traffic`.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
@@ -194,7 +194,7 @@ async fn cluster_rows(
                 };
                 route_rows.push(Row {
                     context: cluster.context.clone(),
-                    name: objects::name(vs).to_string(),
+                    name: vs.name().to_string(),
                     destination: d.to_string(),
                     weight: *w,
                     requests,

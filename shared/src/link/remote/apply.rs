@@ -67,10 +67,10 @@ fn replace(namespace: &str, cluster_id: &str, desired: Value, existing: Option<V
     let want = desired.clone();
     let rebase = move |now: Option<&Value>| {
         let token = |s: &Value| build::access_of(s, &id).map(|acc| acc.token);
-        match now {
+        Ok(match now {
             Some(n) if token(n).is_some() && token(n) == token(&want) => None,
             _ => Some(Step::apply(want.clone(), now.cloned())),
-        }
+        })
     };
     Step::cas(
         Step::apply(desired, existing),

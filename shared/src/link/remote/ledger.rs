@@ -57,7 +57,7 @@ pub fn record(ns: &str, existing: Option<Value>, target: &str, add: bool) -> Ste
     });
     let (ns_owned, target_owned) = (ns.to_string(), target.to_string());
     let rebase = move |now: Option<&Value>| {
-        desired(&ns_owned, now, &target_owned, add).map(|d| Step::apply(d, now.cloned()))
+        Ok(desired(&ns_owned, now, &target_owned, add).map(|d| Step::apply(d, now.cloned())))
     };
     Step::cas(
         Step::apply(first, existing),

@@ -4,11 +4,11 @@
 use std::io::Write as _;
 
 use anyhow::Result;
-use serde_json::Value;
 
 use crate::api::{Cluster, WriteMode};
 use crate::cli::DryRun;
 use crate::error::usage;
+use crate::istio::VirtualService;
 use crate::objects::Kind;
 use crate::output;
 use crate::prompt::Prompter;
@@ -95,7 +95,7 @@ fn site_for_set(
     set: &SetPlan,
     cluster: Cluster,
     kind: Kind,
-    live: Option<Value>,
+    live: Option<VirtualService>,
     target: &Target,
 ) -> Result<Site> {
     match (live, &set.create) {
@@ -132,7 +132,12 @@ fn same_route(first: &Site, site: &Site) -> Result<()> {
     ))
 }
 
-fn check_existing_matches(vs: &Value, route: &Route, c: &Create, context: &str) -> Result<()> {
+fn check_existing_matches(
+    vs: &VirtualService,
+    route: &Route,
+    c: &Create,
+    context: &str,
+) -> Result<()> {
     let same = route.destinations.len() == c.to.len()
         && route
             .destinations

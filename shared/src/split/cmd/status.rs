@@ -10,6 +10,7 @@ use futures::future::join_all;
 use serde_json::Value;
 
 use crate::api::Cluster;
+use crate::istio::VirtualService;
 use crate::objects;
 use crate::output;
 use crate::split::build::{self, Previous};
@@ -66,7 +67,7 @@ pub(in crate::split) async fn run(plan: &Plan, clusters: &[Cluster], io: &mut Io
 
 impl Found {
     /// The rows of one context's VirtualServices and routes.
-    fn add(&mut self, context: &str, vss: Vec<(Value, Vec<Route>)>) {
+    fn add(&mut self, context: &str, vss: Vec<(VirtualService, Vec<Route>)>) {
         for (vs, routes) in vss {
             let prev = build::read_previous(&vs).and_then(Result::ok);
             for r in &routes {
@@ -77,13 +78,13 @@ impl Found {
                     })
                     .map(Previous::weights);
                 self.seen
-                    .entry((objects::name(&vs).to_string(), r.at.to_string()))
+                    .entry((vs.name().to_string(), r.at.to_string()))
                     .or_default()
                     .push((context.to_string(), r.weights.clone()));
                 for (i, d) in r.destinations.iter().enumerate() {
                     self.rows.push(StatusRow {
                         context: context.to_string(),
-                        name: objects::name(&vs).to_string(),
+                        name: vs.name().to_string(),
                         route: r.at.to_string(),
                         destination: d.to_string(),
                         weight: r.weights[i],
@@ -91,7 +92,7 @@ impl Found {
                     });
                 }
             }
-            self.objs.push(objects::for_display(vs));
+            self.objs.push(objects::for_display(vs.to_value()));
         }
     }
 }

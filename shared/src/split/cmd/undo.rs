@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::api::{Cluster, WriteMode};
 use crate::cli::DryRun;
 use crate::error::MeshError;
+use crate::istio::VirtualService;
 use crate::objects;
 use crate::output;
 use crate::prompt::Prompter;
@@ -118,7 +119,7 @@ async fn read_sites(plan: &Plan, clusters: Vec<Cluster>, target: &Target) -> Res
 
 /// The weights recorded on `vs` (`what` names it) and the route they are for, as long as it
 /// still has the destinations they were recorded for.
-fn recorded_route(plan: &Plan, vs: &Value, what: &str) -> Result<(Previous, Route)> {
+fn recorded_route(plan: &Plan, vs: &VirtualService, what: &str) -> Result<(Previous, Route)> {
     let prev = match build::read_previous(vs) {
         None => {
             return Err(anyhow!(
