@@ -104,80 +104,44 @@ pub fn allocate(
     ses: &[Value],
     ledger: &Ledger,
 ) -> Result<Allocation, Exhausted> {
-    // Address of each host that has a ServiceEntry; linked entries win over foreign ones.
-    let mut se_address: BTreeMap<&str, Ipv4Addr> = BTreeMap::new();
-    // Hosts behind each address, over every ServiceEntry.
-    let mut owners: BTreeMap<Ipv4Addr, BTreeSet<&str>> = BTreeMap::new();
-    let mut linked: Vec<(&str, Ipv4Addr)> = Vec::new();
-    for se in ses {
-        let addrs = service_entry::ipv4_addresses(se);
-        let is_link = service_entry::is_link(se);
-        for h in service_entry::hosts(se) {
-            for ip in &addrs {
-                owners.entry(*ip).or_default().insert(h);
-            }
-            if let Some(first) = addrs.first() {
-                if is_link {
-                    se_address.insert(h, *first);
-                    linked.push((h, *first));
-                } else {
-                    se_address.entry(h).or_insert(*first);
-                }
-            }
-        }
-    }
-
-    let mut warnings = Vec::new();
+    let entries = Entries::read(ses);
     let mut next = ledger.clone();
-    for (h, ip) in &linked {
+    for (h, ip) in &entries.linked {
         if next.0.get(*h) != Some(ip) {
             next.0.insert((*h).to_string(), *ip);
         }
     }
 
-    let mut used: BTreeSet<Ipv4Addr> = owners.keys().copied().collect();
+    let mut used: BTreeSet<Ipv4Addr> = entries.owners.keys().copied().collect();
     used.extend(next.0.values().copied());
     // Count ledger holders of each address, to spot an address recorded for two hosts.
-    let mut ledger_holders: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
+    let mut holders: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
     for ip in next.0.values() {
-        *ledger_holders.entry(*ip).or_default() += 1;
+        *holders.entry(*ip).or_default() += 1;
     }
     let mut alloc = pool.allocator(used);
 
+    let mut warnings = Vec::new();
     let mut addresses = BTreeMap::new();
     let mut fresh = BTreeSet::new();
     for host in hosts {
-        if let Some(ip) = se_address.get(host.as_str()) {
-            next.0.insert(host.clone(), *ip);
-            addresses.insert(host.clone(), *ip);
-            continue;
-        }
-        if let Some(ip) = next.0.get(host).copied() {
-            let taken_by_other = owners
-                .get(&ip)
-                .is_some_and(|hs| hs.iter().any(|h| *h != host.as_str()));
-            let shared = ledger_holders.get(&ip).copied().unwrap_or(0) > 1;
-            if !taken_by_other && !shared {
-                addresses.insert(host.clone(), ip);
-                continue;
+        let kept = match entries.address.get(host.as_str()) {
+            Some(ip) => Some(*ip),
+            None => next
+                .0
+                .get(host)
+                .copied()
+                .and_then(|ip| ledger_address(host, ip, &entries, &mut holders, &mut warnings)),
+        };
+        let ip = match kept {
+            Some(ip) => ip,
+            None => {
+                fresh.insert(host.clone());
+                alloc.take()?
             }
-            let holder = owners
-                .get(&ip)
-                .and_then(|hs| {
-                    hs.iter()
-                        .find(|h| **h != host.as_str())
-                        .map(|h| (*h).to_string())
-                })
-                .unwrap_or_else(|| "another ledger entry".to_string());
-            if let Some(n) = ledger_holders.get_mut(&ip) {
-                *n -= 1;
-            }
-            warnings.push(format!("the ledger gave {host} the address {ip}, which {holder} uses: {host} gets a new address"));
-        }
-        let ip = alloc.take()?;
+        };
         next.0.insert(host.clone(), ip);
         addresses.insert(host.clone(), ip);
-        fresh.insert(host.clone());
     }
     Ok(Allocation {
         addresses,
@@ -185,6 +149,71 @@ pub fn allocate(
         ledger: next,
         warnings,
     })
+}
+
+/// What the ServiceEntries say about addresses.
+struct Entries<'a> {
+    /// Address of each host that has a ServiceEntry; linked entries win over foreign ones.
+    address: BTreeMap<&'a str, Ipv4Addr>,
+    /// Hosts behind each address, over every ServiceEntry.
+    owners: BTreeMap<Ipv4Addr, BTreeSet<&'a str>>,
+    /// Each linked entry's host and first address.
+    linked: Vec<(&'a str, Ipv4Addr)>,
+}
+
+impl<'a> Entries<'a> {
+    fn read(ses: &'a [Value]) -> Self {
+        let mut entries = Entries {
+            address: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            linked: Vec::new(),
+        };
+        for se in ses {
+            let addrs = service_entry::ipv4_addresses(se);
+            let is_link = service_entry::is_link(se);
+            for h in service_entry::hosts(se) {
+                for ip in &addrs {
+                    entries.owners.entry(*ip).or_default().insert(h);
+                }
+                if let Some(first) = addrs.first() {
+                    if is_link {
+                        entries.address.insert(h, *first);
+                        entries.linked.push((h, *first));
+                    } else {
+                        entries.address.entry(h).or_insert(*first);
+                    }
+                }
+            }
+        }
+        entries
+    }
+}
+
+/// The ledger's address `ip` for `host` when it is still the host's alone; else `None` (the
+/// host gets a new address), with a warning, and the address counts one holder less.
+fn ledger_address(
+    host: &str,
+    ip: Ipv4Addr,
+    entries: &Entries,
+    holders: &mut BTreeMap<Ipv4Addr, usize>,
+    warnings: &mut Vec<String>,
+) -> Option<Ipv4Addr> {
+    let other = entries
+        .owners
+        .get(&ip)
+        .and_then(|hs| hs.iter().find(|h| **h != host).copied());
+    let shared = holders.get(&ip).copied().unwrap_or(0) > 1;
+    if other.is_none() && !shared {
+        return Some(ip);
+    }
+    let holder = other.unwrap_or("another ledger entry");
+    if let Some(n) = holders.get_mut(&ip) {
+        *n -= 1;
+    }
+    warnings.push(format!(
+        "the ledger gave {host} the address {ip}, which {holder} uses: {host} gets a new address"
+    ));
+    None
 }
 
 /// Reads the ledger, lets `change` compute the new one, and writes it back by compare-and-swap

@@ -1,8 +1,8 @@
-//! Metric-gated steps: the checks (`--max-error-rate`, `--max-p99`, `--min-requests`), their
-//! PromQL on Istio's standard metrics, and the verdict before each next step in every cluster.
+//! Metric-gated steps, as planned: the check flags (`--max-error-rate`, `--max-p99`,
+//! `--min-requests`), their validation against the other flags, and their PromQL on Istio's
+//! standard metrics. Running them between steps is `gate.rs`.
 
 use std::fmt;
-use std::io::Write as _;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -10,11 +10,9 @@ use anyhow::Result;
 use clap::Args as ClapArgs;
 
 use super::route::Destination;
-use super::steps::Interrupt;
 use crate::duration::HumanDuration;
 use crate::error::usage;
-use crate::prom::{Endpoint, Prometheus};
-use crate::Io;
+use crate::prom::Endpoint;
 
 /// The check flags of a walk.
 #[derive(Debug, Clone, Default, ClapArgs)]
@@ -223,284 +221,6 @@ impl Queries {
     }
 }
 
-/// One destination to check in one cluster.
-#[derive(Debug, Clone)]
-pub struct Watched {
-    /// As shown (host and subset).
-    pub name: String,
-    /// Its queries.
-    pub queries: Queries,
-}
-
-/// One cluster's checks: its Prometheus and the destinations gaining traffic.
-#[derive(Debug, Clone)]
-pub struct Gate {
-    /// The context.
-    pub context: String,
-    /// Its Prometheus.
-    pub prom: Prometheus,
-    /// The destinations whose weight grows over the walk.
-    pub watched: Vec<Watched>,
-}
-
-impl Gate {
-    /// The gate of one cluster: the destinations whose weight goes up from `start` to `end`.
-    pub fn new(
-        context: &str,
-        prom: Prometheus,
-        destinations: &[Destination],
-        start: &[u32],
-        end: &[u32],
-        namespace: &str,
-        window: Duration,
-    ) -> Self {
-        let watched = destinations
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| end.get(*i) > start.get(*i))
-            .map(|(_, d)| Watched {
-                name: d.to_string(),
-                queries: Queries::new(&selector(d, namespace), window),
-            })
-            .collect();
-        Self {
-            context: context.to_string(),
-            prom,
-            watched,
-        }
-    }
-}
-
-/// A check that did not hold.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Failure {
-    /// The check, e.g. `error rate`.
-    pub check: &'static str,
-    /// The flag and threshold, e.g. `--max-error-rate 1%`.
-    pub threshold: String,
-    /// The measured value (or what went wrong).
-    pub value: String,
-    /// The context.
-    pub context: String,
-    /// The destination.
-    pub destination: String,
-    /// The Prometheus asked.
-    pub prometheus: String,
-    /// The PromQL.
-    pub query: String,
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "check failed in context {}: {} of {} is {} ({}); Prometheus {}, query: {}",
-            self.context,
-            self.check,
-            self.destination,
-            self.value,
-            self.threshold,
-            self.prometheus,
-            self.query
-        )
-    }
-}
-
-/// What the checks of one step found.
-#[derive(Debug, Clone, PartialEq)]
-enum Verdict {
-    Pass,
-    /// Too few requests somewhere (and nothing failed): a line per destination.
-    NoTraffic(Vec<Failure>),
-    Fail(Failure),
-}
-
-/// The outcome of the checks before a next step.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Step {
-    /// Every check held in every cluster.
-    Pass,
-    /// A check failed: roll back.
-    Fail(Failure),
-    /// A signal came during the extra wait for traffic.
-    Interrupted,
-}
-
-fn ms(x: f64) -> String {
-    format!("{x:.0}ms")
-}
-
-/// Runs every check of every gate. A Prometheus that does not answer is a failed check.
-async fn evaluate(gates: &[Gate], checks: &Checks) -> Verdict {
-    let mut low = Vec::new();
-    for gate in gates {
-        for w in &gate.watched {
-            let failure = |check, threshold: String, value: String, query: &str| Failure {
-                check,
-                threshold,
-                value,
-                context: gate.context.clone(),
-                destination: w.name.clone(),
-                prometheus: gate.prom.endpoint().to_string(),
-                query: query.to_string(),
-            };
-            let unanswered = |check, threshold: String, query: &str, e: anyhow::Error| {
-                failure(
-                    check,
-                    threshold,
-                    format!("unknown: {}", crate::error::one_line(&e)),
-                    query,
-                )
-            };
-            let min = format!("--min-requests {}", checks.min_requests);
-            let q = &w.queries;
-            let requests = match gate.prom.value(&q.requests).await {
-                Ok(v) => v.filter(|v| v.is_finite()).unwrap_or(0.0),
-                Err(e) => return Verdict::Fail(unanswered("requests", min, &q.requests, e)),
-            };
-            // `increase` extrapolates, so 9.6 requests count as the 10 they stand for.
-            if requests.round() < checks.min_requests as f64 {
-                low.push(failure(
-                    "requests",
-                    format!("{min} needed"),
-                    format!("{requests:.0}"),
-                    &q.requests,
-                ));
-                continue;
-            }
-            if let Some(max) = checks.max_error_rate {
-                let t = format!("--max-error-rate {max}");
-                match gate.prom.value(&q.error_rate).await {
-                    Err(e) => return Verdict::Fail(unanswered("error rate", t, &q.error_rate, e)),
-                    Ok(Some(v)) if v.is_finite() && v > max.0 => {
-                        return Verdict::Fail(failure(
-                            "error rate",
-                            t,
-                            format!("{:.1}%", v * 100.0),
-                            &q.error_rate,
-                        ))
-                    }
-                    Ok(_) => {}
-                }
-            }
-            if let Some(max) = checks.max_p99 {
-                let max_ms = max.as_secs_f64() * 1000.0;
-                let t = format!("--max-p99 {}", HumanDuration(max));
-                match gate.prom.value(&q.p99).await {
-                    Err(e) => return Verdict::Fail(unanswered("p99", t, &q.p99, e)),
-                    Ok(Some(v)) if v.is_finite() && v > max_ms => {
-                        return Verdict::Fail(failure("p99", t, ms(v), &q.p99))
-                    }
-                    Ok(Some(v)) if v.is_finite() => {}
-                    // Requests without a latency histogram: nothing says the latency is fine.
-                    Ok(_) => {
-                        return Verdict::Fail(failure(
-                            "p99",
-                            t,
-                            "unknown (no istio_request_duration_milliseconds data)".to_string(),
-                            &q.p99,
-                        ))
-                    }
-                }
-            }
-        }
-    }
-    if low.is_empty() {
-        Verdict::Pass
-    } else {
-        Verdict::NoTraffic(low)
-    }
-}
-
-/// Every query once, before the first step: a Prometheus that cannot answer stops the walk
-/// before anything is written (exit 1).
-pub async fn preflight(gates: &[Gate]) -> Result<()> {
-    for gate in gates {
-        for w in &gate.watched {
-            for q in [&w.queries.requests, &w.queries.error_rate, &w.queries.p99] {
-                gate.prom.query(q).await.map_err(|e| {
-                    anyhow::anyhow!(
-                        "before the first step, for the checks of context {}: {}",
-                        gate.context,
-                        crate::error::one_line(&e)
-                    )
-                })?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn low_line(l: &Failure) -> String {
-    format!(
-        "{} in context {}: {} requests, {}",
-        l.destination, l.context, l.value, l.threshold
-    )
-}
-
-/// How often the checks run again while waiting for traffic: a tenth of the interval, between
-/// 1 s and 15 s, so evidence that arrives early lets the walk go on early.
-fn poll_every(interval: Duration) -> Duration {
-    (interval / 10).clamp(Duration::from_secs(1), Duration::from_secs(15))
-}
-
-/// The checks before the next step. Too little traffic waits up to one more interval (checking
-/// again as it goes), then fails, or with `--allow-no-traffic` lets the walk go on.
-pub async fn check_step(
-    gates: &[Gate],
-    checks: &Checks,
-    interval: Duration,
-    interrupt: &mut Interrupt,
-    io: &mut Io,
-) -> Result<Step> {
-    let mut low = match evaluate(gates, checks).await {
-        Verdict::Pass => return Ok(Step::Pass),
-        Verdict::Fail(f) => return Ok(Step::Fail(f)),
-        Verdict::NoTraffic(low) => low,
-    };
-    let lines: Vec<String> = low.iter().map(low_line).collect();
-    io.note(format!(
-        "Too little traffic to judge ({}); waiting up to {} more",
-        lines.join("; "),
-        HumanDuration(interval)
-    ))?;
-    let deadline = tokio::time::Instant::now() + interval;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        // The line above says what is awaited; the short waits print nothing of their own.
-        if !interrupt
-            .wait(
-                left.min(poll_every(interval)),
-                "",
-                false,
-                &mut std::io::sink(),
-            )
-            .await
-        {
-            return Ok(Step::Interrupted);
-        }
-        match evaluate(gates, checks).await {
-            Verdict::Pass => return Ok(Step::Pass),
-            Verdict::Fail(f) => return Ok(Step::Fail(f)),
-            Verdict::NoTraffic(l) => low = l,
-        }
-    }
-    if checks.allow_no_traffic {
-        let lines: Vec<String> = low.iter().map(low_line).collect();
-        io.warn(format!(
-            "still too little traffic ({}); going on as --allow-no-traffic says",
-            lines.join("; ")
-        ))?;
-        return Ok(Step::Pass);
-    }
-    let mut f = low.remove(0);
-    f.value = format!("{} requests after waiting one more interval", f.value);
-    Ok(Step::Fail(f))
-}
-
 /// `--prometheus` is given once for every context, or once per `--context` in the same order.
 pub fn one_per_context(given: usize, contexts: usize) -> Result<()> {
     if given != 1 && given != contexts {
@@ -511,52 +231,6 @@ pub fn one_per_context(given: usize, contexts: usize) -> Result<()> {
             ),
         ));
     }
-    Ok(())
-}
-
-/// The checks a walk runs, with their queries (for `--dry-run`).
-pub fn describe(gates: &[Gate], checks: &Checks, window: Duration) -> String {
-    let mut out = format!(
-        "Checks before each next step, over the last {} in every context:\n",
-        HumanDuration(window)
-    );
-    for gate in gates {
-        for w in &gate.watched {
-            let q = &w.queries;
-            out.push_str(&format!(
-                "  {} {} (Prometheus {}):\n",
-                gate.context,
-                w.name,
-                gate.prom.endpoint()
-            ));
-            out.push_str(&format!(
-                "    requests >= {}{}: {}\n",
-                checks.min_requests,
-                if checks.allow_no_traffic {
-                    " (else go on: --allow-no-traffic)"
-                } else {
-                    ""
-                },
-                q.requests
-            ));
-            if let Some(max) = checks.max_error_rate {
-                out.push_str(&format!("    error rate <= {max}: {}\n", q.error_rate));
-            }
-            if let Some(max) = checks.max_p99 {
-                out.push_str(&format!("    p99 <= {}: {}\n", HumanDuration(max), q.p99));
-            }
-        }
-    }
-    out
-}
-
-/// Writes a failing check's full text to stderr (the error line repeats it in one line).
-pub fn print_failure(f: &Failure, io: &mut Io) -> Result<()> {
-    writeln!(
-        io.err,
-        "Check failed in context {}: {} of {} is {} ({})\n  Prometheus: {}\n  Query: {}",
-        f.context, f.check, f.destination, f.value, f.threshold, f.prometheus, f.query
-    )?;
     Ok(())
 }
 
@@ -579,23 +253,19 @@ mod tests {
 
     #[test]
     fn hosts_are_matched_as_istio_labels_them() {
-        let d = |h: &str| Destination::host(h);
-        assert_eq!(
-            selector(&d("productcatalogservice-gke"), "default"),
-            "destination_service_name=\"productcatalogservice-gke\",destination_service_namespace=\"default\""
-        );
-        assert_eq!(
-            selector(&d("reviews.shop.svc.cluster.local"), "default"),
-            "destination_service_name=\"reviews\",destination_service_namespace=\"shop\""
-        );
-        assert_eq!(
-            selector(&d("productcatalogservice-gke.default.global"), "default"),
-            "destination_service=\"productcatalogservice-gke.default.global\""
-        );
-        assert_eq!(
-            selector(&d("vm.example.internal"), "default"),
-            "destination_service=\"vm.example.internal\""
-        );
+        let default_ns = [
+            ("productcatalogservice-gke", "destination_service_name=\"productcatalogservice-gke\",destination_service_namespace=\"default\""),
+            ("reviews.shop.svc.cluster.local", "destination_service_name=\"reviews\",destination_service_namespace=\"shop\""),
+            ("productcatalogservice-gke.default.global", "destination_service=\"productcatalogservice-gke.default.global\""),
+            ("vm.example.internal", "destination_service=\"vm.example.internal\""),
+        ];
+        for (host, want) in default_ns {
+            assert_eq!(
+                selector(&Destination::host(host), "default"),
+                want,
+                "{host}"
+            );
+        }
     }
 
     #[test]
@@ -609,16 +279,6 @@ mod tests {
 
     fn q_yaml(q: &Queries) -> Vec<String> {
         vec![q.requests.clone(), q.error_rate.clone(), q.p99.clone()]
-    }
-
-    #[test]
-    fn traffic_is_polled_a_tenth_of_the_interval_within_1s_and_15s() {
-        assert_eq!(poll_every(Duration::from_secs(2)), Duration::from_secs(1));
-        assert_eq!(poll_every(Duration::from_secs(60)), Duration::from_secs(6));
-        assert_eq!(
-            poll_every(Duration::from_secs(3600)),
-            Duration::from_secs(15)
-        );
     }
 
     #[test]

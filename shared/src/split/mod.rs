@@ -8,6 +8,7 @@ mod cli;
 mod cmd;
 mod commit;
 mod facts;
+mod gate;
 mod ownership;
 mod plan;
 mod report;

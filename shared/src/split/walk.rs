@@ -8,10 +8,11 @@ use std::io::Write as _;
 use anyhow::{anyhow, Result};
 use serde_json::Value;
 
-use super::analysis::{self, Analysis, Gate, Step};
+use super::analysis::Analysis;
 use super::build::{self, Previous};
 use super::commit::commit;
 use super::facts;
+use super::gate::{self, Gate, Step};
 use super::plan::{Plan, SetPlan};
 use super::report;
 use super::site::Site;
@@ -152,10 +153,10 @@ async fn preflight<'a>(
     match &walk.set.analysis {
         Some(a) if mode.dry_run == DryRun::None => {
             let g = make_gates(a, sites, &walk.plans)?;
-            for line in analysis::describe(&g, &a.checks, a.window).lines() {
+            for line in gate::describe(&g, &a.checks, a.window).lines() {
                 crate::vlog!(4, "{line}");
             }
-            analysis::preflight(&g).await?;
+            gate::preflight(&g).await?;
             Ok(Some((g, a)))
         }
         _ => Ok(None),
@@ -215,14 +216,14 @@ async fn between(
         return Ok(Step::Interrupted);
     }
     match gates {
-        Some((g, a)) => analysis::check_step(g, &a.checks, walk.set.interval, int, io).await,
+        Some((g, a)) => gate::check_step(g, &a.checks, walk.set.interval, int, io).await,
         None => Ok(Step::Pass),
     }
 }
 
 /// Each cluster's Prometheus and the destinations its walk moves traffic to.
 pub(super) fn make_gates(
-    a: &analysis::Analysis,
+    a: &Analysis,
     sites: &[Site],
     plans: &[Vec<Vec<u32>>],
 ) -> Result<Vec<Gate>> {
@@ -249,10 +250,10 @@ pub(super) fn make_gates(
 async fn roll_back(
     sites: &mut [Site],
     starts: &[Vec<u32>],
-    failed: &analysis::Failure,
+    failed: &gate::Failure,
     io: &mut Io,
 ) -> Result<()> {
-    analysis::print_failure(failed, io)?;
+    gate::print_failure(failed, io)?;
     io.note(format!(
         "Rolling back every context to {}",
         slash(&starts[0])

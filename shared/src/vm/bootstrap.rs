@@ -182,6 +182,27 @@ pub fn canonical(labels: &BTreeMap<String, String>, workload: &str) -> (String, 
 pub fn build(group: &Group, mesh: &Value, opts: &Options) -> Result<Files, String> {
     let rev = revisioned(opts.revision.as_deref());
     let mut warnings = Vec::new();
+    let mut pc = proxy_config(group, mesh, opts)?;
+    let labels = labels(group, &mut warnings);
+    let md = proxy_metadata(group, mesh, opts, &pc, labels)?;
+    pc["proxyMetadata"] = json!(md);
+    drop_nulls(&mut pc);
+    let mesh_yaml = goyaml::to_string(&json!({ "defaultConfig": pc }));
+
+    let mut env = md;
+    for (k, v) in env_overrides(group, opts, rev, &pc) {
+        env.insert(k, text(&v));
+    }
+    Ok(Files {
+        cluster_env: cluster_env(&env)?,
+        mesh_yaml,
+        warnings,
+    })
+}
+
+/// The VM's proxy config: the mesh's `defaultConfig`, the `proxy.istio.io/config` annotations
+/// over it, and the group's readiness probe.
+fn proxy_config(group: &Group, mesh: &Value, opts: &Options) -> Result<Value, String> {
     env_names(
         &mesh["defaultConfig"],
         "the mesh config (defaultConfig.proxyMetadata)",
@@ -195,27 +216,17 @@ pub fn build(group: &Group, mesh: &Value, opts: &Options) -> Result<Files, Strin
             ))
         }
     };
+    let rev = revisioned(opts.revision.as_deref());
     if rev.is_some() && text(&pc["discoveryAddress"]).is_empty() {
         pc["discoveryAddress"] = json!(istiod_addr(&opts.istio_namespace, rev));
     }
+    // In this order, so spec.metadata's annotation wins over the object's.
     for (source, annotations) in [
         ("the WorkloadGroup's annotations", &group.object_annotations),
         ("spec.metadata.annotations", &group.annotations),
     ] {
         if let Some(yaml) = annotations.get(PROXY_CONFIG_ANNOTATION) {
-            let over: Value = serde_yaml::from_str(yaml).map_err(|e| {
-                format!("annotation {PROXY_CONFIG_ANNOTATION} in {source} is not valid YAML: {e}")
-            })?;
-            if !(over.is_object() || over.is_null()) {
-                return Err(format!(
-                    "annotation {PROXY_CONFIG_ANNOTATION} in {source} is not a mapping"
-                ));
-            }
-            env_names(
-                &over,
-                &format!("annotation {PROXY_CONFIG_ANNOTATION} in {source}"),
-            )?;
-            merge(&mut pc, &over);
+            merge(&mut pc, &annotation_config(yaml, source)?);
         }
     }
     match &group.probe {
@@ -226,7 +237,28 @@ pub fn build(group: &Group, mesh: &Value, opts: &Options) -> Result<Files, Strin
             }
         }
     }
+    Ok(pc)
+}
 
+/// A `proxy.istio.io/config` annotation, parsed and checked.
+fn annotation_config(yaml: &str, source: &str) -> Result<Value, String> {
+    let over: Value = serde_yaml::from_str(yaml).map_err(|e| {
+        format!("annotation {PROXY_CONFIG_ANNOTATION} in {source} is not valid YAML: {e}")
+    })?;
+    if !(over.is_object() || over.is_null()) {
+        return Err(format!(
+            "annotation {PROXY_CONFIG_ANNOTATION} in {source} is not a mapping"
+        ));
+    }
+    env_names(
+        &over,
+        &format!("annotation {PROXY_CONFIG_ANNOTATION} in {source}"),
+    )?;
+    Ok(over)
+}
+
+/// The VM's labels: `spec.metadata.labels`, overridden (with a warning) by the template's.
+fn labels(group: &Group, warnings: &mut Vec<String>) -> BTreeMap<String, String> {
     let mut labels = group.labels.clone();
     let t = &group.template;
     if !t.labels.is_empty() {
@@ -240,7 +272,18 @@ pub fn build(group: &Group, mesh: &Value, opts: &Options) -> Result<Files, Strin
         ));
         labels.extend(t.labels.clone());
     }
+    labels
+}
 
+/// `proxyMetadata`: the proxy config's own, then the keys istioctl sets for the workload.
+fn proxy_metadata(
+    group: &Group,
+    mesh: &Value,
+    opts: &Options,
+    pc: &Value,
+    mut labels: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let t = &group.template;
     let mut md: BTreeMap<String, String> = match &pc["proxyMetadata"] {
         Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
         _ => BTreeMap::new(),
@@ -254,22 +297,8 @@ pub fn build(group: &Group, mesh: &Value, opts: &Options) -> Result<Files, Strin
     md.insert("ISTIO_META_CLUSTER_ID".into(), opts.cluster_id.clone());
     md.insert("ISTIO_META_MESH_ID".into(), text(&pc["meshId"]));
     md.insert("ISTIO_META_NETWORK".into(), t.network.clone());
-    if !t.ports.is_empty() {
-        let mut by_name: Vec<(&String, &u16)> = t.ports.iter().collect();
-        by_name.sort();
-        let ports: Vec<String> = by_name
-            .iter()
-            .map(|(n, p)| {
-                format!(
-                    "{{\"name\":{},\"containerPort\":{p},\"protocol\":\"\"}}",
-                    Value::String((*n).clone())
-                )
-            })
-            .collect();
-        md.insert(
-            "ISTIO_META_POD_PORTS".into(),
-            format!("[{}]", ports.join(",")),
-        );
+    if let Some(ports) = pod_ports(&t.ports) {
+        md.insert("ISTIO_META_POD_PORTS".into(), ports);
     }
     md.insert("ISTIO_META_WORKLOAD_NAME".into(), group.name.clone());
     labels.insert("service.istio.io/canonical-name".into(), svc);
@@ -287,41 +316,46 @@ pub fn build(group: &Group, mesh: &Value, opts: &Options) -> Result<Files, Strin
     if opts.autoregister {
         md.insert("ISTIO_META_AUTO_REGISTER_GROUP".into(), group.name.clone());
     }
-    pc["proxyMetadata"] = json!(md);
-    drop_nulls(&mut pc);
-    let mesh_yaml = goyaml::to_string(&json!({ "defaultConfig": pc }));
+    Ok(md)
+}
 
-    let mut numbers: Vec<u16> = t.ports.values().copied().collect();
-    numbers.sort_unstable();
-    numbers.dedup();
-    let inbound = if numbers.is_empty() {
-        "*".to_string()
-    } else {
-        numbers
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let mut exclude = "22,15090,15021".to_string();
-    let status_port = pc["statusPort"].as_u64().unwrap_or(0);
-    if status_port != 15090 && status_port != 15021 {
-        if status_port != 0 {
-            exclude.push_str(&format!(",{status_port}"));
-        } else {
-            exclude.push_str(",15020");
-        }
+/// `ISTIO_META_POD_PORTS`: the named ports as the JSON istioctl writes, sorted by name.
+fn pod_ports(ports: &BTreeMap<String, u16>) -> Option<String> {
+    if ports.is_empty() {
+        return None;
     }
-    let mut env = md;
+    let mut by_name: Vec<(&String, &u16)> = ports.iter().collect();
+    by_name.sort();
+    let ports: Vec<String> = by_name
+        .iter()
+        .map(|(n, p)| {
+            format!(
+                "{{\"name\":{},\"containerPort\":{p},\"protocol\":\"\"}}",
+                Value::String((*n).clone())
+            )
+        })
+        .collect();
+    Some(format!("[{}]", ports.join(",")))
+}
+
+/// The keys of cluster.env that are not proxy metadata: the VM's service, its ports and
+/// addresses, and the CA of a revision.
+fn env_overrides(
+    group: &Group,
+    opts: &Options,
+    rev: Option<&str>,
+    pc: &Value,
+) -> Map<String, Value> {
+    let t = &group.template;
     let mut overrides = Map::new();
-    overrides.insert("ISTIO_INBOUND_PORTS".into(), json!(inbound));
+    overrides.insert("ISTIO_INBOUND_PORTS".into(), json!(inbound_ports(&t.ports)));
     overrides.insert("ISTIO_NAMESPACE".into(), json!(group.namespace));
     overrides.insert(
         "ISTIO_SERVICE".into(),
         json!(format!("{}.{}", group.name, group.namespace)),
     );
     overrides.insert("ISTIO_SERVICE_CIDR".into(), json!("*"));
-    overrides.insert("ISTIO_LOCAL_EXCLUDE_PORTS".into(), json!(exclude));
+    overrides.insert("ISTIO_LOCAL_EXCLUDE_PORTS".into(), json!(exclude_ports(pc)));
     overrides.insert("SERVICE_ACCOUNT".into(), json!(t.service_account));
     if rev.is_some() {
         overrides.insert(
@@ -342,9 +376,41 @@ pub fn build(group: &Group, mesh: &Value, opts: &Options) -> Result<Files, Strin
         }
         None => {}
     }
-    for (k, v) in overrides {
-        env.insert(k, text(&v));
+    overrides
+}
+
+/// `ISTIO_INBOUND_PORTS`: the template's port numbers, or `*` (capture all) without any.
+fn inbound_ports(ports: &BTreeMap<String, u16>) -> String {
+    let mut numbers: Vec<u16> = ports.values().copied().collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    if numbers.is_empty() {
+        "*".to_string()
+    } else {
+        numbers
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     }
+}
+
+/// `ISTIO_LOCAL_EXCLUDE_PORTS`: ssh and the proxy's own ports, the status port included.
+fn exclude_ports(pc: &Value) -> String {
+    let mut exclude = "22,15090,15021".to_string();
+    let status_port = pc["statusPort"].as_u64().unwrap_or(0);
+    if status_port != 15090 && status_port != 15021 {
+        if status_port != 0 {
+            exclude.push_str(&format!(",{status_port}"));
+        } else {
+            exclude.push_str(",15020");
+        }
+    }
+    exclude
+}
+
+/// The text of cluster.env: sorted `KEY='value'` lines.
+fn cluster_env(env: &BTreeMap<String, String>) -> Result<String, String> {
     // Every key has been checked where it came from; this keeps the promise for any key a
     // future change adds.
     if let Some(bad) = env.keys().find(|k| !is_env_name(k)) {
@@ -359,11 +425,7 @@ pub fn build(group: &Group, mesh: &Value, opts: &Options) -> Result<Files, Strin
     lines.sort();
     let mut cluster_env = lines.join("\n");
     cluster_env.push('\n');
-    Ok(Files {
-        cluster_env,
-        mesh_yaml,
-        warnings,
-    })
+    Ok(cluster_env)
 }
 
 #[cfg(test)]

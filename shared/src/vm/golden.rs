@@ -49,6 +49,12 @@ fn render(group: &Group, mesh: &str, o: &Options, gateway: &str) -> String {
     )
 }
 
+/// The files of Istio's example group under a default install's mesh config, as the snapshots
+/// of each option show them.
+fn analytics(o: &Options) -> String {
+    render(&read_group(ANALYTICS), HELM_MESH, o, "203.0.113.10")
+}
+
 /// Upstream `testdata/vmconfig/ipv4`, minus `IDENTITY_PATH_PREFIX=''` (newest istioctl only).
 #[test]
 fn parity_with_istioctl_ipv4_golden() {
@@ -133,12 +139,7 @@ fn inbound_ports_sort_numerically() {
 
 #[test]
 fn snapshot_files_default() {
-    insta::assert_snapshot!(render(
-        &read_group(ANALYTICS),
-        HELM_MESH,
-        &opts(),
-        "203.0.113.10"
-    ));
+    insta::assert_snapshot!(analytics(&opts()));
 }
 
 #[test]
@@ -147,12 +148,7 @@ fn snapshot_files_autoregister() {
         autoregister: true,
         ..opts()
     };
-    insta::assert_snapshot!(render(
-        &read_group(ANALYTICS),
-        HELM_MESH,
-        &o,
-        "203.0.113.10"
-    ));
+    insta::assert_snapshot!(analytics(&o));
 }
 
 #[test]
@@ -172,12 +168,7 @@ fn snapshot_files_external_ip() {
         svc_ip: Some(SvcIp::External("198.51.100.7".parse().expect("ip"))),
         ..opts()
     };
-    insta::assert_snapshot!(render(
-        &read_group(ANALYTICS),
-        HELM_MESH,
-        &o,
-        "203.0.113.10"
-    ));
+    insta::assert_snapshot!(analytics(&o));
 }
 
 #[test]
@@ -186,12 +177,7 @@ fn snapshot_files_no_dns_capture() {
         capture_dns: false,
         ..opts()
     };
-    insta::assert_snapshot!(render(
-        &read_group(ANALYTICS),
-        HELM_MESH,
-        &o,
-        "203.0.113.10"
-    ));
+    insta::assert_snapshot!(analytics(&o));
 }
 
 #[test]

@@ -264,6 +264,17 @@ fn string_at(v: &Value, at: &str) -> Result<String, String> {
 
 fn parse_object(obj: &Value, strict: bool) -> Result<Group, String> {
     check_fields(obj, "", TOP, strict).map_err(|e| e.trim_start_matches('.').to_string())?;
+    check_kind(obj)?;
+    let mut group = parse_metadata(&obj["metadata"])?;
+    let spec = &obj["spec"];
+    check_fields(spec, "spec", SPEC, strict)?;
+    (group.labels, group.annotations) = parse_spec_metadata(&spec["metadata"], strict)?;
+    group.template = parse_template(&spec["template"], strict)?;
+    group.probe = parse_probe(&spec["probe"])?;
+    Ok(group)
+}
+
+fn check_kind(obj: &Value) -> Result<(), String> {
     let api_version = obj["apiVersion"].as_str().unwrap_or("");
     let kind = obj["kind"].as_str().unwrap_or("");
     // istioctl reads files without apiVersion; accept that, but not a wrong one.
@@ -276,7 +287,11 @@ fn parse_object(obj: &Value, strict: bool) -> Result<Group, String> {
             "expected kind WorkloadGroup of networking.istio.io/v1, v1beta1 or v1alpha3, got {kind:?} of {api_version:?}"
         ));
     }
-    let meta = &obj["metadata"];
+    Ok(())
+}
+
+/// The object's own `metadata`; the spec's fields are left at their defaults.
+fn parse_metadata(meta: &Value) -> Result<Group, String> {
     let name = string_at(&meta["name"], "metadata.name")?;
     if name.is_empty() {
         return Err("metadata.name is missing".into());
@@ -286,12 +301,19 @@ fn parse_object(obj: &Value, strict: bool) -> Result<Group, String> {
     if !namespace.is_empty() {
         names::dns1123_label(&namespace).map_err(|e| format!("metadata.namespace: {e}"))?;
     }
-    let object_labels = string_map(&meta["labels"], "metadata.labels")?;
-    let object_annotations = string_map(&meta["annotations"], "metadata.annotations")?;
+    Ok(Group {
+        name,
+        namespace,
+        object_labels: string_map(&meta["labels"], "metadata.labels")?,
+        object_annotations: string_map(&meta["annotations"], "metadata.annotations")?,
+        ..Group::default()
+    })
+}
 
-    let spec = &obj["spec"];
-    check_fields(spec, "spec", SPEC, strict)?;
-    let smeta = &spec["metadata"];
+/// `spec.metadata`: the labels (checked as label keys and values) and annotations.
+type SpecMetadata = (BTreeMap<String, String>, BTreeMap<String, String>);
+
+fn parse_spec_metadata(smeta: &Value, strict: bool) -> Result<SpecMetadata, String> {
     check_fields(smeta, "spec.metadata", SPEC_META, strict)?;
     let labels = string_map(&smeta["labels"], "spec.metadata.labels")?;
     for (k, v) in &labels {
@@ -299,38 +321,15 @@ fn parse_object(obj: &Value, strict: bool) -> Result<Group, String> {
         names::label_value(v).map_err(|e| format!("spec.metadata.labels.{k}: {e}"))?;
     }
     let annotations = string_map(&smeta["annotations"], "spec.metadata.annotations")?;
+    Ok((labels, annotations))
+}
 
-    let t = &spec["template"];
+fn parse_template(t: &Value, strict: bool) -> Result<Template, String> {
     check_fields(t, "spec.template", TEMPLATE, strict)?;
     if strict && !string_at(&t["address"], "spec.template.address")?.is_empty() {
         return Err("spec.template.address: must be empty: each VM's address comes from its own WorkloadEntry".into());
     }
-    let mut ports = BTreeMap::new();
-    match &t["ports"] {
-        Value::Null => {}
-        Value::Object(m) => {
-            for (k, v) in m {
-                let n = v
-                    .as_u64()
-                    .filter(|n| (1..=65535).contains(n))
-                    .ok_or_else(|| {
-                        format!("spec.template.ports.{k}: expected a port from 1 to 65535, got {v}")
-                    })?;
-                if k.is_empty()
-                    || k.len() > 63
-                    || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                {
-                    return Err(format!("spec.template.ports: invalid port name {k:?}: letters, digits and '-', at most 63"));
-                }
-                ports.insert(k.clone(), n as u16);
-            }
-        }
-        other => {
-            return Err(format!(
-                "spec.template.ports: expected a mapping of name to port, got {other}"
-            ))
-        }
-    }
+    let ports = parse_ports(&t["ports"])?;
     let weight = match &t["weight"] {
         Value::Null => 0,
         v => v
@@ -349,33 +348,55 @@ fn parse_object(obj: &Value, strict: bool) -> Result<Group, String> {
             .parse::<Locality>()
             .map_err(|e| format!("spec.template.locality: {e}"))?;
     }
-    let template = Template {
+    Ok(Template {
         ports,
         service_account,
         network: string_at(&t["network"], "spec.template.network")?,
         locality,
         weight,
         labels: string_map(&t["labels"], "spec.template.labels")?,
-    };
-    let probe = match &spec["probe"] {
-        Value::Null => None,
-        v => {
-            let p: Probe =
-                serde_json::from_value(v.clone()).map_err(|e| format!("spec.probe: {e}"))?;
-            p.validate().map_err(|e| format!("spec.probe: {e}"))?;
-            Some(p)
+    })
+}
+
+/// `spec.template.ports`: port names as Kubernetes allows them, numbers 1 to 65535.
+fn parse_ports(v: &Value) -> Result<BTreeMap<String, u16>, String> {
+    let mut ports = BTreeMap::new();
+    let m = match v {
+        Value::Null => return Ok(ports),
+        Value::Object(m) => m,
+        other => {
+            return Err(format!(
+                "spec.template.ports: expected a mapping of name to port, got {other}"
+            ))
         }
     };
-    Ok(Group {
-        name,
-        namespace,
-        object_labels,
-        object_annotations,
-        labels,
-        annotations,
-        template,
-        probe,
-    })
+    for (k, v) in m {
+        let n = v
+            .as_u64()
+            .filter(|n| (1..=65535).contains(n))
+            .ok_or_else(|| {
+                format!("spec.template.ports.{k}: expected a port from 1 to 65535, got {v}")
+            })?;
+        if k.is_empty()
+            || k.len() > 63
+            || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(format!(
+                "spec.template.ports: invalid port name {k:?}: letters, digits and '-', at most 63"
+            ));
+        }
+        ports.insert(k.clone(), n as u16);
+    }
+    Ok(ports)
+}
+
+fn parse_probe(v: &Value) -> Result<Option<Probe>, String> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let p: Probe = serde_json::from_value(v.clone()).map_err(|e| format!("spec.probe: {e}"))?;
+    p.validate().map_err(|e| format!("spec.probe: {e}"))?;
+    Ok(Some(p))
 }
 
 #[cfg(test)]

@@ -217,32 +217,13 @@ pub fn expose_line(a_ctx: &str, gateways: &[Value]) -> Line {
 /// Runs every check and prints one line each; exit 3 when any fails. With `net`, also the
 /// network and expose-services lines.
 pub async fn run(a: &Cluster, b: &Cluster, ns: &str, reach: Reach<'_>, io: &mut Io) -> Result<()> {
-    let net = reach.network;
-    let mut lines = Vec::new();
-    let mut releases = Vec::new();
-    for c in [a, b] {
-        let d = c
-            .get(
-                &objects::deployment(),
-                Some(ns),
-                &with_revision("istiod", None),
-            )
-            .await?;
-        releases.push((
-            c.context.clone(),
-            d.as_ref()
-                .map_or_else(|| Err(format!("no istiod Deployment in {ns}")), release_of),
-        ));
-    }
-    lines.push(version_line(&releases));
-
-    let cm = objects::core("ConfigMap");
-    let root_a = a.get(&cm, Some(ns), "istio-ca-root-cert").await?;
-    let root_b = b.get(&cm, Some(ns), "istio-ca-root-cert").await?;
-    lines.push(root_cert_line(
-        (&a.context, root_a.as_ref()),
-        (&b.context, root_b.as_ref()),
-    ));
+    let mut lines = vec![
+        version_line(&[release(a, ns).await?, release(b, ns).await?]),
+        root_cert_line(
+            (&a.context, root_cert(a, ns).await?.as_ref()),
+            (&b.context, root_cert(b, ns).await?.as_ref()),
+        ),
+    ];
 
     let a_id = ControlPlane::new(a, ns, None).cluster_id(None).await?.0;
     let b_id = ControlPlane::new(b, ns, None).cluster_id(None).await?.0;
@@ -256,6 +237,7 @@ pub async fn run(a: &Cluster, b: &Cluster, ns: &str, reach: Reach<'_>, io: &mut 
         &secrets,
     ));
 
+    let cm = objects::core("ConfigMap");
     let mesh_a = a.get(&cm, Some(ns), "istio").await?;
     let mesh_b = b.get(&cm, Some(ns), "istio").await?;
     lines.push(mesh_id_line(
@@ -263,65 +245,24 @@ pub async fn run(a: &Cluster, b: &Cluster, ns: &str, reach: Reach<'_>, io: &mut 
         (&b.context, mesh_id(mesh_b.as_ref())),
     ));
 
-    if let Some(gw) = net {
-        let na = ControlPlane::new(a, ns, None).network(Some(&a_id)).await?;
-        let nb = ControlPlane::new(b, ns, None).network(Some(&b_id)).await?;
-        let svc = a
-            .get(&objects::core("Service"), Some(&gw.namespace), &gw.name)
-            .await?;
-        lines.push(network_line(
-            (&a.context, &na.name),
-            (&b.context, &nb.name),
-            gw,
-            svc.as_ref(),
-        ));
-        let probed = match svc.as_ref().map(probe::target) {
-            None => Err(format!("Service {gw} not found")),
-            Some(Err(why)) => Err(why),
-            Some(Ok((host, port))) => {
-                let endpoint = probe::endpoint(&host, port);
-                probe::connect(&host, port)
-                    .await
-                    .map(|took| (endpoint.clone(), took))
-                    .map_err(|why| format!("{endpoint}: {why}"))
-            }
-        };
-        lines.push(probe_line(&a.context, gw, probed));
-        match a.istio_version().await {
-            Ok(v) => {
-                let gateways = a
-                    .list(&objects::istio("Gateway", &v), Some(&gw.namespace), None)
-                    .await?;
-                lines.push(expose_line(&a.context, &gateways));
-            }
-            Err(e) => lines.push(fail(format!("{e:#}"))),
-        }
+    if let Some(gw) = reach.network {
+        network_lines((a, &a_id), (b, &b_id), ns, gw, &mut lines).await?;
     }
 
     let name = build::remote_secret_name(&a_id);
-    let text = secrets
-        .iter()
-        .find(|s| objects::name(s) == name)
-        .and_then(|s| s["data"][&a_id].as_str())
-        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
-        .and_then(|b| String::from_utf8(b).ok());
-    let seen = match text {
+    let seen = match secret_kubeconfig(&secrets, &name, &a_id) {
         Some(t) => Some(listing::inspect(t, None).await),
         None => None,
     };
     lines.push(token_line(&a.context, &b.context, &name, seen.as_ref()));
 
-    let answer = match reach.istiod_debug {
-        Some(addr) => istiod::read_at(addr).await,
-        None => istiod::read_via_pods(b, ns).await,
+    let skipped = match istiod_sync((a, &a_id), b, ns, &name, reach).await {
+        Ok(line) => {
+            lines.push(line);
+            None
+        }
+        Err(skipped) => Some(skipped),
     };
-    let sync = istiod::judge((&a.context, &a_id), &b.context, ns, &name, &answer);
-    let skipped = sync.verdict.is_none().then_some(sync.skipped);
-    match sync.verdict {
-        Some(Ok(text)) => lines.push(ok(text)),
-        Some(Err(text)) => lines.push(fail(text)),
-        None => {}
-    }
 
     crate::link::check::finish(
         &mut io.out,
@@ -329,6 +270,114 @@ pub async fn run(a: &Cluster, b: &Cluster, ns: &str, reach: Reach<'_>, io: &mut 
         skipped.as_deref(),
         &format!("{} -> {} (remote secret)", a.context, b.context),
     )
+}
+
+/// Whether istiod in --to has synced --from through the secret `name`, or why it could
+/// not be asked (a skipped line, which counts neither way).
+async fn istiod_sync(
+    (a, a_id): (&Cluster, &str),
+    b: &Cluster,
+    ns: &str,
+    name: &str,
+    reach: Reach<'_>,
+) -> Result<Line, String> {
+    let answer = match reach.istiod_debug {
+        Some(addr) => istiod::read_at(addr).await,
+        None => istiod::read_via_pods(b, ns).await,
+    };
+    let sync = istiod::judge((&a.context, a_id), &b.context, ns, name, &answer);
+    match sync.verdict {
+        Some(Ok(text)) => Ok(ok(text)),
+        Some(Err(text)) => Ok(fail(text)),
+        None => Err(sync.skipped),
+    }
+}
+
+/// The release of the istiod a context runs, for [`version_line`].
+async fn release(c: &Cluster, ns: &str) -> Result<(String, Result<Release, String>)> {
+    let d = c
+        .get(
+            &objects::deployment(),
+            Some(ns),
+            &with_revision("istiod", None),
+        )
+        .await?;
+    Ok((
+        c.context.clone(),
+        d.as_ref()
+            .map_or_else(|| Err(format!("no istiod Deployment in {ns}")), release_of),
+    ))
+}
+
+/// The mesh's root certificate as istiod publishes it.
+async fn root_cert(c: &Cluster, ns: &str) -> Result<Option<Value>> {
+    let cm = objects::core("ConfigMap");
+    c.get(&cm, Some(ns), "istio-ca-root-cert").await
+}
+
+/// The kubeconfig a remote secret holds for cluster `id`, when it is there and readable.
+fn secret_kubeconfig(secrets: &[Value], name: &str, id: &str) -> Option<String> {
+    secrets
+        .iter()
+        .find(|s| objects::name(s) == name)
+        .and_then(|s| s["data"][id].as_str())
+        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+}
+
+/// With `--network`: the networks differ and --from's east-west gateway answers and exposes
+/// `*.local`, since across networks the services of --from are reached only through it.
+async fn network_lines(
+    (a, a_id): (&Cluster, &str),
+    (b, b_id): (&Cluster, &str),
+    ns: &str,
+    gw: &GatewayRef,
+    lines: &mut Vec<Line>,
+) -> Result<()> {
+    let na = ControlPlane::new(a, ns, None).network(Some(a_id)).await?;
+    let nb = ControlPlane::new(b, ns, None).network(Some(b_id)).await?;
+    let svc = a
+        .get(&objects::core("Service"), Some(&gw.namespace), &gw.name)
+        .await?;
+    lines.push(network_line(
+        (&a.context, &na.name),
+        (&b.context, &nb.name),
+        gw,
+        svc.as_ref(),
+    ));
+    lines.push(probe_line(
+        &a.context,
+        gw,
+        probe_gateway(gw, svc.as_ref()).await,
+    ));
+    match a.istio_version().await {
+        Ok(v) => {
+            let gateways = a
+                .list(&objects::istio("Gateway", &v), Some(&gw.namespace), None)
+                .await?;
+            lines.push(expose_line(&a.context, &gateways));
+        }
+        Err(e) => lines.push(fail(format!("{e:#}"))),
+    }
+    Ok(())
+}
+
+/// A TCP connection to the gateway's multicluster port: its endpoint and how long it took.
+async fn probe_gateway(
+    gw: &GatewayRef,
+    svc: Option<&Value>,
+) -> Result<(String, std::time::Duration), String> {
+    match svc.map(probe::target) {
+        None => Err(format!("Service {gw} not found")),
+        Some(Err(why)) => Err(why),
+        Some(Ok((host, port))) => {
+            let endpoint = probe::endpoint(&host, port);
+            probe::connect(&host, port)
+                .await
+                .map(|took| (endpoint.clone(), took))
+                .map_err(|why| format!("{endpoint}: {why}"))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,9 +12,9 @@ use crate::istio::VirtualService;
 use crate::objects::Kind;
 use crate::output;
 use crate::prompt::Prompter;
-use crate::split::analysis;
 use crate::split::choose;
 use crate::split::facts;
+use crate::split::gate;
 use crate::split::plan::{Create, Plan, SetPlan};
 use crate::split::report;
 use crate::split::route::{self, Route};
@@ -187,7 +187,7 @@ fn dry_run(walk: &Walk<'_>, sites: &[Site], io: &mut Io) -> Result<()> {
         let gates = walk::make_gates(a, sites, plans)?;
         writeln!(io.out)?;
         io.out
-            .write_all(analysis::describe(&gates, &a.checks, a.window).as_bytes())?;
+            .write_all(gate::describe(&gates, &a.checks, a.window).as_bytes())?;
     }
     io.note("(dry run: nothing was written)")?;
     Ok(())
