@@ -343,6 +343,21 @@ mod tests {
         }
     }
 
+    /// Contexts c1, c2, ... that change what they write; those marked `true` fail.
+    fn fakes<'a>(log: &'a RefCell<Vec<String>>, failing: &[bool]) -> Vec<Fake<'a>> {
+        const NAMES: [&str; 4] = ["c1", "c2", "c3", "c4"];
+        NAMES
+            .iter()
+            .zip(failing)
+            .map(|(name, fail)| Fake {
+                name,
+                fail: *fail,
+                unchanged: false,
+                log,
+            })
+            .collect()
+    }
+
     fn run(sites: &[Fake<'_>]) -> (Result<Vec<bool>>, String) {
         let how = Across {
             order: Order::CanaryThenTogether,
@@ -402,13 +417,7 @@ mod tests {
     #[test]
     fn a_failed_first_context_leaves_the_others_unattempted() {
         let log = RefCell::new(Vec::new());
-        let site = |name, fail| Fake {
-            name,
-            fail,
-            unchanged: false,
-            log: &log,
-        };
-        let sites = [site("c1", true), site("c2", false), site("c3", false)];
+        let sites = fakes(&log, &[true, false, false]);
         let (r, table) = run(&sites);
         let e = r.expect_err("c1 fails");
         assert_eq!(crate::error::exit_code(&e), crate::error::EXIT_PARTIAL);
@@ -426,13 +435,7 @@ mod tests {
     #[test]
     fn several_failures_are_each_named() {
         let log = RefCell::new(Vec::new());
-        let site = |name, fail| Fake {
-            name,
-            fail,
-            unchanged: false,
-            log: &log,
-        };
-        let sites = [site("c1", false), site("c2", true), site("c3", true)];
+        let sites = fakes(&log, &[false, true, true]);
         let (r, table) = run(&sites);
         let e = r.expect_err("c2 and c3 fail");
         assert_eq!(
