@@ -7,6 +7,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::Result;
+use futures::future::join_all;
 
 use super::analysis::{selector, Checks, Percent, Queries};
 use super::route::Destination;
@@ -122,16 +123,22 @@ fn ms(x: f64) -> String {
     format!("{x:.0}ms")
 }
 
-/// Runs every check of every gate. A Prometheus that does not answer is a failed check.
+/// Runs every check of every gate, every cluster's Prometheus at once. A Prometheus that does
+/// not answer is a failed check. The verdict is the first failure in the order of the gates and
+/// destinations, as when they were asked one after another.
 async fn evaluate(gates: &[Gate], checks: &Checks) -> Verdict {
+    let asked = gates.iter().flat_map(|gate| {
+        gate.watched
+            .iter()
+            .map(move |watched| Asked { gate, watched })
+    });
+    let found = join_all(asked.map(|a| async move { a.judge(checks).await })).await;
     let mut low = Vec::new();
-    for gate in gates {
-        for watched in &gate.watched {
-            match (Asked { gate, watched }).judge(checks).await {
-                Found::Held => {}
-                Found::TooFew(l) => low.push(l),
-                Found::Failed(f) => return Verdict::Fail(f),
-            }
+    for f in found {
+        match f {
+            Found::Held => {}
+            Found::TooFew(l) => low.push(l),
+            Found::Failed(f) => return Verdict::Fail(f),
         }
     }
     if low.is_empty() {
@@ -243,23 +250,26 @@ impl Asked<'_> {
     }
 }
 
-/// Every query once, before the first step: a Prometheus that cannot answer stops the walk
-/// before anything is written (exit 1).
+/// Every query once, all at once, before the first step: a Prometheus that cannot answer stops
+/// the walk before anything is written (exit 1). The error is the first in the order of the
+/// gates, as when they were asked one after another.
 pub async fn preflight(gates: &[Gate]) -> Result<()> {
-    for gate in gates {
-        for w in &gate.watched {
-            for q in [&w.queries.requests, &w.queries.error_rate, &w.queries.p99] {
-                gate.prom.query(q).await.map_err(|e| {
-                    anyhow::anyhow!(
-                        "before the first step, for the checks of context {}: {}",
-                        gate.context,
-                        crate::error::one_line(&e)
-                    )
-                })?;
-            }
-        }
-    }
-    Ok(())
+    let asked = gates.iter().flat_map(|gate| {
+        gate.watched.iter().flat_map(move |w| {
+            [&w.queries.requests, &w.queries.error_rate, &w.queries.p99].map(|q| (gate, q))
+        })
+    });
+    let answers = join_all(asked.map(|(gate, q)| async move {
+        gate.prom.query(q).await.map_err(|e| {
+            anyhow::anyhow!(
+                "before the first step, for the checks of context {}: {}",
+                gate.context,
+                crate::error::one_line(&e)
+            )
+        })
+    }))
+    .await;
+    answers.into_iter().try_for_each(|a| a.map(drop))
 }
 
 /// The destinations short of traffic, in one line.
