@@ -23,6 +23,9 @@ use crate::write::across::{self, Failed, Restored};
 use crate::write::{self, Step, Written};
 use crate::Io;
 
+/// What each context's writes did, by context name.
+type PerContext = Vec<(String, Vec<Applied>)>;
+
 /// One context and the writes planned for it.
 struct Context {
     cluster: Cluster,
@@ -67,12 +70,45 @@ pub(super) async fn run(args: &Args, mode: WriteMode, io: &mut Io) -> Result<()>
     }
     // Every argument is checked before anything else.
     action(args, "default")?;
-    // A fresh registration's client dry run needs no cluster: it is printed for each context
-    // from the input.
+    if let Some(per) = offline(args, &targets)? {
+        return print(io, args.write.output, DryRun::Client, &per);
+    }
+    super::warn_link_local(args, io)?;
+    let clusters = Cluster::connect_all(&kc, &targets, kube).await?;
+    if args.list {
+        return list(&clusters, args, io).await;
+    }
+    let contexts = plan_all(clusters, args, io).await?;
+    if mode.dry_run == DryRun::None {
+        check_all(&contexts, mode.force).await?;
+    }
+    let interrupt = if mode.dry_run == DryRun::None {
+        Some(Interrupt::catch().await)
+    } else {
+        None
+    };
+    let how = across::Across {
+        order: across::Order::CanaryThenTogether,
+        mode,
+        interrupt: interrupt.as_ref(),
+        check_with: "kubectl mesh-register --list",
+    };
+    let written = across::commit(&contexts, &how, &mut *io.err).await?;
+    let per: PerContext = contexts
+        .iter()
+        .zip(&written)
+        .map(|(c, w)| (c.cluster.context.clone(), w.results()))
+        .collect();
+    print(io, args.write.output, mode.dry_run, &per)
+}
+
+/// A fresh registration's client dry run needs no cluster: what each context would get, from
+/// the input alone; `None` when the run needs the clusters.
+fn offline(args: &Args, targets: &[crate::kubeconfig::Target]) -> Result<Option<PerContext>> {
     let mut per = Vec::new();
-    for t in &targets {
+    for t in targets {
         let Some(objs) = super::offline(args, &t.namespace)? else {
-            break;
+            return Ok(None);
         };
         let results = objs
             .into_iter()
@@ -83,18 +119,13 @@ pub(super) async fn run(args: &Args, mode: WriteMode, io: &mut Io) -> Result<()>
             .collect();
         per.push((t.context.clone(), results));
     }
-    if !per.is_empty() {
-        return print(io, args.write.output, DryRun::Client, &per);
-    }
-    super::warn_link_local(args, io)?;
-    let clusters = Cluster::connect_all(&kc, &targets, kube).await?;
-    if args.list {
-        return list(&clusters, args, io).await;
-    }
+    Ok((!per.is_empty()).then_some(per))
+}
 
-    // Every context is read and planned before any is written, all at once; each one's
-    // warnings are held and printed in the order of --context, and the first failure in that
-    // order is the error, as when they were read one after another.
+/// Reads and plans every context, all at once; each one's warnings are held and printed in the
+/// order of --context, and the first failure in that order is the error, as when they were
+/// read one after another.
+async fn plan_all(clusters: Vec<Cluster>, args: &Args, io: &mut Io) -> Result<Vec<Context>> {
     let terminal = io.terminal;
     let planned = join_all(clusters.iter().map(|cluster| async move {
         let (mut own, held) = Io::held(terminal);
@@ -112,45 +143,30 @@ pub(super) async fn run(args: &Args, mode: WriteMode, io: &mut Io) -> Result<()>
             new_namespace,
         });
     }
-    // The server checks every write of every context (conflicting field owners, schema,
-    // admission, permissions) before any is sent for real; the contexts are checked at once.
-    if mode.dry_run == DryRun::None {
-        let checks = join_all(contexts.iter().map(|c| {
-            let steps: Vec<Step> = if c.new_namespace {
-                c.steps.iter().take(1).cloned().collect()
-            } else {
-                c.steps.clone()
-            };
-            write::check(&c.cluster, steps, mode.force)
-        }))
-        .await;
-        for check in checks {
-            check.map_err(|e| {
-                anyhow!(
-                    "{}; nothing was written in any context (checked with a server dry run before writing)",
-                    one_line(&e)
-                )
-            })?;
-        }
+    Ok(contexts)
+}
+
+/// The server checks every write of every context (conflicting field owners, schema,
+/// admission, permissions) before any is sent for real; the contexts are checked at once.
+async fn check_all(contexts: &[Context], force: bool) -> Result<()> {
+    let checks = join_all(contexts.iter().map(|c| {
+        let steps: Vec<Step> = if c.new_namespace {
+            c.steps.iter().take(1).cloned().collect()
+        } else {
+            c.steps.clone()
+        };
+        write::check(&c.cluster, steps, force)
+    }))
+    .await;
+    for check in checks {
+        check.map_err(|e| {
+            anyhow!(
+                "{}; nothing was written in any context (checked with a server dry run before writing)",
+                one_line(&e)
+            )
+        })?;
     }
-    let interrupt = if mode.dry_run == DryRun::None {
-        Some(Interrupt::catch().await)
-    } else {
-        None
-    };
-    let how = across::Across {
-        order: across::Order::CanaryThenTogether,
-        mode,
-        interrupt: interrupt.as_ref(),
-        check_with: "kubectl mesh-register --list",
-    };
-    let written = across::commit(&contexts, &how, &mut *io.err).await?;
-    let per: Vec<(String, Vec<Applied>)> = contexts
-        .iter()
-        .zip(&written)
-        .map(|(c, w)| (c.cluster.context.clone(), w.results()))
-        .collect();
-    print(io, args.write.output, mode.dry_run, &per)
+    Ok(())
 }
 
 /// Reads one context and plans its writes: the steps, and whether the first creates the
