@@ -44,69 +44,25 @@ pub(super) async fn plan_deregister(
 ) -> Result<Vec<Step>> {
     // Endpoints mode needs no Istio: without it, look there only.
     let version = cluster.served_istio_version().await?;
-    let svc_kind = objects::core("Service");
-    let mut steps = Vec::new();
-    let mut found = false;
-    let mut last_gone = false;
-
+    let mut found = None;
     if let Some(version) = &version {
-        let se_kind = objects::istio("ServiceEntry", version);
-        if let Some(se) = cluster
-            .get(&se_kind, Some(ns), &service_entry_name(service))
-            .await?
-        {
-            let ips = build::service_entry_ips(&objects::read(&se)?);
-            if ips.contains(&ip) {
-                found = true;
-                last_gone = ips.len() == 1;
-                let rebase = move |now: Option<&Value>| {
-                    without_ip(now, ip, build::service_entry_ips, service_entry_without)
-                };
-                if let Some(step) = rebase(Some(&se))? {
-                    let name = objects::name(&se).to_string();
-                    steps.push(Step::cas(step, se_kind.clone(), Some(ns), &name, rebase));
-                }
-            }
-        }
-        if !found {
-            let we_kind = objects::istio("WorkloadEntry", version);
-            if let Some(we) = cluster
-                .get(&we_kind, Some(ns), &workload_entry_name(service, &ip))
-                .await?
-            {
-                found = true;
-                let selector = format!("app={service},{MANAGED_BY_KEY}={MANAGED_BY_VALUE}");
-                let others = cluster
-                    .list(&we_kind, Some(ns), Some(&selector))
-                    .await?
-                    .into_iter()
-                    .filter(|w| objects::name(w) != objects::name(&we))
-                    .count();
-                last_gone = others == 0;
-                steps.push(Step::Delete { existing: we });
-            }
+        found = in_service_entry(cluster, ns, service, ip, version).await?;
+        if found.is_none() {
+            found = in_workload_entry(cluster, ns, service, ip, version).await?;
         }
     }
-    if !found {
-        let ep_kind = objects::core("Endpoints");
-        if let Some(ep) = cluster.get(&ep_kind, Some(ns), service).await? {
-            let ips = build::endpoints_ips(&objects::read(&ep)?);
-            if ips.contains(&ip) && objects::is_managed(&ep) {
-                found = true;
-                last_gone = ips.len() == 1;
-                let rebase = move |now: Option<&Value>| {
-                    without_ip(now, ip, build::endpoints_ips, endpoints_without)
-                };
-                if let Some(step) = rebase(Some(&ep))? {
-                    steps.push(Step::cas(step, ep_kind.clone(), Some(ns), service, rebase));
-                }
-            }
-        }
+    if found.is_none() {
+        found = in_endpoints(cluster, ns, service, ip).await?;
     }
-    if !found {
+    let Some(Found {
+        mut steps,
+        last_gone,
+    }) = found
+    else {
         anyhow::bail!("{ip} is not registered for service {service} in namespace {ns} (context {:?}): see kubectl mesh-register --list", cluster.context);
-    }
+    };
     if last_gone {
+        let svc_kind = objects::core("Service");
         if let Some(svc) = cluster.get(&svc_kind, Some(ns), service).await? {
             if objects::is_managed(&svc) {
                 steps.push(Step::Delete { existing: svc });
@@ -118,6 +74,101 @@ pub(super) async fn plan_deregister(
         }
     }
     Ok(steps)
+}
+
+/// Where the address was registered: the writes that take it out, and whether it was the
+/// service's last address (so its Service goes too).
+struct Found {
+    steps: Vec<Step>,
+    last_gone: bool,
+}
+
+/// The address in the service's ServiceEntry (ServiceEntry mode).
+async fn in_service_entry(
+    cluster: &Cluster,
+    ns: &str,
+    service: &str,
+    ip: IpAddr,
+    version: &str,
+) -> Result<Option<Found>> {
+    let se_kind = objects::istio("ServiceEntry", version);
+    let Some(se) = cluster
+        .get(&se_kind, Some(ns), &service_entry_name(service))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let ips = build::service_entry_ips(&objects::read(&se)?);
+    if !ips.contains(&ip) {
+        return Ok(None);
+    }
+    let rebase = move |now: Option<&Value>| {
+        without_ip(now, ip, build::service_entry_ips, service_entry_without)
+    };
+    let name = objects::name(&se).to_string();
+    let steps = rebase(Some(&se))?
+        .map(|step| Step::cas(step, se_kind.clone(), Some(ns), &name, rebase))
+        .into_iter()
+        .collect();
+    Ok(Some(Found {
+        steps,
+        last_gone: ips.len() == 1,
+    }))
+}
+
+/// The address's own WorkloadEntry (WorkloadEntry mode).
+async fn in_workload_entry(
+    cluster: &Cluster,
+    ns: &str,
+    service: &str,
+    ip: IpAddr,
+    version: &str,
+) -> Result<Option<Found>> {
+    let we_kind = objects::istio("WorkloadEntry", version);
+    let Some(we) = cluster
+        .get(&we_kind, Some(ns), &workload_entry_name(service, &ip))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let selector = format!("app={service},{MANAGED_BY_KEY}={MANAGED_BY_VALUE}");
+    let others = cluster
+        .list(&we_kind, Some(ns), Some(&selector))
+        .await?
+        .into_iter()
+        .filter(|w| objects::name(w) != objects::name(&we))
+        .count();
+    Ok(Some(Found {
+        steps: vec![Step::Delete { existing: we }],
+        last_gone: others == 0,
+    }))
+}
+
+/// The address in the service's Endpoints, when kubectl-mesh wrote them (Endpoints mode).
+async fn in_endpoints(
+    cluster: &Cluster,
+    ns: &str,
+    service: &str,
+    ip: IpAddr,
+) -> Result<Option<Found>> {
+    let ep_kind = objects::core("Endpoints");
+    let Some(ep) = cluster.get(&ep_kind, Some(ns), service).await? else {
+        return Ok(None);
+    };
+    let ips = build::endpoints_ips(&objects::read(&ep)?);
+    if !ips.contains(&ip) || !objects::is_managed(&ep) {
+        return Ok(None);
+    }
+    let rebase =
+        move |now: Option<&Value>| without_ip(now, ip, build::endpoints_ips, endpoints_without);
+    let steps = rebase(Some(&ep))?
+        .map(|step| Step::cas(step, ep_kind.clone(), Some(ns), service, rebase))
+        .into_iter()
+        .collect();
+    Ok(Some(Found {
+        steps,
+        last_gone: ips.len() == 1,
+    }))
 }
 
 /// Deregistering `ip` from a list as it is now: nothing when it is gone already, a delete when

@@ -145,16 +145,7 @@ pub async fn run(
     let mut rows = Vec::new();
     let mut looks = JoinSet::new();
     for s in &secrets {
-        let id = s["metadata"]["annotations"][build::CLUSTER_ANNOTATION]
-            .as_str()
-            .or_else(|| {
-                s["data"]
-                    .as_object()
-                    .and_then(|d| d.keys().next())
-                    .map(String::as_str)
-            })
-            .unwrap_or("")
-            .to_string();
+        let id = cluster_id(s);
         if only.is_some_and(|o| o != id) {
             continue;
         }
@@ -206,7 +197,26 @@ pub async fn run(
         ))?;
         return Ok(());
     }
-    let table = crate::table::render(
+    io.out.write_all(table(&rows).as_bytes())?;
+    Ok(())
+}
+
+/// The cluster a remote secret reaches: its annotation, else the key its kubeconfig is under.
+fn cluster_id(secret: &Value) -> String {
+    secret["metadata"]["annotations"][build::CLUSTER_ANNOTATION]
+        .as_str()
+        .or_else(|| {
+            secret["data"]
+                .as_object()
+                .and_then(|d| d.keys().next())
+                .map(String::as_str)
+        })
+        .unwrap_or("")
+        .to_string()
+}
+
+fn table(rows: &[Vec<String>]) -> String {
+    crate::table::render(
         &[
             "cluster id",
             "secret",
@@ -217,10 +227,8 @@ pub async fn run(
             "expires",
             "gateway",
         ],
-        &rows,
-    );
-    io.out.write_all(table.as_bytes())?;
-    Ok(())
+        rows,
+    )
 }
 
 fn kubeconfig_text(secret: &Value, id: &str) -> Option<String> {
