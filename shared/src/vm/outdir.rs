@@ -155,90 +155,111 @@ fn write_all_with(
     files: &[(&str, &[u8])],
     mut rename: impl FnMut(&Path, &Path) -> std::io::Result<()>,
 ) -> Result<Vec<PathBuf>> {
-    let mut had_old = Vec::new();
-    for (name, _) in files {
-        let target = dir.join(name);
-        match fs::symlink_metadata(&target) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(usage(
-                    "--out-dir",
-                    format!(
-                        "{} is a symbolic link: refusing to write through it",
-                        target.display()
-                    ),
-                ))
-            }
-            Ok(m) if !m.is_file() => {
-                return Err(usage(
-                    "--out-dir",
-                    format!("{} exists and is not a regular file", target.display()),
-                ))
-            }
-            Ok(_) => had_old.push(true),
-            Err(_) => had_old.push(false),
-        }
-    }
+    let had_old = files
+        .iter()
+        .map(|(name, _)| existing(&dir.join(name)))
+        .collect::<Result<Vec<bool>>>()?;
     remove_stale_temps(dir);
-    let pid = std::process::id();
     let mut scratch = Scratch(Vec::new());
-    let mut plan: Vec<(PathBuf, PathBuf, Option<PathBuf>)> = Vec::new();
+    let mut plan: Vec<Staged> = Vec::new();
     for ((name, data), had) in files.iter().zip(had_old) {
-        let temp = dir.join(format!("{TEMP_PREFIX}{name}.{pid}"));
-        let _ = fs::remove_file(&temp);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&temp)
-            .with_context(|| format!("creating {}", temp.display()))?;
-        scratch.0.push(temp.clone());
-        f.set_permissions(Permissions::from_mode(FILE_MODE))?;
-        f.write_all(data)
-            .and_then(|()| f.sync_all())
-            .with_context(|| format!("writing {}", temp.display()))?;
-        let target = dir.join(name);
-        let old = if had {
-            let old = dir.join(format!("{TEMP_PREFIX}old-{name}.{pid}"));
-            let _ = fs::remove_file(&old);
-            fs::hard_link(&target, &old)
-                .with_context(|| format!("keeping the old {} aside", target.display()))?;
-            scratch.0.push(old.clone());
-            Some(old)
-        } else {
-            None
-        };
-        plan.push((temp, target, old));
+        plan.push(stage(dir, name, data, had, &mut scratch)?);
     }
-    for (i, (temp, target, _)) in plan.iter().enumerate() {
-        if let Err(e) = rename(temp, target) {
-            let mut unrestored = Vec::new();
-            for (_, done, old) in plan[..i].iter().rev() {
-                let back = match old {
-                    Some(old) => fs::rename(old, done),
-                    None => fs::remove_file(done),
-                };
-                if back.is_err() {
-                    unrestored.push(done.display().to_string());
-                }
-            }
-            let state = if unrestored.is_empty() {
-                "the old files are in place".to_string()
-            } else {
-                format!(
-                    "these could not be put back and hold the new version: {}",
-                    unrestored.join(", ")
-                )
-            };
+    for (i, s) in plan.iter().enumerate() {
+        if let Err(e) = rename(&s.temp, &s.target) {
             return Err(anyhow::anyhow!(
-                "renaming into {}: {e}; nothing was replaced: {state}",
-                target.display()
+                "renaming into {}: {e}; nothing was replaced: {}",
+                s.target.display(),
+                put_back(&plan[..i])
             ));
         }
     }
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(plan.into_iter().map(|(_, target, _)| target).collect())
+    Ok(plan.into_iter().map(|s| s.target).collect())
+}
+
+/// Whether a file is already at `target`; refuses a symbolic link or anything but a regular
+/// file there, which a rename would replace or write through.
+fn existing(target: &Path) -> Result<bool> {
+    match fs::symlink_metadata(target) {
+        Ok(m) if m.file_type().is_symlink() => Err(usage(
+            "--out-dir",
+            format!(
+                "{} is a symbolic link: refusing to write through it",
+                target.display()
+            ),
+        )),
+        Ok(m) if !m.is_file() => Err(usage(
+            "--out-dir",
+            format!("{} exists and is not a regular file", target.display()),
+        )),
+        Ok(_) => Ok(true),
+        Err(_) => Ok(false),
+    }
+}
+
+/// One file written beside its target, waiting for the rename: the new content in `temp`, and
+/// a hard link to the old file in `old` to put back if a later rename fails.
+struct Staged {
+    temp: PathBuf,
+    target: PathBuf,
+    old: Option<PathBuf>,
+}
+
+/// Writes `data` to a temporary file of mode 0600 beside `name` (synced before any rename) and
+/// keeps the old file aside when there is one; both are removed by `scratch` at the end.
+fn stage(dir: &Path, name: &str, data: &[u8], had: bool, scratch: &mut Scratch) -> Result<Staged> {
+    let pid = std::process::id();
+    let temp = dir.join(format!("{TEMP_PREFIX}{name}.{pid}"));
+    let _ = fs::remove_file(&temp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(&temp)
+        .with_context(|| format!("creating {}", temp.display()))?;
+    scratch.0.push(temp.clone());
+    f.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", temp.display()))?;
+    let target = dir.join(name);
+    let old = if had {
+        let old = dir.join(format!("{TEMP_PREFIX}old-{name}.{pid}"));
+        let _ = fs::remove_file(&old);
+        fs::hard_link(&target, &old)
+            .with_context(|| format!("keeping the old {} aside", target.display()))?;
+        scratch.0.push(old.clone());
+        Some(old)
+    } else {
+        None
+    };
+    Ok(Staged { temp, target, old })
+}
+
+/// After a failed rename, puts the files already renamed back as they were, last first; what
+/// the error says of them.
+fn put_back(renamed: &[Staged]) -> String {
+    let mut unrestored = Vec::new();
+    for s in renamed.iter().rev() {
+        let back = match &s.old {
+            Some(old) => fs::rename(old, &s.target),
+            None => fs::remove_file(&s.target),
+        };
+        if back.is_err() {
+            unrestored.push(s.target.display().to_string());
+        }
+    }
+    if unrestored.is_empty() {
+        "the old files are in place".to_string()
+    } else {
+        format!(
+            "these could not be put back and hold the new version: {}",
+            unrestored.join(", ")
+        )
+    }
 }
 
 /// Removes temporary files whose run is over: their name ends in the process ID that wrote
