@@ -76,6 +76,15 @@ impl<S> Object<S> {
         self.metadata.namespace.as_deref()
     }
 
+    /// Whether kubectl-mesh's label is on the object.
+    pub fn is_managed(&self) -> bool {
+        self.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(MANAGED_BY_KEY))
+            .is_some_and(|v| v == MANAGED_BY_VALUE)
+    }
+
     /// The annotation `key`, if set.
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.metadata

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::plan::{Options, Plan, Selection};
 use super::report::Report;
-use super::service_entry::{self, SourceService};
+use super::service_entry::{self, Listed, SourceService};
 use crate::api::Cluster;
 use crate::cli::KubeArgs;
 use crate::error::MeshError;
@@ -61,7 +61,7 @@ pub(super) struct Facts<'a> {
     pub(super) gateway: Option<GatewayAddress>,
     pub(super) version: String,
     /// Every ServiceEntry of the target, in every namespace.
-    pub(super) ses: Vec<Value>,
+    pub(super) ses: Vec<Listed>,
 }
 
 /// Reads everything every direction needs, all at once; fails before any write when a
@@ -210,7 +210,7 @@ fn linkable(
 
 /// The target side of a direction: the served Istio version and every ServiceEntry, in every
 /// namespace, without their managedFields (most of a listed object, and nothing here reads them).
-async fn read_target(dst: &Cluster) -> Result<(String, Vec<Value>)> {
+async fn read_target(dst: &Cluster) -> Result<(String, Vec<Listed>)> {
     let version = dst.istio_version().await?;
     let ses = dst
         .list(&objects::istio("ServiceEntry", &version), None, None)
@@ -218,7 +218,7 @@ async fn read_target(dst: &Cluster) -> Result<(String, Vec<Value>)> {
         .into_iter()
         .map(objects::for_display)
         .collect();
-    Ok((version, ses))
+    Ok((version, service_entry::read_listed(ses)?))
 }
 
 /// The source gateway's address: exit 1 when it has none, exit 3 when it lacks port 15443.
@@ -322,7 +322,7 @@ pub(super) struct Linked<'a> {
     pub(super) src: &'a Cluster,
     pub(super) dst: &'a Cluster,
     pub(super) version: String,
-    pub(super) links: Vec<Value>,
+    pub(super) links: Vec<Listed>,
 }
 
 /// Reads the links of every direction that the selection names, all at once (the first
@@ -366,7 +366,7 @@ async fn linked_one<'a>(
     let (entries, wanted) = tokio::join!(entries, wanted);
     let (version, ses) = entries?;
     let wanted = wanted?;
-    let links = ses
+    let links = service_entry::read_listed(ses)?
         .into_iter()
         .filter(|se| {
             service_entry::is_link(se)

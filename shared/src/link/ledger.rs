@@ -14,7 +14,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::pool::{Exhausted, Pool};
-use super::service_entry;
+use super::service_entry::{self, Listed};
 use crate::api::{Cluster, WriteMode};
 use crate::cli::DryRun;
 use crate::objects::{self, Kind};
@@ -101,7 +101,7 @@ pub struct Allocation {
 pub fn allocate(
     pool: &Pool,
     hosts: &[String],
-    ses: &[Value],
+    ses: &[Listed],
     ledger: &Ledger,
 ) -> Result<Allocation, Exhausted> {
     let entries = Entries::read(ses);
@@ -162,7 +162,7 @@ struct Entries<'a> {
 }
 
 impl<'a> Entries<'a> {
-    fn read(ses: &'a [Value]) -> Self {
+    fn read(ses: &'a [Listed]) -> Self {
         let mut entries = Entries {
             address: BTreeMap::new(),
             owners: BTreeMap::new(),
@@ -309,7 +309,7 @@ mod tests {
         s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 
-    fn linked(svc: &str, addr: &str) -> Value {
+    fn linked(svc: &str, addr: &str) -> Listed {
         let s = SourceService {
             name: svc.into(),
             namespace: "default".into(),
@@ -321,7 +321,7 @@ mod tests {
             skipped_ports: vec![],
         };
         let gw = GatewayAddress::Ip("203.0.113.10".parse().expect("ip"));
-        build(
+        let se = build(
             &Link {
                 service: &s,
                 address: ip(addr),
@@ -329,13 +329,15 @@ mod tests {
                 source_context: "cluster1",
             },
             "v1",
-        )
+        );
+        Listed::read(se).expect("a ServiceEntry")
     }
 
-    fn foreign(host: &str, addr: &str) -> Value {
-        json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+    fn foreign(host: &str, addr: &str) -> Listed {
+        let se = json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
                "metadata": {"name": "x", "namespace": "other"},
-               "spec": {"hosts": [host], "addresses": [addr]}})
+               "spec": {"hosts": [host], "addresses": [addr]}});
+        Listed::read(se).expect("a ServiceEntry")
     }
 
     fn hosts(hs: &[&str]) -> Vec<String> {

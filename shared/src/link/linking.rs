@@ -12,13 +12,12 @@ use super::ledger::{self, Allocation};
 use super::plan::{Options, Plan, Selection};
 use super::report::{outcome_text, Report};
 use super::rollback;
-use super::service_entry::{self, Link, SourceService};
+use super::service_entry::{self, Link, Listed, SourceService};
 use super::unlink::delete_links;
 use crate::api::{Cluster, Outcome, WriteMode};
 use crate::cli::DryRun;
 use crate::error::MeshError;
 use crate::interrupt::Interrupt;
-use crate::objects;
 use crate::write::concurrent::apply_all;
 
 /// Links (and prunes) in one or both directions. All reads of every direction happen before
@@ -134,11 +133,11 @@ async fn write_direction(
 ) -> Result<()> {
     let ns = opts.namespace.as_str();
     let pair = (facts.src, facts.dst);
-    let existing: BTreeMap<&str, &Value> = facts
+    let existing: BTreeMap<&str, &Listed> = facts
         .ses
         .iter()
-        .filter(|se| objects::namespace(se) == Some(ns))
-        .map(|se| (objects::name(se), se))
+        .filter(|se| se.namespace() == Some(ns))
+        .map(|se| (se.name(), se))
         .collect();
     let to_link = to_link(&facts, &existing, ns, report);
     let hosts: Vec<String> = to_link
@@ -171,11 +170,11 @@ async fn write_direction(
         return Ok(());
     }
     if prune {
-        let gone: Vec<&Value> = facts
+        let gone: Vec<&Listed> = facts
             .ses
             .iter()
             .filter(|se| {
-                objects::namespace(se) == Some(ns)
+                se.namespace() == Some(ns)
                     && service_entry::is_link(se)
                     && service_entry::source(se) == Some(facts.src.context.as_str())
                     && service_entry::service_of(se)
@@ -192,13 +191,13 @@ async fn write_direction(
 /// taken by something else is a failure, and a hand-written entry of the same host a warning.
 fn to_link<'f>(
     facts: &'f Facts<'_>,
-    existing: &BTreeMap<&str, &Value>,
+    existing: &BTreeMap<&str, &Listed>,
     ns: &str,
     report: &mut Report,
 ) -> Vec<&'f SourceService> {
     let (src, dst) = (facts.src, facts.dst);
     // Hand-written entries by host, looked up once per Service (not a scan per Service).
-    let mut foreign: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    let mut foreign: BTreeMap<&str, Vec<&Listed>> = BTreeMap::new();
     for se in facts.ses.iter().filter(|se| !service_entry::is_link(se)) {
         for h in service_entry::hosts(se) {
             foreign.entry(h).or_default().push(se);
@@ -226,8 +225,8 @@ fn to_link<'f>(
                 for se in foreign.get(host.as_str()).into_iter().flatten() {
                     report.warnings.push(format!(
                         "{host} is also defined by serviceentry {}/{} in {} (not created by kubectl mesh-link): its address is kept; delete that entry once the link works",
-                        objects::namespace(se).unwrap_or(""),
-                        objects::name(se),
+                        se.namespace().unwrap_or(""),
+                        se.name(),
                         dst.context
                     ));
                 }
@@ -244,7 +243,7 @@ async fn reserve(
     dst: &Cluster,
     opts: &Options,
     hosts: &[String],
-    ses: &[Value],
+    ses: &[Listed],
     report: &mut Report,
 ) -> Result<Allocation> {
     let mut ledger_warnings = Vec::new();
@@ -308,7 +307,7 @@ async fn ensure_namespace(
 fn entries<'s>(
     facts: &Facts<'_>,
     to_link: &[&'s SourceService],
-    existing: &BTreeMap<&str, &Value>,
+    existing: &BTreeMap<&str, &Listed>,
     allocation: &Allocation,
     ns: &str,
 ) -> (Vec<Entry<'s>>, Vec<Entry<'s>>) {
@@ -327,11 +326,12 @@ fn entries<'s>(
             gateway: gw,
             source_context: &facts.src.context,
         };
-        let desired = service_entry::build(&link, &facts.version);
-        let current = existing
-            .get(service_entry::name(&s.name).as_str())
-            .map(|v| (*v).clone());
-        let up_to_date = matches!(&current, Some(cur) if service_entry::up_to_date(cur, &desired));
+        let desired = service_entry::entry(&link, &facts.version);
+        let current = existing.get(service_entry::name(&s.name).as_str());
+        let up_to_date = current.is_some_and(|cur| service_entry::up_to_date(cur, &desired));
+        // The rollback puts back the entry exactly as it was read.
+        let current = current.map(|cur| cur.served.clone());
+        let desired = desired.to_value();
         let entry = Entry {
             service: s,
             host,

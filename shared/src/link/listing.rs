@@ -5,7 +5,7 @@ use std::io::Write as _;
 use anyhow::Result;
 use serde_json::Value;
 
-use super::service_entry;
+use super::service_entry::{self, Listed};
 use crate::api::Cluster;
 use crate::cli::OutputFormat;
 use crate::objects;
@@ -14,21 +14,13 @@ use crate::table;
 use crate::Io;
 
 /// The table of linked ServiceEntries: HOST, ADDRESS, GATEWAY, SOURCE, PORTS.
-pub fn render(links: &[Value]) -> String {
+pub fn render(links: &[Listed]) -> String {
     let rows: Vec<Vec<String>> = links
         .iter()
         .map(|se| {
             vec![
                 service_entry::hosts(se).join(","),
-                se["spec"]["addresses"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    })
-                    .unwrap_or_default(),
+                service_entry::addresses(se).join(","),
                 service_entry::gateway_text(se),
                 service_entry::source(se).unwrap_or("").to_string(),
                 service_entry::ports_text(se),
@@ -40,22 +32,16 @@ pub fn render(links: &[Value]) -> String {
 
 /// Linked ServiceEntries among `ses`, optionally only those from one source context, sorted by
 /// namespace and host.
-pub fn links_of(ses: Vec<Value>, from: Option<&str>) -> Vec<Value> {
-    let mut links: Vec<Value> = ses
+pub fn links_of(ses: Vec<Listed>, from: Option<&str>) -> Vec<Listed> {
+    let mut links: Vec<Listed> = ses
         .into_iter()
         .filter(|se| {
             service_entry::is_link(se) && from.is_none_or(|f| service_entry::source(se) == Some(f))
         })
         .collect();
     links.sort_by(|a, b| {
-        (
-            objects::namespace(a),
-            service_entry::hosts(a).first().copied(),
-        )
-            .cmp(&(
-                objects::namespace(b),
-                service_entry::hosts(b).first().copied(),
-            ))
+        (a.namespace(), service_entry::hosts(a).first().copied())
+            .cmp(&(b.namespace(), service_entry::hosts(b).first().copied()))
     });
     links
 }
@@ -72,9 +58,12 @@ pub async fn run(
     let ses = cluster
         .list(&objects::istio("ServiceEntry", &version), namespace, None)
         .await?;
-    let links = links_of(ses, from);
+    let links = links_of(service_entry::read_listed(ses)?, from);
     if let Some(f) = format {
-        let objs: Vec<Value> = links.into_iter().map(objects::for_display).collect();
+        let objs: Vec<Value> = links
+            .into_iter()
+            .map(|se| objects::for_display(se.served))
+            .collect();
         return output::print_objects(&mut io.out, f, &objs);
     }
     if links.is_empty() {

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::service_entry;
 use crate::api::{Applied, Cluster, Outcome, WriteMode};
 use crate::cli::{DryRun, OutputFormat};
+use crate::istio::ServiceEntry;
 use crate::objects;
 use crate::output;
 use crate::table;
@@ -158,8 +159,8 @@ impl Report {
     }
 
     /// Adds the line of a linked ServiceEntry.
-    pub(super) fn entry_row(&mut self, pair: (&Cluster, &Cluster), se: &Value, state: &str) {
-        let service = service_entry::service_of(se).unwrap_or(objects::name(se));
+    pub(super) fn entry_row(&mut self, pair: (&Cluster, &Cluster), se: &ServiceEntry, state: &str) {
+        let service = service_entry::service_of(se).unwrap_or(se.name());
         let host = service_entry::hosts(se)
             .first()
             .map(|h| h.to_string())

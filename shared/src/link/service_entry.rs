@@ -180,8 +180,13 @@ pub fn cluster_label(context: &str) -> String {
     }
 }
 
-/// Builds the ServiceEntry `SERVICE-global` in the target cluster.
+/// Builds the ServiceEntry `SERVICE-global` in the target cluster, as the write engine takes it.
 pub fn build(link: &Link<'_>, version: &str) -> Value {
+    entry(link, version).to_value()
+}
+
+/// Builds the ServiceEntry `SERVICE-global` in the target cluster.
+pub fn entry(link: &Link<'_>, version: &str) -> ServiceEntry {
     let svc = link.service;
     let kind = objects::istio("ServiceEntry", version);
     let ports = svc
@@ -225,22 +230,78 @@ pub fn build(link: &Link<'_>, version: &str) -> Value {
             link.source_context.to_string(),
         )]),
     );
-    se.to_value()
+    se
+}
+
+/// A ServiceEntry as a cluster listed it: typed for every read, and kept as served for what
+/// must hand back the object exactly as read (the typed envelope drops `status` and any other
+/// top-level field it does not name): putting a deleted entry back, the rollback's "before"
+/// state, and `-o`, which prints objects as they were read.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The typed entry, which every reader takes.
+    pub entry: ServiceEntry,
+    /// The entry as served.
+    pub served: Value,
+}
+
+impl Listed {
+    /// Types one served ServiceEntry; a malformed one is an error naming it.
+    pub fn read(served: Value) -> anyhow::Result<Self> {
+        let entry = ServiceEntry::read(&served)?;
+        Ok(Self { entry, served })
+    }
+}
+
+// Reads go to the typed entry, so a listed entry is passed wherever a ServiceEntry is read.
+impl std::ops::Deref for Listed {
+    type Target = ServiceEntry;
+
+    fn deref(&self) -> &ServiceEntry {
+        &self.entry
+    }
+}
+
+/// Types every listed ServiceEntry. One mesh-link manages (its label or its source
+/// annotation) that does not read is an error naming it: its host and address matter to the
+/// ledger and the run must not guess them. Someone else's is left out of the scan instead of
+/// failing the command: a real API server validates ServiceEntries, so only a hand-fed store
+/// holds one that does not read, and it is not this tool's to judge.
+pub fn read_listed(served: Vec<Value>) -> anyhow::Result<Vec<Listed>> {
+    let mut listed = Vec::with_capacity(served.len());
+    for v in served {
+        let ours = objects::is_managed(&v) || has_source_annotation(&v);
+        match Listed::read(v) {
+            Ok(se) => listed.push(se),
+            Err(e) if ours => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Ok(listed)
+}
+
+/// Whether the served object carries the source annotation, read without typing it (the
+/// typing is what failed).
+fn has_source_annotation(v: &Value) -> bool {
+    v.get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(SOURCE_ANNOTATION))
+        .is_some()
 }
 
 /// Whether a ServiceEntry was written by `kubectl mesh-link`.
-pub fn is_link(se: &Value) -> bool {
-    objects::is_managed(se) && source(se).is_some()
+pub fn is_link(se: &ServiceEntry) -> bool {
+    se.is_managed() && source(se).is_some()
 }
 
 /// The source context of a linked ServiceEntry.
-pub fn source(se: &Value) -> Option<&str> {
-    se["metadata"]["annotations"][SOURCE_ANNOTATION].as_str()
+pub fn source(se: &ServiceEntry) -> Option<&str> {
+    se.annotation(SOURCE_ANNOTATION)
 }
 
 /// The Service a linked ServiceEntry stands for, from its `SERVICE.NS.global` host.
-pub fn service_of(se: &Value) -> Option<&str> {
-    let ns = objects::namespace(se)?;
+pub fn service_of(se: &ServiceEntry) -> Option<&str> {
+    let ns = se.namespace()?;
     hosts(se).into_iter().find_map(|h| {
         h.strip_suffix(".global")?
             .strip_suffix(ns)?
@@ -249,80 +310,73 @@ pub fn service_of(se: &Value) -> Option<&str> {
 }
 
 /// `spec.hosts`.
-pub fn hosts(se: &Value) -> Vec<&str> {
-    se["spec"]["hosts"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
+pub fn hosts(se: &ServiceEntry) -> Vec<&str> {
+    se.spec.hosts.iter().map(String::as_str).collect()
+}
+
+/// `spec.addresses`, as written.
+pub fn addresses(se: &ServiceEntry) -> Vec<&str> {
+    se.spec
+        .addresses
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .collect()
 }
 
 /// Every IPv4 address in `spec.addresses` (CIDRs and IPv6 are not VIPs this tool hands out).
-pub fn ipv4_addresses(se: &Value) -> Vec<Ipv4Addr> {
-    se["spec"]["addresses"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .filter_map(|s| s.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+pub fn ipv4_addresses(se: &ServiceEntry) -> Vec<Ipv4Addr> {
+    addresses(se)
+        .into_iter()
+        .filter_map(|s| s.parse().ok())
+        .collect()
 }
 
 /// Whether the cluster's object already says what `desired` says, so the apply can be skipped:
 /// the same spec, and every desired label and annotation present with the same value.
-pub fn up_to_date(existing: &Value, desired: &Value) -> bool {
-    fn contains(have: &Value, want: &Value) -> bool {
-        want.as_object()
-            .is_none_or(|w| w.iter().all(|(k, v)| have.get(k) == Some(v)))
+pub fn up_to_date(existing: &ServiceEntry, desired: &ServiceEntry) -> bool {
+    fn contains(
+        have: &Option<BTreeMap<String, String>>,
+        want: &Option<BTreeMap<String, String>>,
+    ) -> bool {
+        want.iter()
+            .flatten()
+            .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
     }
-    existing["spec"] == desired["spec"]
+    existing.spec == desired.spec
+        && contains(&existing.metadata.labels, &desired.metadata.labels)
         && contains(
-            &existing["metadata"]["labels"],
-            &desired["metadata"]["labels"],
-        )
-        && contains(
-            &existing["metadata"]["annotations"],
-            &desired["metadata"]["annotations"],
+            &existing.metadata.annotations,
+            &desired.metadata.annotations,
         )
 }
 
 /// `80/HTTP,9555/GRPC` for tables.
-pub fn ports_text(se: &Value) -> String {
-    se["spec"]["ports"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .map(|p| {
-                    format!(
-                        "{}/{}",
-                        p["number"],
-                        p["protocol"].as_str().unwrap_or("TCP")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
+pub fn ports_text(se: &ServiceEntry) -> String {
+    se.spec
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| format!("{}/{}", p.number, p.protocol.as_deref().unwrap_or("TCP")))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `203.0.113.10:15443` for tables: each endpoint's address and its first port.
-pub fn gateway_text(se: &Value) -> String {
-    se["spec"]["endpoints"]
-        .as_array()
-        .map(|eps| {
-            eps.iter()
-                .map(|e| {
-                    let addr = e["address"].as_str().unwrap_or("?");
-                    match e["ports"].as_object().and_then(|m| m.values().next()) {
-                        Some(p) => format!("{addr}:{p}"),
-                        None => addr.to_string(),
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(",")
+pub fn gateway_text(se: &ServiceEntry) -> String {
+    se.spec
+        .endpoints
+        .iter()
+        .flatten()
+        .map(|e| {
+            let addr = e.address.as_deref().unwrap_or("?");
+            match e.ports.as_ref().and_then(|m| m.values().next()) {
+                Some(p) => format!("{addr}:{p}"),
+                None => addr.to_string(),
+            }
         })
-        .unwrap_or_default()
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -421,11 +475,37 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_entry_fails_only_when_it_is_a_link() {
+        let se = |name: &str, labels: Value, annotations: Value| {
+            json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+                   "metadata": {"name": name, "namespace": "default", "labels": labels, "annotations": annotations},
+                   "spec": {"hosts": "not-a-list"}})
+        };
+        let good = json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+                          "metadata": {"name": "ok", "namespace": "default"},
+                          "spec": {"hosts": ["ok.example.com"]}});
+        let foreign = se("theirs", json!({}), json!({}));
+        let listed = read_listed(vec![foreign, good.clone()]).expect("a stranger is left out");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].served, good);
+        let labelled = se(
+            "ours",
+            json!({objects::MANAGED_BY_KEY: objects::MANAGED_BY_VALUE}),
+            json!({}),
+        );
+        let annotated = se("annotated", json!({}), json!({SOURCE_ANNOTATION: "c1"}));
+        for (bad, name) in [(labelled, "default/ours"), (annotated, "default/annotated")] {
+            let e = read_listed(vec![good.clone(), bad]).expect_err("a link must read");
+            assert!(e.to_string().contains(name), "{e}");
+        }
+    }
+
+    #[test]
     fn recognises_links() {
         let s = source_service(&svc("adservice", json!([{"name": "grpc", "port": 9555}])))
             .expect("linkable");
         let gw = GatewayAddress::Ip("203.0.113.10".parse().expect("ip"));
-        let se = build(
+        let served = build(
             &Link {
                 service: &s,
                 address: Ipv4Addr::new(240, 0, 0, 1),
@@ -434,6 +514,8 @@ mod tests {
             },
             "v1",
         );
+        let read = |v: &Value| ServiceEntry::read(v).expect("a ServiceEntry");
+        let se = read(&served);
         assert!(is_link(&se));
         assert_eq!(source(&se), Some("cluster1"));
         assert_eq!(service_of(&se), Some("adservice"));
@@ -441,14 +523,14 @@ mod tests {
         assert_eq!(ports_text(&se), "9555/GRPC");
         assert_eq!(gateway_text(&se), "203.0.113.10:15443");
         assert!(up_to_date(&se, &se));
-        let mut server = se.clone();
+        let mut server = served.clone();
         server["metadata"]["resourceVersion"] = json!("7");
         server["metadata"]["labels"]["extra"] = json!("x");
-        assert!(up_to_date(&server, &se));
+        assert!(up_to_date(&read(&server), &se));
         server["spec"]["addresses"] = json!(["240.0.0.2"]);
-        assert!(!up_to_date(&server, &se));
-        let mut foreign = se.clone();
+        assert!(!up_to_date(&read(&server), &se));
+        let mut foreign = served.clone();
         foreign["metadata"]["labels"] = json!({});
-        assert!(!is_link(&foreign));
+        assert!(!is_link(&read(&foreign)));
     }
 }

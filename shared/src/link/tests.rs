@@ -326,6 +326,7 @@ fn golden_ledger_configmap() {
     let gw = GatewayAddress::Ip("203.0.113.10".parse().expect("ip"));
     let ses = build_all(&gw, "cluster1");
     // The ledger is lost: rebuilt from the entries, plus one new host.
+    let ses = service_entry::read_listed(ses).expect("ServiceEntries");
     let alloc = ledger::allocate(
         &Pool::default(),
         &["emailservice.default.global".to_string()],
@@ -345,6 +346,7 @@ fn golden_list_table() {
     let gw = GatewayAddress::Ip("203.0.113.10".parse().expect("ip"));
     let mut ses = build_all(&gw, "cluster1");
     ses.push(json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "foreign", "namespace": "default"}, "spec": {"hosts": ["x.example.com"]}}));
+    let ses = service_entry::read_listed(ses).expect("ServiceEntries");
     let links = listing::links_of(ses, Some("cluster1"));
     assert_eq!(links.len(), 7);
     insta::assert_snapshot!("list_table", listing::render(&links));

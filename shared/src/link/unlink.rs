@@ -11,7 +11,7 @@ use super::ledger::{self, Ledger};
 use super::plan::{Options, Plan, Selection};
 use super::report::Report;
 use super::rollback;
-use super::service_entry;
+use super::service_entry::{self, Listed};
 use crate::api::{Cluster, WriteMode};
 use crate::error::MeshError;
 use crate::objects;
@@ -49,7 +49,7 @@ pub async fn unlink(
                 w.src.context, w.dst.context
             ));
         }
-        let refs: Vec<&Value> = w.links.iter().collect();
+        let refs: Vec<&Listed> = w.links.iter().collect();
         let before = report.changed;
         let deleted = delete_links(
             w.src, w.dst, &w.version, &refs, opts.mode, "deleted", report,
@@ -73,22 +73,20 @@ pub(super) async fn delete_links(
     src: &Cluster,
     dst: &Cluster,
     version: &str,
-    ses: &[&Value],
+    ses: &[&Listed],
     mode: WriteMode,
     word: &str,
     report: &mut Report,
 ) -> Result<()> {
     let kind = objects::istio("ServiceEntry", version);
     let mut freed = BTreeSet::new();
-    let mut deleted: Vec<(&Value, bool)> = Vec::new();
+    let mut deleted: Vec<(&Listed, bool)> = Vec::new();
     let mut failure: Option<anyhow::Error> = None;
     for se in ses {
-        let result = dst
-            .delete(&kind, objects::namespace(se), objects::name(se), mode)
-            .await;
+        let result = dst.delete(&kind, se.namespace(), se.name(), mode).await;
         // A delete in doubt may have landed: it is put back with the others.
         if let Some(in_doubt) = rollback::to_take_back(&result, |_| true) {
-            deleted.push((se, in_doubt));
+            deleted.push((*se, in_doubt));
         }
         match result {
             Ok(_) => freed.extend(service_entry::hosts(se).into_iter().map(String::from)),
@@ -112,7 +110,9 @@ pub(super) async fn delete_links(
         return Ok(());
     };
     // All or nothing: put back what this run deleted, so the entries and the ledger agree.
-    let not_restored = rollback::put_back_deleted(dst, &deleted, mode).await;
+    // What is put back is each entry exactly as it was read.
+    let served: Vec<(&Value, bool)> = deleted.iter().map(|(se, d)| (&se.served, *d)).collect();
+    let not_restored = rollback::put_back_deleted(dst, &served, mode).await;
     for se in ses {
         report.entry_row((src, dst), se, "failed: nothing unlinked");
     }

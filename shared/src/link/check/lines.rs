@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::Line;
 use crate::gateway::{self, GatewayAddress, GatewayRef, MULTICLUSTER_PORT};
+use crate::istio::ServiceEntry;
 use crate::link::dns::{self, Flavor};
 use crate::link::service_entry;
 use crate::objects;
@@ -109,7 +110,7 @@ pub fn root_cert_line(a: (&str, Option<&Value>), b: (&str, Option<&Value>)) -> L
 }
 
 /// The uniqueness line: no address of the target is used by two different hosts.
-pub fn unique_addresses_line(ctx: &str, ses: &[Value]) -> Line {
+pub fn unique_addresses_line(ctx: &str, ses: &[ServiceEntry]) -> Line {
     let mut owners: BTreeMap<Ipv4Addr, BTreeSet<String>> = BTreeMap::new();
     for se in ses {
         for ip in service_entry::ipv4_addresses(se) {
@@ -217,7 +218,10 @@ mod tests {
 
     #[test]
     fn address_uniqueness() {
-        let se = |host: &str, addr: &str| json!({"spec": {"hosts": [host], "addresses": [addr]}});
+        let se = |host: &str, addr: &str| {
+            ServiceEntry::read(&json!({"spec": {"hosts": [host], "addresses": [addr]}}))
+                .expect("a ServiceEntry")
+        };
         let ok = [
             se("a.default.global", "240.0.0.1"),
             se("b.default.global", "240.0.0.2"),

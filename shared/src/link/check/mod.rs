@@ -18,9 +18,11 @@ use anyhow::Result;
 use serde_json::Value;
 
 use super::dns;
+use super::service_entry;
 use crate::api::Cluster;
 use crate::error::MeshError;
 use crate::gateway::{GatewayAddress, GatewayRef};
+use crate::istio::ServiceEntry;
 use crate::objects;
 use crate::Io;
 
@@ -106,7 +108,13 @@ pub async fn run(
     ));
 
     lines.push(match istio_objects(b, "ServiceEntry").await? {
-        Ok(ses) => unique_addresses_line(&b.context, &ses),
+        Ok(ses) => {
+            let ses: Vec<ServiceEntry> = service_entry::read_listed(ses)?
+                .into_iter()
+                .map(|se| se.entry)
+                .collect();
+            unique_addresses_line(&b.context, &ses)
+        }
         Err(line) => line,
     });
 
