@@ -102,14 +102,14 @@ async fn in_service_entry(
     if !ips.contains(&ip) {
         return Ok(None);
     }
-    let rebase = move |now: Option<&Value>| {
-        without_ip(now, ip, build::service_entry_ips, service_entry_without)
-    };
-    let name = objects::name(&se).to_string();
-    let steps = rebase(Some(&se))?
-        .map(|step| Step::cas(step, se_kind.clone(), Some(ns), &name, rebase))
-        .into_iter()
-        .collect();
+    let steps = cas_without(
+        &se,
+        se_kind,
+        ns,
+        ip,
+        build::service_entry_ips,
+        service_entry_without,
+    )?;
     Ok(Some(Found {
         steps,
         last_gone: ips.len() == 1,
@@ -159,16 +159,36 @@ async fn in_endpoints(
     if !ips.contains(&ip) || !objects::is_managed(&ep) {
         return Ok(None);
     }
-    let rebase =
-        move |now: Option<&Value>| without_ip(now, ip, build::endpoints_ips, endpoints_without);
-    let steps = rebase(Some(&ep))?
-        .map(|step| Step::cas(step, ep_kind.clone(), Some(ns), service, rebase))
-        .into_iter()
-        .collect();
+    let steps = cas_without(
+        &ep,
+        ep_kind,
+        ns,
+        ip,
+        build::endpoints_ips,
+        endpoints_without,
+    )?;
     Ok(Some(Found {
         steps,
         last_gone: ips.len() == 1,
     }))
+}
+
+/// The compare-and-swap write that takes `ip` out of the address list `read` (none when it is
+/// gone already): sent over the object as read, recomputed by [`without_ip`] if it changed.
+fn cas_without<T: DeserializeOwned + 'static>(
+    read: &Value,
+    kind: objects::Kind,
+    ns: &str,
+    ip: IpAddr,
+    ips_of: fn(&T) -> Vec<IpAddr>,
+    set_ips: fn(T, &[IpAddr]) -> Value,
+) -> Result<Vec<Step>> {
+    let rebase = move |now: Option<&Value>| without_ip(now, ip, ips_of, set_ips);
+    let name = objects::name(read).to_string();
+    Ok(rebase(Some(read))?
+        .map(|step| Step::cas(step, kind, Some(ns), &name, rebase))
+        .into_iter()
+        .collect())
 }
 
 /// Deregistering `ip` from a list as it is now: nothing when it is gone already, a delete when
